@@ -1,0 +1,57 @@
+#include "apps/cli/common.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "base/error.h"
+
+namespace dsv3::cli {
+
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag) {
+  std::vector<int32_t> ids;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = text.find(',', i);
+    if (j == std::string::npos) j = text.size();
+    std::string item = text.substr(i, j - i);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos || item.size() > 9)
+      fail("{}: '{}' is not a token id (expected comma-separated non-negative integers)", flag, item);
+    ids.push_back(int32_t(std::stol(item)));
+    i = j + 1;
+  }
+  if (ids.empty()) fail("{}: the list of token ids is empty", flag);
+  return ids;
+}
+
+int default_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : int(n);
+}
+
+Runner load_runner(const std::string& dir, int threads, bool quiet) {
+  Runner r;
+  r.ckpt = LoadedCheckpoint::load(dir);
+  if (!quiet && !r.ckpt->weights.extra.empty()) {
+    std::fprintf(stderr, "dsv3: warning: %zu tensor(s) in '%s' are not used by this config, e.g. '%s'\n",
+                 r.ckpt->weights.extra.size(), dir.c_str(), r.ckpt->weights.extra.front().c_str());
+  }
+  r.pool = std::make_unique<ThreadPool>(threads > 0 ? threads : default_threads());
+  r.backend = std::make_unique<CpuBackend>(*r.pool);
+  r.model = std::make_unique<Model>(r.ckpt->config, r.ckpt->weights, *r.backend);
+  return r;
+}
+
+void write_f32_file(const std::string& path, const std::vector<float>& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) fail("cannot create '{}': {}", path, std::strerror(errno));
+  // float32 little-endian rows (x86-64 and aarch64 are little-endian).
+  out.write(reinterpret_cast<const char*>(data.data()), std::streamsize(data.size() * sizeof(float)));
+  if (!out) fail("cannot write '{}'", path);
+}
+
+}  // namespace dsv3::cli

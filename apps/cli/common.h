@@ -1,0 +1,35 @@
+// Pieces several commands share: parsing id lists, loading a model with a backend.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/cpu_backend.h"
+#include "base/thread_pool.h"
+#include "model/model.h"
+#include "weights/loaded_checkpoint.h"
+
+namespace dsv3::cli {
+
+// "0,17,345" -> ids; throws Error naming the flag on anything else.
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag);
+
+int default_threads();
+
+// Everything needed to run a checkpoint, owned together.
+struct Runner {
+  std::unique_ptr<LoadedCheckpoint> ckpt;
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Model> model;
+};
+
+// Loads `dir` and builds the CPU backend with `threads` threads (0: all cores). Unknown extra
+// tensors are listed on stderr unless quiet.
+Runner load_runner(const std::string& dir, int threads, bool quiet = false);
+
+void write_f32_file(const std::string& path, const std::vector<float>& data);
+
+}  // namespace dsv3::cli

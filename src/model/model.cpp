@@ -1,0 +1,115 @@
+#include "model/model.h"
+#include "model/scratch.h"
+
+#include <algorithm>
+
+#include "base/error.h"
+
+namespace dsv3 {
+
+Model::Model(const ModelConfig& config, const ModelWeights& weights, Backend& backend)
+    : config_(config), weights_(weights), backend_(backend), inv_freq_(config.rope_inv_freq()) {
+  mla_shape_ = MlaShape{.n_heads = config.num_attention_heads,
+                        .qk_nope_head_dim = config.qk_nope_head_dim,
+                        .qk_rope_head_dim = config.qk_rope_head_dim,
+                        .v_head_dim = config.v_head_dim,
+                        .kv_lora_rank = config.kv_lora_rank,
+                        .softmax_scale = float(config.softmax_scale())};
+  route_shape_ = RouteShape{.n_routed_experts = config.n_routed_experts,
+                            .num_experts_per_tok = config.num_experts_per_tok,
+                            .n_group = config.n_group,
+                            .topk_group = config.topk_group,
+                            .scoring_func = config.scoring_func,
+                            .topk_method = config.topk_method,
+                            .norm_topk_prob = config.norm_topk_prob,
+                            .routed_scaling_factor = float(config.routed_scaling_factor)};
+}
+
+void Model::validate(std::span<const StepEntry> entries, std::span<SequenceCache* const> caches) const {
+  for (const auto& e : entries) {
+    if (e.seq < 0 || size_t(e.seq) >= caches.size()) fail("step entry names sequence {} of {}", e.seq, caches.size());
+    if (e.token < 0 || e.token >= config_.vocab_size)
+      fail("token id {} is out of range; the vocabulary has {} ids (0..{})", e.token, config_.vocab_size,
+           config_.vocab_size - 1);
+    if (e.pos < 0) fail("position {} is negative", e.pos);
+  }
+  // A sequence's positions in one step must continue its cache without gaps.
+  std::vector<int64_t> next(caches.size());
+  for (size_t s = 0; s < caches.size(); ++s) next[s] = caches[s] ? caches[s]->length(0) : 0;
+  for (const auto& e : entries) {
+    if (!caches[size_t(e.seq)]) fail("sequence {} has no cache", e.seq);
+    if (e.pos > next[size_t(e.seq)])
+      fail("sequence {}: position {} leaves a gap (the cache holds {} positions)", e.seq, e.pos,
+           next[size_t(e.seq)]);
+    next[size_t(e.seq)] = std::max<int64_t>(next[size_t(e.seq)], e.pos + 1);
+  }
+}
+
+void Model::forward(std::span<const StepEntry> entries, std::span<SequenceCache* const> caches,
+                    const ForwardOptions& opts, float* hidden, float* logits) {
+  validate(entries, caches);
+  const int64_t n = int64_t(entries.size()), H = config_.hidden_size;
+  if (n == 0) return;
+  for (const auto& e : entries) caches[size_t(e.seq)]->reserve(e.pos + 1);
+  int32_t* ids = grow(ids_, n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = entries[size_t(i)].token;
+  float* x = hidden;  // the residual stream lives in the caller's buffer [n, H]
+  backend_.embed(weights_.embed_tokens, std::span<const int32_t>(ids, size_t(n)), x);
+  for (int64_t il = 0; il < config_.num_hidden_layers; ++il)
+    block(weights_.layers[size_t(il)], il, x, entries, caches, opts);
+  backend_.rms_norm(x, n, weights_.norm, float(config_.rms_norm_eps), x);
+  if (!opts.logit_rows.empty()) {
+    float* rows = grow(h_, int64_t(opts.logit_rows.size()) * H);
+    for (size_t r = 0; r < opts.logit_rows.size(); ++r)
+      std::copy_n(x + int64_t(opts.logit_rows[r]) * H, H, rows + int64_t(r) * H);
+    backend_.linear(weights_.lm_head, rows, int64_t(opts.logit_rows.size()), logits);
+  }
+}
+
+void Model::forward_mtp(std::span<const StepEntry> entries, const float* hidden_in,
+                        std::span<SequenceCache* const> caches, const ForwardOptions& opts, float* logits) {
+  DSV3_CHECK(has_mtp(), "forward_mtp without MTP weights");
+  const MtpWeights& m = *weights_.mtp;
+  const int64_t n = int64_t(entries.size()), H = config_.hidden_size, il = config_.num_hidden_layers;
+  if (n == 0) return;
+  for (const auto& e : entries)
+    if (e.seq < 0 || size_t(e.seq) >= caches.size() || !caches[size_t(e.seq)]) fail("MTP entry names no cache");
+  for (const auto& e : entries) {
+    if (e.token < 0 || e.token >= config_.vocab_size) fail("token id {} is out of range", e.token);
+    caches[size_t(e.seq)]->reserve(e.pos + 1);
+  }
+  int32_t* ids = grow(ids_, n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = entries[size_t(i)].token;
+  // x = eh_proj([enorm(embed(next token)) | hnorm(hidden)]): embedding first, then hidden.
+  float* cat = grow(cat_, n * 2 * H);
+  float* e = grow(a_, n * H);
+  backend_.embed(m.embed_tokens, std::span<const int32_t>(ids, size_t(n)), e);
+  backend_.rms_norm(e, n, m.enorm, float(config_.rms_norm_eps), e);
+  float* hn = grow(h_, n * H);
+  backend_.rms_norm(hidden_in, n, m.hnorm, float(config_.rms_norm_eps), hn);
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy_n(e + i * H, H, cat + i * 2 * H);
+    std::copy_n(hn + i * H, H, cat + i * 2 * H + H);
+  }
+  std::vector<float> x(static_cast<size_t>(n * H));
+  backend_.linear(m.eh_proj, cat, n, x.data());
+  block(m.layer, il, x.data(), entries, caches, opts);
+  backend_.rms_norm(x.data(), n, m.shared_head_norm, float(config_.rms_norm_eps), x.data());
+  backend_.linear(m.shared_head_head, x.data(), n, logits);
+}
+
+void Model::block(const LayerWeights& lw, int64_t il, float* x, std::span<const StepEntry> entries,
+                  std::span<SequenceCache* const> caches, const ForwardOptions& opts) {
+  const int64_t n = int64_t(entries.size()), H = config_.hidden_size;
+  const float eps = float(config_.rms_norm_eps);
+  float* h = grow(h_, n * H);
+  float* a = grow(a_, n * H);
+  backend_.rms_norm(x, n, lw.input_layernorm, eps, h);                // attn_norm
+  attention(lw.self_attn, il, h, a, entries, caches, opts.absorbed);  // MLA over the latent cache
+  backend_.add(x, a, n * H);                                          // residual
+  backend_.rms_norm(x, n, lw.post_attention_layernorm, eps, h);       // ffn_norm
+  ffn(lw, il, h, a, n, opts.trace);                                   // dense MLP or MoE
+  backend_.add(x, a, n * H);                                          // residual
+}
+
+}  // namespace dsv3

@@ -1,0 +1,83 @@
+// The DeepSeek-V2/V3 forward pass (model.py Transformer, plus the MTP module), written against
+// the Backend op set. One step takes a batch of (sequence, token, position) entries over
+// per-sequence latent caches: a prefill, a decode of many sequences, or a mix, in one call.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "io/model_config.h"
+#include "model/kv_cache.h"
+#include "ops/backend.h"
+#include "weights/model_weights.h"
+
+namespace dsv3 {
+
+struct StepEntry {
+  int32_t seq = 0;    // index into the caches span
+  int32_t token = 0;  // token id fed at this position
+  int32_t pos = 0;    // its position in the sequence
+};
+
+// Experts chosen per MoE layer call, for tests and routing statistics.
+struct RoutingTrace {
+  struct Call {
+    int64_t layer;
+    std::vector<int32_t> experts;  // [n_entries, num_experts_per_tok], in selection order
+    std::vector<float> weights;    // same shape
+  };
+  std::vector<Call> calls;
+};
+
+struct ForwardOptions {
+  bool absorbed = true;                 // MLA with kv_b_proj absorbed (default) or naive per-head
+  std::span<const int32_t> logit_rows;  // entries whose logits are wanted
+  RoutingTrace* trace = nullptr;
+};
+
+class Model {
+ public:
+  Model(const ModelConfig& config, const ModelWeights& weights, Backend& backend);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  bool has_mtp() const { return weights_.mtp.has_value(); }
+  // Layers a SequenceCache needs (main layers, plus the MTP layer when loaded).
+  int64_t cache_layers() const { return config_.num_hidden_layers + (has_mtp() ? 1 : 0); }
+  int64_t cache_row() const { return config_.kv_lora_rank + config_.qk_rope_head_dim; }
+  SequenceCache new_cache(int64_t capacity = 0) const { return SequenceCache(cache_layers(), cache_row(), capacity); }
+
+  // Main model. hidden [n, hidden_size] = state after the final norm (what the head sees);
+  // logits [opts.logit_rows.size(), vocab_size]. Throws Error for token ids out of range or
+  // positions that would leave a gap in a cache.
+  void forward(std::span<const StepEntry> entries, std::span<SequenceCache* const> caches,
+               const ForwardOptions& opts, float* hidden, float* logits);
+
+  // MTP module (layer num_hidden_layers): entry i carries the *next* token and the position of
+  // the main-model state hidden_in[i] (after the final norm) it extends; logits for every entry.
+  void forward_mtp(std::span<const StepEntry> entries, const float* hidden_in, std::span<SequenceCache* const> caches,
+                   const ForwardOptions& opts, float* logits);
+
+ private:
+  void validate(std::span<const StepEntry> entries, std::span<SequenceCache* const> caches) const;
+  // x [n, hidden] += attention and FFN of one decoder layer; il indexes the cache layer.
+  void block(const LayerWeights& lw, int64_t il, float* x, std::span<const StepEntry> entries,
+             std::span<SequenceCache* const> caches, const ForwardOptions& opts);
+  void attention(const AttentionWeights& aw, int64_t il, const float* h, float* out,
+                 std::span<const StepEntry> entries, std::span<SequenceCache* const> caches, bool absorbed);
+  void ffn(const LayerWeights& lw, int64_t il, const float* h, float* out, int64_t n, RoutingTrace* trace);
+
+  const ModelConfig& config_;
+  const ModelWeights& weights_;
+  Backend& backend_;
+  std::vector<float> inv_freq_;
+  MlaShape mla_shape_;
+  RouteShape route_shape_;
+  // Step scratch, reused across calls (grows only).
+  std::vector<float> h_, a_, q_, qa_, kv_, o_, gate_logits_, route_w_, cat_;
+  std::vector<int32_t> route_e_, positions_, ids_;
+  std::vector<LatentRows> ctx_;
+};
+
+}  // namespace dsv3
