@@ -78,25 +78,15 @@ uint8_t f32_to_e4m3(float f) {
   if (std::isnan(f)) return 0x7f;
   const uint8_t sign = std::signbit(f) ? 0x80 : 0;
   const float a = std::min(std::fabs(f), 448.0f);
-  // Binary search over the 127 non-negative finite codes (monotone in value).
-  int lo = 0, hi = 0x7e;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (kE4m3[mid] <= a)
-      lo = mid;
-    else
-      hi = mid;
+  if (a < 0.015625f) {
+    // Subnormal range (below 2^-6): value = m * 2^-9. m == 8 is 2^-6, code 0x08, the first
+    // normal: the codes are contiguous in value, so no special case.
+    return uint8_t(std::nearbyint(a * 512.0f)) | sign;
   }
-  int code;
-  if (a <= kE4m3[lo])
-    code = lo;
-  else if (a >= kE4m3[hi])
-    code = hi;
-  else {
-    const float dlo = a - kE4m3[lo], dhi = kE4m3[hi] - a;
-    code = dlo < dhi ? lo : dhi < dlo ? hi : ((lo & 1) ? hi : lo);  // tie: even mantissa
-  }
-  return uint8_t(code) | sign;
+  // Round the f32 mantissa to 3 bits, ties to even, then rebias the exponent (127 -> 7).
+  uint32_t u = f32_to_bits(a);
+  u += 0x7ffffu + ((u >> 20) & 1u);
+  return uint8_t((u >> 20) - ((127u - 7u) << 3)) | sign;
 }
 
 }  // namespace dsv3

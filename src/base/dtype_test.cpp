@@ -42,6 +42,23 @@ TEST(DType, E4m3EncodeIsNearestAndSaturates) {
   EXPECT_EQ(f32_to_e4m3(1.1f), 0x39);
 }
 
+// Brute force over every code: the nearest value, ties to the even code.
+TEST(DType, E4m3EncodeMatchesBruteForceNearest) {
+  uint32_t state = 12345;
+  for (int i = 0; i < 200000; ++i) {
+    state = state * 1664525u + 1013904223u;
+    const float f = std::ldexp(float(int32_t(state)) / 2147483648.0f, int(state % 24) - 14);
+    const float a = std::min(std::fabs(f), 448.0f);
+    int best = 0;
+    for (int c = 1; c <= 0x7e; ++c) {
+      const float d = std::fabs(e4m3_to_f32(uint8_t(c)) - a), db = std::fabs(e4m3_to_f32(uint8_t(best)) - a);
+      if (d < db || (d == db && (c & 1) == 0)) best = c;
+    }
+    const uint8_t want = uint8_t(best) | (std::signbit(f) ? 0x80 : 0);
+    ASSERT_EQ(f32_to_e4m3(f), want) << f;
+  }
+}
+
 TEST(DType, Bf16RoundsToNearestEven) {
   EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
   EXPECT_EQ(bf16_to_f32(0x3f80), 1.0f);
