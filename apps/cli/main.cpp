@@ -12,6 +12,19 @@ int main(int argc, char** argv) {
   dsv3::cli::add_logits_command(app);
   dsv3::cli::add_info_command(app);
   dsv3::cli::add_init_command(app);
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    std::string names;
+    for (const auto* sub : app.get_subcommands({})) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "dsv3: unknown command '%s'; commands: %s\nRun dsv3 --help for usage.\n", argv[1],
+                   names.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
