@@ -140,7 +140,9 @@ TEST(Cli, InitThenLogitsOnOtherShapes) {
     const int64_t vocab = s.config["vocab_size"];
     EXPECT_EQ(la.size(), size_t(5 * vocab)) << s.name;
     EXPECT_LE(test::max_abs_diff(la, ln), 1e-4) << s.name;
-    if (mtp) EXPECT_EQ(test::read_f32(d.file("m.bin")).size(), size_t(7 * vocab)) << s.name;
+    if (mtp) {
+      EXPECT_EQ(test::read_f32(d.file("m.bin")).size(), size_t(7 * vocab)) << s.name;
+    }
   }
 }
 

@@ -147,9 +147,14 @@ TEST_P(GoldenTest, MtpLogitsPostNorm) {
 
 std::vector<GoldenCase> all_cases() {
   std::vector<GoldenCase> out;
-  for (const char* c : {"v3-tiny-fp8", "v3-tiny-bf16", "v2-lite-tiny-bf16"})
-    for (const char* p : {"prompt7", "prompt19"})
-      for (const char* b : {"reference", "cpu1", "cpu2"}) out.push_back({c, p, b});
+  const std::pair<std::vector<const char*>, std::vector<const char*>> sets[] = {
+      {{"v3-tiny-fp8", "v3-tiny-bf16", "v2-lite-tiny-bf16"}, {"prompt7", "prompt19"}},
+      {{"v3-wide-fp8", "v2-groups-bf16", "k2-style-fp8"}, {"p3", "p40"}},  // see tests/data/golden/SOURCES.md
+  };
+  for (const auto& [cases, prompts] : sets)
+    for (const char* c : cases)
+      for (const char* p : prompts)
+        for (const char* b : {"reference", "cpu1", "cpu2"}) out.push_back({c, p, b});
   return out;
 }
 
