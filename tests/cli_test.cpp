@@ -97,6 +97,20 @@ TEST(Cli, InfoDescribesTheCheckpoint) {
     EXPECT_NE(r.output.find(s), std::string::npos) << s << "\n" << r.output;
 }
 
+TEST(Cli, InfoListsEveryProblem) {
+  test::TempDir d;
+  const std::string dir = copy_checkpoint(d);
+  auto cfg = read_json_file(d.file("config.json"));
+  cfg["intermediate_size"] = 321;  // three dense-MLP tensors now have the wrong shape
+  cfg["n_shared_experts"] = 2;     // and every shared expert of the three MoE layers
+  write_text_file(d.file("config.json"), cfg.dump());
+  const auto r = test::run_dsv3("info --model " + dir);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("problems:     12"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("model.layers.0.mlp.down_proj.weight"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("model.layers.3.mlp.shared_experts.up_proj.weight"), std::string::npos) << r.output;
+}
+
 // init writes what the loader reads, for shapes the goldens do not have; the logits command
 // agrees with the naive path and writes [decode+1, vocab] rows, MTP rows [L-1, vocab].
 TEST(Cli, InitThenLogitsOnOtherShapes) {

@@ -4,7 +4,7 @@
 #include "apps/cli/commands.h"
 #include "apps/cli/common.h"
 #include "base/error.h"
-#include "weights/loaded_checkpoint.h"
+#include "weights/model_weights.h"
 #include "weights/weight_table.h"
 
 namespace dsv3::cli {
@@ -48,12 +48,12 @@ std::string human(double v, const char* unit) {
 }
 
 void run_info(const std::string& dir) {
-  auto lc = LoadedCheckpoint::load(dir);
-  const ModelConfig& c = lc->config;
-  const ModelWeights& w = lc->weights;
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  const ModelConfig c = ModelConfig::from_json(ckpt.config_json(), dir + "/config.json");
+  std::vector<std::string> problems;
+  const ModelWeights w = bind_weights(ckpt, c, true, &problems);
   std::printf("model:        %s (%s)\n", dir.c_str(), c.model_type.c_str());
-  std::printf("shards:       %zu, %s of tensors\n", lc->checkpoint.shards().size(),
-              human(double(lc->checkpoint.total_bytes()), "B").c_str());
+  std::printf("shards:       %zu, %s of tensors\n", ckpt.shards().size(), human(double(ckpt.total_bytes()), "B").c_str());
   std::printf("layers:       %lld (%lld dense, %lld MoE)%s\n", (long long)c.num_hidden_layers,
               (long long)std::min(c.first_k_dense_replace, c.num_hidden_layers),
               (long long)(c.num_hidden_layers - std::min(c.first_k_dense_replace, c.num_hidden_layers)),
@@ -90,9 +90,16 @@ void run_info(const std::string& dir) {
   std::printf("kv cache:     %lld bytes per token (%lld layers x (%lld latent + %lld rope) x f32)\n",
               (long long)(cache_layers * (c.kv_lora_rank + c.qk_rope_head_dim) * 4), (long long)cache_layers,
               (long long)c.kv_lora_rank, (long long)c.qk_rope_head_dim);
-  std::printf("missing:      none (every tensor the config implies is present)\n");
+  if (problems.empty()) {
+    std::printf("problems:     none (every tensor the config implies is present, with its shape and dtype)\n");
+  } else {
+    std::printf("problems:     %zu (missing tensors, wrong shapes or dtypes):\n", problems.size());
+    for (const auto& p : problems) std::printf("  %s\n", p.c_str());
+  }
   std::printf("extra:        %zu tensor(s)%s\n", w.extra.size(), w.extra.empty() ? "" : ":");
   for (const auto& e : w.extra) std::printf("  %s\n", e.c_str());
+  std::fflush(stdout);
+  if (!problems.empty()) fail("{}: {} problem(s) in the checkpoint; the model cannot run", dir, problems.size());
 }
 
 }  // namespace

@@ -39,9 +39,20 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 class Binder {
  public:
-  Binder(const Checkpoint& ckpt, ModelWeights& mw) : ckpt_(ckpt), mw_(mw) {}
+  Binder(const Checkpoint& ckpt, ModelWeights& mw, std::vector<std::string>* problems)
+      : ckpt_(ckpt), mw_(mw), problems_(problems) {}
 
   Weight bind(const WeightSpec& spec) {
+    if (!problems_) return bind_or_throw(spec);
+    try {
+      return bind_or_throw(spec);
+    } catch (const Error& e) {
+      problems_->push_back(e.what());
+      return Weight{};
+    }
+  }
+
+  Weight bind_or_throw(const WeightSpec& spec) {
     const TensorInfo* t = ckpt_.find(spec.name);
     if (!t) fail("{}: tensor '{}' is missing (expected shape {})", ckpt_.dir(), spec.name, shape_str(spec.shape));
     used_.insert(spec.name);
@@ -107,6 +118,7 @@ class Binder {
 
   const Checkpoint& ckpt_;
   ModelWeights& mw_;
+  std::vector<std::string>* problems_;
   std::set<std::string> used_;
 };
 
@@ -152,9 +164,10 @@ LayerWeights bind_layer(Binder& b, const ModelConfig& c, int64_t il) {
 
 }  // namespace
 
-ModelWeights bind_weights(const Checkpoint& ckpt, const ModelConfig& c, bool load_mtp) {
+ModelWeights bind_weights(const Checkpoint& ckpt, const ModelConfig& c, bool load_mtp,
+                          std::vector<std::string>* problems) {
   ModelWeights mw;
-  Binder b(ckpt, mw);
+  Binder b(ckpt, mw, problems);
   const auto globals = global_weight_specs(c);
   mw.embed_tokens = b.bind(globals[0]);
   mw.norm = b.bind(globals[1]);

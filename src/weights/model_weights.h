@@ -58,7 +58,10 @@ struct ModelWeights {
 };
 
 // Binds every tensor; throws Error naming the tensor (and its shard) on the first problem.
-// `load_mtp` false skips the MTP layer even when the checkpoint has it.
-ModelWeights bind_weights(const Checkpoint& ckpt, const ModelConfig& config, bool load_mtp = true);
+// `load_mtp` false skips the MTP layer even when the checkpoint has it. With `problems`, every
+// problem (missing tensor, wrong shape or dtype, missing scale) is collected there instead of
+// thrown, and the weights are not usable when any was found (dsv3 info reports them all).
+ModelWeights bind_weights(const Checkpoint& ckpt, const ModelConfig& config, bool load_mtp = true,
+                          std::vector<std::string>* problems = nullptr);
 
 }  // namespace dsv3
