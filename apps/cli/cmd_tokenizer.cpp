@@ -82,14 +82,14 @@ std::vector<int32_t> parse_ids(const std::string& s, int32_t vocab_size) {
 
 void run_template(const std::string& model, const std::string& messages_file, bool add_generation_prompt) {
   Tokenizer tok = Tokenizer::load(model);
-  nlohmann::json input;
+  nlohmann::ordered_json input;
   try {
-    input = nlohmann::json::parse(read_file(messages_file));
+    input = nlohmann::ordered_json::parse(read_file(messages_file));
   } catch (const nlohmann::json::exception& e) {
     fail("{}: invalid JSON: {}", messages_file, e.what());
   }
   // Either a list of messages, or an object {"messages": [...], other variables...}.
-  nlohmann::json messages, extra = nlohmann::json::object();
+  nlohmann::ordered_json messages, extra = nlohmann::ordered_json::object();
   if (input.is_array()) {
     messages = input;
   } else if (input.is_object() && input.contains("messages")) {
