@@ -9,6 +9,7 @@
 #include "apps/cli/commands.h"
 #include "base/error.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/jinja/value.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv3::cli {
@@ -110,6 +111,40 @@ void run_template(const std::string& model, const std::string& messages_file, bo
   std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
+// Conformance batch mode (hidden flag --cases): renders every case of a JSON list, each
+// {"messages": [...], "add_generation_prompt": bool, "template"?: source, ...variables}, and
+// prints one JSON line per case: the rendered string, or {"error": message}.
+void run_template_cases(const std::string& model, const std::string& cases_file) {
+  Tokenizer tok = Tokenizer::load(model);
+  nlohmann::ordered_json cases;
+  try {
+    cases = nlohmann::ordered_json::parse(read_file(cases_file));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: invalid JSON: {}", cases_file, e.what());
+  }
+  if (!cases.is_array()) fail("{}: expected a list of cases", cases_file);
+  const TokenizerConfig& cfg = tok.config();
+  for (const auto& c : cases) {
+    std::string line;
+    try {
+      nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+      for (const auto& [k, v] : c.items()) {
+        if (k != "messages" && k != "template" && k != "add_generation_prompt") extra[k] = v;
+      }
+      ChatTemplate t = c.contains("template")
+                           ? ChatTemplate(c["template"].get<std::string>(), cfg.bos_token.value_or(""), cfg.eos_token.value_or(""))
+                           : ChatTemplate::from_config(cfg);
+      std::string out = t.render(c.value("messages", nlohmann::ordered_json::array()), c.value("add_generation_prompt", false), extra);
+      // JSON.stringify's escaping, so the lines compare byte for byte with the oracle's.
+      line = jinja::to_json(jinja::Value::string(out), jinja::JsonOptions{});
+    } catch (const Error& e) {
+      line = "{\"error\": " + jinja::to_json(jinja::Value::string(e.what()), jinja::JsonOptions{}) + "}";
+    }
+    line += "\n";
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  }
+}
+
 }  // namespace
 
 void add_tokenizer_commands(CLI::App& app) {
@@ -145,11 +180,16 @@ void add_tokenizer_commands(CLI::App& app) {
     auto messages = std::make_shared<std::string>();
     auto gen = std::make_shared<bool>(false);
     cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
+    auto cases = std::make_shared<std::string>();
     cmd->add_option("--messages", *messages,
-                    "JSON file: a list of messages, or {\"messages\": [...], other template variables...}")
-        ->required();
+                    "JSON file: a list of messages, or {\"messages\": [...], other template variables...}");
     cmd->add_flag("--add-generation-prompt", *gen, "End with the assistant prompt");
-    cmd->callback([=] { run_template(*model, *messages, *gen); });
+    cmd->add_option("--cases", *cases, "Conformance batch mode")->group("");
+    cmd->callback([=] {
+      if (!cases->empty()) return run_template_cases(*model, *cases);
+      if (messages->empty()) fail("template: --messages is required");
+      run_template(*model, *messages, *gen);
+    });
   }
 }
 

@@ -15,9 +15,9 @@ const defaultTemplate = Array.isArray(cfg.chat_template)
 let out = "";
 for (const c of JSON.parse(readFileSync(casesPath, "utf8"))) {
   const { template, ...vars } = c;
-  const t = new Template(template ?? defaultTemplate);
   let rendered;
   try {
+    const t = new Template(template ?? defaultTemplate);
     rendered = t.render({ bos_token: tokenText(cfg.bos_token), eos_token: tokenText(cfg.eos_token), ...vars });
   } catch (e) {
     rendered = { error: String(e.message ?? e) };

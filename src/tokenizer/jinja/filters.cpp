@@ -403,8 +403,10 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
       const Array& arr = *operand.array;
       if (!is_call) {
         if (name == "list") return operand;
-        if (name == "first") return arr.empty() ? Value::undefined() : arr.front();
-        if (name == "last") return arr.empty() ? Value::undefined() : arr.back();
+        // @huggingface/jinja fails on an empty array here (it returns a bare JavaScript undefined).
+        if ((name == "first" || name == "last") && arr.empty()) fail("'{}' of an empty array", name);
+        if (name == "first") return arr.front();
+        if (name == "last") return arr.back();
         if (name == "length" || name == "count") return Value::integer(static_cast<int64_t>(arr.size()));
         if (name == "reverse") return Value::array_of(Array(arr.rbegin(), arr.rend()));
         if (name == "sort") {

@@ -388,16 +388,25 @@ Value Interpreter::evaluate_member(const Node& n, Scope& scope) {
         int64_t k = property.i < 0 ? len + property.i : property.i;
         return k >= 0 && k < len ? (*object.array)[k] : Value::undefined();
       }
-      std::vector<std::string> chars;
+      // JavaScript's String.prototype.at indexes UTF-16 code units: half of a surrogate pair
+      // comes out alone (written as WTF-8, as a JavaScript string would hold it).
+      std::vector<char32_t> units;
       size_t i = 0;
       while (i < object.s.size()) {
-        size_t at = i;
-        next_code_point(object.s, i);
-        chars.push_back(object.s.substr(at, i - at));
+        char32_t c = next_code_point(object.s, i);
+        if (c >= 0x10000) {
+          units.push_back(0xD800 + ((c - 0x10000) >> 10));
+          units.push_back(0xDC00 + ((c - 0x10000) & 0x3FF));
+        } else {
+          units.push_back(c);
+        }
       }
-      int64_t len = static_cast<int64_t>(chars.size());
+      int64_t len = static_cast<int64_t>(units.size());
       int64_t k = property.i < 0 ? len + property.i : property.i;
-      return k >= 0 && k < len ? Value::string(chars[k]) : Value::undefined();
+      if (k < 0 || k >= len) return Value::undefined();
+      std::string out;
+      append_utf8(out, units[k]);
+      return Value::string(out);
     }
     if (property.is_string()) return builtin_member(object, property.s);
     runtime_error(n, fmt::format("cannot index {} with {}", object.type_name(), property.type_name()));

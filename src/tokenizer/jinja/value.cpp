@@ -119,7 +119,7 @@ void json_string(std::string& out, std::string_view s, bool ensure_ascii) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20 || (ensure_ascii && c >= 0x7F)) {
+        if (c < 0x20 || (c >= 0xD800 && c <= 0xDFFF) || (ensure_ascii && c >= 0x7F)) {
           // \uXXXX in lowercase hex, as UTF-16 code units.
           auto unit = [&](unsigned u) { out += fmt::format("\\u{:04x}", u); };
           if (c >= 0x10000) {
