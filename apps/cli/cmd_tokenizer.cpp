@@ -111,6 +111,29 @@ void run_template(const std::string& model, const std::string& messages_file, bo
   std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
+// Conformance batch mode (hidden flag --ids-jsonl): decodes each JSON array of ids and prints
+// {"text": decoded, "skip": decoded with skip_special} per line, escaped as JSON.stringify does.
+void run_decode_batch(const Tokenizer& tok, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {}", path);
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    std::vector<int32_t> ids;
+    try {
+      for (const auto& v : nlohmann::json::parse(line)) ids.push_back(v.get<int32_t>());
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}:{}: expected a JSON array of ids: {}", path, line_no, e.what());
+    }
+    jinja::JsonOptions opt;
+    std::string out = "{\"text\":" + jinja::to_json(jinja::Value::string(tok.decode(ids, false)), opt) +
+                      ",\"skip\":" + jinja::to_json(jinja::Value::string(tok.decode(ids, true)), opt) + "}\n";
+    std::fwrite(out.data(), 1, out.size(), stdout);
+  }
+}
+
 // Conformance batch mode (hidden flag --cases): renders every case of a JSON list, each
 // {"messages": [...], "add_generation_prompt": bool, "template"?: source, ...variables}, and
 // prints one JSON line per case: the rendered string, or {"error": message}.
@@ -165,11 +188,15 @@ void add_tokenizer_commands(CLI::App& app) {
     auto model = std::make_shared<std::string>();
     auto ids = std::make_shared<std::string>();
     auto skip = std::make_shared<bool>(false);
+    auto ids_jsonl = std::make_shared<std::string>();
     cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
-    cmd->add_option("--ids", *ids, "Comma-separated ids, e.g. 0,19923")->required();
+    cmd->add_option("--ids", *ids, "Comma-separated ids, e.g. 0,19923");
     cmd->add_flag("--skip-special", *skip, "Drop special tokens");
+    cmd->add_option("--ids-jsonl", *ids_jsonl, "Conformance batch mode")->group("");
     cmd->callback([=] {
       Tokenizer tok = Tokenizer::load(*model);
+      if (!ids_jsonl->empty()) return run_decode_batch(tok, *ids_jsonl);
+      if (ids->empty()) fail("detokenize: --ids is required");
       std::string out = tok.decode(parse_ids(*ids, tok.vocab_size()), *skip);
       std::fwrite(out.data(), 1, out.size(), stdout);
     });

@@ -57,7 +57,7 @@ class Parser {
   NodeList block(std::initializer_list<const char*> ends) {
     NodeList out;
     while (!is_statement(ends)) {
-      if (i_ >= t_.size()) error(fmt::format("missing {{% {} %}}", *ends.begin()));
+      if (i_ >= t_.size()) error(fmt::format("missing {{% {} %}}", *(ends.end() - 1)));
       out.push_back(any());
     }
     return out;
@@ -159,7 +159,7 @@ class Parser {
     expect_ident("in");
     n->b = expression();
     expect(T::kCloseStatement, "'%}'");
-    n->body = block({"endfor", "else"});
+    n->body = block({"else", "endfor"});
     if (is_statement({"else"})) {
       i_ += 2;
       expect(T::kCloseStatement, "'%}'");
