@@ -1,0 +1,223 @@
+// dsv3 tokenize / detokenize / template: the tokenizer and chat template from the command line.
+// They need only DIR/tokenizer.json and DIR/tokenizer_config.json.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "apps/cli/commands.h"
+#include "base/error.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/jinja/value.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsv3::cli {
+namespace {
+
+void print_ids(const std::vector<int32_t>& ids) {
+  std::string line = "[";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) line += ',';
+    line += std::to_string(ids[i]);
+  }
+  line += "]\n";
+  std::fwrite(line.data(), 1, line.size(), stdout);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {}", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void run_tokenize(const std::string& model, bool no_bos, const std::string& text, const std::string& jsonl, bool have_text) {
+  Tokenizer tok = Tokenizer::load(model);
+  if (have_text == !jsonl.empty()) fail("tokenize: give exactly one of --text and --jsonl");
+  if (have_text) {
+    print_ids(tok.encode(text, !no_bos));
+    return;
+  }
+  std::ifstream in(jsonl, std::ios::binary);
+  if (!in) fail("cannot open {}", jsonl);
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    std::string doc = with_context(fmt::format("{}:{}", jsonl, line_no), [&] {
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        fail("invalid JSON: {}", e.what());
+      }
+      if (!j.is_string()) fail("expected a JSON string, got {}", j.type_name());
+      return j.get<std::string>();
+    });
+    print_ids(with_context(fmt::format("{}:{}", jsonl, line_no), [&] { return tok.encode(doc, !no_bos); }));
+  }
+}
+
+std::vector<int32_t> parse_ids(const std::string& s, int32_t vocab_size) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size()) fail("--ids: '{}' is not an integer", item);
+    if (v < 0 || v >= vocab_size) fail("--ids: id {} is outside the vocabulary [0, {})", v, vocab_size);
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  return ids;
+}
+
+void run_template(const std::string& model, const std::string& messages_file, bool add_generation_prompt) {
+  Tokenizer tok = Tokenizer::load(model);
+  nlohmann::ordered_json input;
+  try {
+    input = nlohmann::ordered_json::parse(read_file(messages_file));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: invalid JSON: {}", messages_file, e.what());
+  }
+  // Either a list of messages, or an object {"messages": [...], other variables...}.
+  nlohmann::ordered_json messages, extra = nlohmann::ordered_json::object();
+  if (input.is_array()) {
+    messages = input;
+  } else if (input.is_object() && input.contains("messages")) {
+    messages = input["messages"];
+    for (const auto& [k, v] : input.items()) {
+      if (k != "messages") extra[k] = v;
+    }
+    if (extra.contains("add_generation_prompt")) {
+      if (!extra["add_generation_prompt"].is_boolean()) fail("{}: 'add_generation_prompt' must be true or false", messages_file);
+      add_generation_prompt = add_generation_prompt || extra["add_generation_prompt"].get<bool>();
+      extra.erase("add_generation_prompt");
+    }
+  } else {
+    fail("{}: expected a list of messages or an object with 'messages'", messages_file);
+  }
+  ChatTemplate t = ChatTemplate::from_config(tok.config());
+  std::string out = t.render(messages, add_generation_prompt, extra);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
+// Conformance batch mode (hidden flag --ids-jsonl): decodes each JSON array of ids and prints
+// {"text": decoded, "skip": decoded with skip_special} per line, escaped as JSON.stringify does.
+void run_decode_batch(const Tokenizer& tok, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {}", path);
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    std::vector<int32_t> ids;
+    try {
+      for (const auto& v : nlohmann::json::parse(line)) ids.push_back(v.get<int32_t>());
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}:{}: expected a JSON array of ids: {}", path, line_no, e.what());
+    }
+    jinja::JsonOptions opt;
+    std::string out = "{\"text\":" + jinja::to_json(jinja::Value::string(tok.decode(ids, false)), opt) +
+                      ",\"skip\":" + jinja::to_json(jinja::Value::string(tok.decode(ids, true)), opt) + "}\n";
+    std::fwrite(out.data(), 1, out.size(), stdout);
+  }
+}
+
+// Conformance batch mode (hidden flag --cases): renders every case of a JSON list, each
+// {"messages": [...], "add_generation_prompt": bool, "template"?: source, ...variables}, and
+// prints one JSON line per case: the rendered string, or {"error": message}.
+void run_template_cases(const std::string& model, const std::string& cases_file) {
+  Tokenizer tok = Tokenizer::load(model);
+  nlohmann::ordered_json cases;
+  try {
+    cases = nlohmann::ordered_json::parse(read_file(cases_file));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: invalid JSON: {}", cases_file, e.what());
+  }
+  if (!cases.is_array()) fail("{}: expected a list of cases", cases_file);
+  const TokenizerConfig& cfg = tok.config();
+  for (const auto& c : cases) {
+    std::string line;
+    try {
+      nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+      for (const auto& [k, v] : c.items()) {
+        if (k != "messages" && k != "template" && k != "add_generation_prompt") extra[k] = v;
+      }
+      ChatTemplate t = c.contains("template")
+                           ? ChatTemplate(c["template"].get<std::string>(), cfg.bos_token.value_or(""), cfg.eos_token.value_or(""))
+                           : ChatTemplate::from_config(cfg);
+      std::string out = t.render(c.value("messages", nlohmann::ordered_json::array()), c.value("add_generation_prompt", false), extra);
+      // JSON.stringify's escaping, so the lines compare byte for byte with the oracle's.
+      line = jinja::to_json(jinja::Value::string(out), jinja::JsonOptions{});
+    } catch (const Error& e) {
+      line = "{\"error\": " + jinja::to_json(jinja::Value::string(e.what()), jinja::JsonOptions{}) + "}";
+    }
+    line += "\n";
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  }
+}
+
+}  // namespace
+
+void add_tokenizer_commands(CLI::App& app) {
+  {
+    auto* cmd = app.add_subcommand("tokenize", "Encode text to token ids (one JSON array per input)");
+    auto model = std::make_shared<std::string>();
+    auto text = std::make_shared<std::string>();
+    auto jsonl = std::make_shared<std::string>();
+    auto no_bos = std::make_shared<bool>(false);
+    cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
+    auto* text_opt = cmd->add_option("--text", *text, "Text to encode");
+    cmd->add_option("--jsonl", *jsonl, "File with one JSON string per line");
+    cmd->add_flag("--no-bos", *no_bos, "Add no special tokens (no BOS even when add_bos_token is set)");
+    cmd->callback([=] { run_tokenize(*model, *no_bos, *text, *jsonl, text_opt->count() > 0); });
+  }
+  {
+    auto* cmd = app.add_subcommand("detokenize", "Decode token ids to text");
+    auto model = std::make_shared<std::string>();
+    auto ids = std::make_shared<std::string>();
+    auto skip = std::make_shared<bool>(false);
+    auto ids_jsonl = std::make_shared<std::string>();
+    cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
+    cmd->add_option("--ids", *ids, "Comma-separated ids, e.g. 0,19923");
+    cmd->add_flag("--skip-special", *skip, "Drop special tokens");
+    cmd->add_option("--ids-jsonl", *ids_jsonl, "Conformance batch mode")->group("");
+    cmd->callback([=] {
+      Tokenizer tok = Tokenizer::load(*model);
+      if (!ids_jsonl->empty()) return run_decode_batch(tok, *ids_jsonl);
+      if (ids->empty()) fail("detokenize: --ids is required");
+      std::string out = tok.decode(parse_ids(*ids, tok.vocab_size()), *skip);
+      std::fwrite(out.data(), 1, out.size(), stdout);
+    });
+  }
+  {
+    auto* cmd = app.add_subcommand("template", "Render the chat template exactly (no newline added)");
+    auto model = std::make_shared<std::string>();
+    auto messages = std::make_shared<std::string>();
+    auto gen = std::make_shared<bool>(false);
+    cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
+    auto cases = std::make_shared<std::string>();
+    cmd->add_option("--messages", *messages,
+                    "JSON file: a list of messages, or {\"messages\": [...], other template variables...}");
+    cmd->add_flag("--add-generation-prompt", *gen, "End with the assistant prompt");
+    cmd->add_option("--cases", *cases, "Conformance batch mode")->group("");
+    cmd->callback([=] {
+      if (!cases->empty()) return run_template_cases(*model, *cases);
+      if (messages->empty()) fail("template: --messages is required");
+      run_template(*model, *messages, *gen);
+    });
+  }
+}
+
+}  // namespace dsv3::cli
