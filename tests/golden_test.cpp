@@ -10,6 +10,7 @@
 #include <set>
 
 #include "backends/cpu/cpu_backend.h"
+#include "base/error.h"
 #include "model/model.h"
 #include "ops/reference/reference.h"
 #include "runtime/greedy.h"
@@ -124,7 +125,10 @@ TEST_P(GoldenTest, PrefillLogitsAtEveryPosition) {
 }
 
 TEST_P(GoldenTest, MtpLogitsPostNorm) {
-  if (!model_->has_mtp()) GTEST_SKIP() << GetParam().name << " has no MTP layer";
+  if (!model_->has_mtp()) {  // no MTP layer: asking for MTP logits is a clear error
+    EXPECT_THROW(run_greedy(*model_, prompt_, {.mtp = true}), Error);
+    return;
+  }
   RoutingTrace trace;
   const GreedyRun run = run_greedy(*model_, prompt_, {.decode_steps = 0, .mtp = true, .trace = &trace});
   expect_rows_close(run.mtp_logits, test::read_f32(prompt_dir_ + "/mtp_logits_postnorm.bin"), vocab_,
