@@ -24,13 +24,27 @@ Bpe::Bpe(std::vector<std::string> vocab, const std::vector<Merge>& merges, bool 
     if (!vocab_[i].empty()) ids_.emplace(vocab_[i], static_cast<int32_t>(i));
   }
   for (int b = 0; b < 256; ++b) byte_ids_[b] = token_to_id(std::string(1, static_cast<char>(b)));
-  merges_.reserve(merges.size() * 2);
+  size_t capacity = 16;
+  merge_shift_ = 60;
+  while (capacity < merges.size() * 2) {
+    capacity *= 2;
+    --merge_shift_;
+  }
+  merge_table_.assign(capacity, Slot{});
   for (size_t r = 0; r < merges.size(); ++r) {
     const Merge& m = merges[r];
     std::string joined = vocab_[m.left] + vocab_[m.right];
     int32_t id = token_to_id(joined);
     if (id < 0) fail("merge {} ('{}' + '{}') makes a token that is not in the vocabulary", r, vocab_[m.left], vocab_[m.right]);
-    merges_.emplace(pair_key(m.left, m.right), MergeResult{static_cast<int32_t>(r), id});
+    uint64_t key = pair_key(m.left, m.right);
+    size_t mask = merge_table_.size() - 1;
+    for (size_t i = (key * 0x9E3779B97F4A7C15ull) >> merge_shift_;; i = (i + 1) & mask) {
+      if (merge_table_[i].key == key) break;  // a repeated merge keeps its first (lowest) rank
+      if (merge_table_[i].key == kEmpty) {
+        merge_table_[i] = {key, MergeResult{static_cast<int32_t>(r), id}};
+        break;
+      }
+    }
   }
 }
 
@@ -40,8 +54,13 @@ int32_t Bpe::token_to_id(std::string_view token) const {
 }
 
 const Bpe::MergeResult* Bpe::find_merge(int32_t left, int32_t right) const {
-  auto it = merges_.find(pair_key(left, right));
-  return it == merges_.end() ? nullptr : &it->second;
+  uint64_t key = pair_key(left, right);
+  size_t mask = merge_table_.size() - 1;
+  for (size_t i = (key * 0x9E3779B97F4A7C15ull) >> merge_shift_;; i = (i + 1) & mask) {
+    const Slot& s = merge_table_[i];
+    if (s.key == key) return &s.value;
+    if (s.key == kEmpty) return nullptr;
+  }
 }
 
 void Bpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
@@ -53,26 +72,31 @@ void Bpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
       return;
     }
   }
+  if (word.size() <= kSmallWord) {
+    int32_t symbols[kSmallWord];
+    size_t n = 0;
+    for (unsigned char c : word) {
+      // Without byte fallback or an unk token, Hugging Face drops symbols it has no id for.
+      if (byte_ids_[c] >= 0) symbols[n++] = byte_ids_[c];
+    }
+    n = merge_small(symbols, n);
+    out.insert(out.end(), symbols, symbols + n);
+    return;
+  }
   std::vector<int32_t> symbols;
   symbols.reserve(word.size());
   for (unsigned char c : word) {
-    // Without byte fallback or an unk token, Hugging Face drops symbols it has no id for.
     if (byte_ids_[c] >= 0) symbols.push_back(byte_ids_[c]);
   }
-  if (symbols.size() <= kSmallWord) {
-    merge_small(symbols);
-  } else {
-    merge_large(symbols);
-  }
+  merge_large(symbols);
   out.insert(out.end(), symbols.begin(), symbols.end());
 }
 
 // Repeatedly merges the adjacent pair of lowest rank, leftmost first: the order in which
 // Hugging Face's priority queue (rank, then position) applies merges.
-void Bpe::merge_small(std::vector<int32_t>& s) const {
+size_t Bpe::merge_small(int32_t* s, size_t n) const {
   int32_t ranks[kSmallWord];
   int32_t results[kSmallWord];
-  size_t n = s.size();
   auto look = [&](size_t i) {
     const MergeResult* m = find_merge(s[i], s[i + 1]);
     ranks[i] = m ? m->rank : INT32_MAX;
@@ -95,7 +119,7 @@ void Bpe::merge_small(std::vector<int32_t>& s) const {
     if (best + 1 < n) look(best);
     if (best > 0) look(best - 1);
   }
-  s.resize(n);
+  return n;
 }
 
 void Bpe::merge_large(std::vector<int32_t>& s) const {

@@ -144,7 +144,8 @@ TEST(Regex, OnigurumaWhiteSpaceBecomesExplicit) {
   EXPECT_EQ(p.find("\\S"), std::string::npos);
   Regex r(p, "test");
   std::vector<std::pair<size_t, size_t>> m;
-  r.find_all("\xE1\xA0\x8E", m);  // U+180E is not white space for Hugging Face
+  MatchScratch scratch;
+  r.find_all("\xE1\xA0\x8E", m, scratch);  // U+180E is not white space for Hugging Face
   ASSERT_EQ(m.size(), 1u);
 }
 
