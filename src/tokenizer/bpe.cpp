@@ -1,5 +1,6 @@
 #include "tokenizer/bpe.h"
 
+#include <cstring>
 #include <queue>
 
 #include "base/error.h"
@@ -11,6 +12,20 @@ uint64_t pair_key(int32_t left, int32_t right) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
 }
 
+// 64-bit FNV-1a with a final multiply (the top bits index the table).
+uint64_t word_hash(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h * 0x9E3779B97F4A7C15ull;
+}
+
+// The first 8 bytes of `s`, zero padded.
+uint64_t prefix8(std::string_view s) {
+  uint64_t v = 0;
+  std::memcpy(&v, s.data(), std::min<size_t>(8, s.size()));
+  return v;
+}
+
 // Words up to this many symbols are merged by rescanning (no allocation, cache friendly);
 // longer ones use a heap so that a 100 kB run of one script stays O(n log n).
 constexpr size_t kSmallWord = 48;
@@ -19,10 +34,24 @@ constexpr size_t kSmallWord = 48;
 
 Bpe::Bpe(std::vector<std::string> vocab, const std::vector<Merge>& merges, bool ignore_merges)
     : vocab_(std::move(vocab)), ignore_merges_(ignore_merges) {
-  ids_.reserve(vocab_.size() * 2);
-  for (size_t i = 0; i < vocab_.size(); ++i) {
-    if (!vocab_[i].empty()) ids_.emplace(vocab_[i], static_cast<int32_t>(i));
+  size_t id_capacity = 16;
+  id_shift_ = 60;
+  while (id_capacity < vocab_.size() * 2) {
+    id_capacity *= 2;
+    --id_shift_;
   }
+  id_table_.assign(id_capacity, IdSlot{});
+  for (size_t i = 0; i < vocab_.size(); ++i) {
+    if (vocab_[i].empty() || token_to_id(vocab_[i]) >= 0) continue;  // the first id of a duplicate wins
+    size_t mask = id_table_.size() - 1;
+    for (size_t k = word_hash(vocab_[i]) >> id_shift_;; k = (k + 1) & mask) {
+      if (id_table_[k].id < 0) {
+        id_table_[k] = {prefix8(vocab_[i]), static_cast<uint32_t>(vocab_[i].size()), static_cast<int32_t>(i)};
+        break;
+      }
+    }
+  }
+  whole_word_ = std::make_unique<std::atomic<uint8_t>[]>(vocab_.size());
   for (int b = 0; b < 256; ++b) byte_ids_[b] = token_to_id(std::string(1, static_cast<char>(b)));
   size_t capacity = 16;
   merge_shift_ = 60;
@@ -49,8 +78,16 @@ Bpe::Bpe(std::vector<std::string> vocab, const std::vector<Merge>& merges, bool 
 }
 
 int32_t Bpe::token_to_id(std::string_view token) const {
-  auto it = ids_.find(token);
-  return it == ids_.end() ? -1 : it->second;
+  size_t mask = id_table_.size() - 1;
+  uint64_t prefix = prefix8(token);
+  for (size_t k = word_hash(token) >> id_shift_;; k = (k + 1) & mask) {
+    const IdSlot& slot = id_table_[k];
+    if (slot.id < 0) return -1;
+    if (slot.prefix == prefix && slot.length == token.size() &&
+        (token.size() <= 8 || std::string_view(vocab_[slot.id]).substr(8) == token.substr(8))) {
+      return slot.id;
+    }
+  }
 }
 
 const Bpe::MergeResult* Bpe::find_merge(int32_t left, int32_t right) const {
@@ -72,6 +109,18 @@ void Bpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
       return;
     }
   }
+  int32_t whole = -1;
+  if (word.size() <= kSmallWord) {
+    whole = token_to_id(word);
+    if (whole >= 0) {
+      uint8_t known = whole_word_[whole].load(std::memory_order_relaxed);
+      if (known == 1) {
+        out.push_back(whole);
+        return;
+      }
+      if (known == 2) whole = -1;
+    }
+  }
   if (word.size() <= kSmallWord) {
     int32_t symbols[kSmallWord];
     size_t n = 0;
@@ -80,6 +129,7 @@ void Bpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
       if (byte_ids_[c] >= 0) symbols[n++] = byte_ids_[c];
     }
     n = merge_small(symbols, n);
+    if (whole >= 0) whole_word_[whole].store(n == 1 && symbols[0] == whole ? 1 : 2, std::memory_order_relaxed);
     out.insert(out.end(), symbols, symbols + n);
     return;
   }
