@@ -152,6 +152,11 @@ size_t Bpe::merge_small(int32_t* s, size_t n) const {
     ranks[i] = m ? m->rank : INT32_MAX;
     results[i] = m ? m->id : -1;
   };
+  // Touch every pair's slot first: the misses into the merge table then overlap.
+  for (size_t i = 0; i + 1 < n; ++i) {
+    uint64_t key = pair_key(s[i], s[i + 1]);
+    __builtin_prefetch(&merge_table_[(key * 0x9E3779B97F4A7C15ull) >> merge_shift_]);
+  }
   for (size_t i = 0; i + 1 < n; ++i) look(i);
   while (n > 1) {
     size_t best = 0;
