@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,6 +15,24 @@
 #include <vector>
 
 namespace dsv3 {
+
+// A fixed-size array on 2 MB pages where the kernel allows (madvise): the merge and id tables
+// are a few MB read at random, and with 4 kB pages most lookups also missed the TLB.
+template <typename T>
+class HugeArray {
+ public:
+  void assign(size_t n, const T& value);
+  T& operator[](size_t i) { return data_.get()[i]; }
+  const T& operator[](size_t i) const { return data_.get()[i]; }
+  size_t size() const { return size_; }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> data_;
+  size_t size_ = 0;
+};
 
 class Bpe {
  public:
@@ -54,7 +73,7 @@ class Bpe {
     uint32_t length = 0;
     int32_t id = -1;  // -1: empty
   };
-  std::vector<IdSlot> id_table_;
+  HugeArray<IdSlot> id_table_;
   int id_shift_ = 64;
   // Whole-word fast path: most words are one vocabulary token, and a token whose own bytes
   // BPE-encode back to it can be emitted without merging. Known lazily per id (0 unknown,
@@ -67,7 +86,7 @@ class Bpe {
     MergeResult value{};
   };
   static constexpr uint64_t kEmpty = ~uint64_t{0};
-  std::vector<Slot> merge_table_;
+  HugeArray<Slot> merge_table_;
   int merge_shift_ = 64;
   int32_t byte_ids_[256];
   bool ignore_merges_;
