@@ -3,6 +3,7 @@
 #include <cstring>
 #include <memory>
 #include <queue>
+#include <type_traits>
 
 #include <sys/mman.h>
 
@@ -37,6 +38,7 @@ constexpr size_t kSmallWord = 48;
 
 template <typename T>
 void HugeArray<T>::assign(size_t n, const T& value) {
+  static_assert(std::is_trivially_destructible_v<T>, "HugeArray frees without destroying");
   constexpr size_t kHugePage = size_t{2} << 20;
   size_t bytes = (n * sizeof(T) + kHugePage - 1) / kHugePage * kHugePage;
   T* p = static_cast<T*>(std::aligned_alloc(kHugePage, bytes));
