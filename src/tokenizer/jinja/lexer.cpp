@@ -46,7 +46,7 @@ Source strip_generation_tags(const Source& in) {
     size_t k = tag + 2;
     bool lstrip = k < s.size() && s[k] == '-';
     if (lstrip) ++k;
-    size_t n;
+    size_t n = 0;
     while (space_at(s, k, &n)) k = n;
     if (s.compare(k, 3, "end") == 0) k += 3;
     bool is_generation = s.compare(k, 10, "generation") == 0;
@@ -76,7 +76,7 @@ Source strip_generation_tags(const Source& in) {
     {
       size_t p = i, run = i;
       while (p < tag) {
-        size_t q;
+        size_t q = p + 1;
         if (space_at(s, p, &q)) {
           p = q;
         } else {
