@@ -1,5 +1,7 @@
 #include "tokenizer/jinja/lexer.h"
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "tokenizer/jinja/value.h"
 #include "tokenizer/utf8.h"
@@ -22,9 +24,92 @@ bool is_line_start(const std::string& s, size_t i) {
          (static_cast<unsigned char>(s[i - 1]) == 0xA8 || static_cast<unsigned char>(s[i - 1]) == 0xA9);
 }
 
+bool space_at(const std::string& s, size_t i, size_t* next = nullptr) {
+  if (i >= s.size()) return false;
+  size_t k = i;
+  bool r = js_is_space(next_code_point(s, k));
+  if (next) *next = k;
+  return r;
+}
+
+// {% generation %} / {% endgeneration %} (transformers' assistant-mask markers) are dropped with
+// the white space around them, unless a '-' keeps that side's white space out:
+// /(\s*){%(-?)\s*(?:end)?generation\s*(-?)%}(\s*)/ -> (lstrip ? "" : before) + (rstrip ? "" : after).
+Source strip_generation_tags(const Source& in) {
+  const std::string& s = in.text;
+  Source out;
+  size_t i = 0;
+  while (i < s.size()) {
+    // Find the next tag start; the white space run before it belongs to the match.
+    size_t tag = s.find("{%", i);
+    if (tag == std::string::npos) break;
+    size_t k = tag + 2;
+    bool lstrip = k < s.size() && s[k] == '-';
+    if (lstrip) ++k;
+    size_t n = 0;
+    while (space_at(s, k, &n)) k = n;
+    if (s.compare(k, 3, "end") == 0) k += 3;
+    bool is_generation = s.compare(k, 10, "generation") == 0;
+    if (!is_generation) {
+      for (size_t c = i; c < tag + 2; ++c) {
+        out.text += s[c];
+        out.origin.push_back(in.origin[c]);
+      }
+      i = tag + 2;
+      continue;
+    }
+    k += 10;
+    while (space_at(s, k, &n)) k = n;
+    bool rstrip = k < s.size() && s[k] == '-';
+    if (rstrip) ++k;
+    if (s.compare(k, 2, "%}") != 0) {
+      for (size_t c = i; c < tag + 2; ++c) {
+        out.text += s[c];
+        out.origin.push_back(in.origin[c]);
+      }
+      i = tag + 2;
+      continue;
+    }
+    size_t end = k + 2;
+    // The white space run right before the tag (within [i, tag)).
+    size_t before = tag;
+    {
+      size_t p = i, run = i;
+      while (p < tag) {
+        size_t q = p + 1;
+        if (space_at(s, p, &q)) {
+          p = q;
+        } else {
+          p = q;
+          run = p;
+        }
+      }
+      before = run;
+    }
+    size_t after = end;
+    while (space_at(s, after, &n)) after = n;
+    auto copy = [&](size_t b, size_t e) {
+      for (size_t c = b; c < e; ++c) {
+        out.text += s[c];
+        out.origin.push_back(in.origin[c]);
+      }
+    };
+    copy(i, before);
+    if (!lstrip) copy(before, tag);
+    if (!rstrip) copy(end, after);
+    i = after;
+  }
+  for (size_t c = i; c < s.size(); ++c) {
+    out.text += s[c];
+    out.origin.push_back(in.origin[c]);
+  }
+  out.origin.push_back(in.origin.back());
+  return out;
+}
+
 // @huggingface/jinja's preprocess: drop one trailing newline; lstrip_blocks removes spaces and
 // tabs between a line start and "{%", "{#" or "{-"; trim_blocks removes the newline after
-// "%}", "#}" or "-}". ({% generation %} markers are not supported.)
+// "%}", "#}" or "-}"; then {% generation %} markers go (strip_generation_tags).
 Source preprocess(const std::string& src) {
   std::string s = src;
   if (!s.empty() && s.back() == '\n') s.pop_back();
@@ -49,7 +134,7 @@ Source preprocess(const std::string& src) {
     }
   }
   b.origin.push_back(s.size());
-  return b;
+  return strip_generation_tags(b);
 }
 
 bool is_word(char c) {
@@ -95,7 +180,12 @@ constexpr Mapping kMappings[] = {
 
 class Lexer {
  public:
-  explicit Lexer(const std::string& original) : original_(original), src_(preprocess(original)), s_(src_.text) {}
+  explicit Lexer(const std::string& original) : original_(original), src_(preprocess(original)), s_(src_.text) {
+    line_starts_.push_back(0);
+    for (size_t k = 0; k < original_.size(); ++k) {
+      if (original_[k] == '\n') line_starts_.push_back(k + 1);
+    }
+  }
 
   std::vector<Token> run();
 
@@ -105,17 +195,15 @@ class Lexer {
     fail("{}: {}", position(line, col), what);
   }
   std::pair<int, int> line_col(size_t at) const {
-    size_t orig = src_.origin[std::min(at, src_.origin.size() - 1)];
-    int line = 1, col = 1;
-    for (size_t k = 0; k < orig && k < original_.size(); ++k) {
-      if (original_[k] == '\n') {
-        ++line;
-        col = 1;
-      } else if ((static_cast<unsigned char>(original_[k]) & 0xC0) != 0x80) {
-        ++col;
-      }
+    size_t orig = std::min(src_.origin[std::min(at, src_.origin.size() - 1)], original_.size());
+    // Line: how many line starts lie at or before `orig`; column: characters since that start.
+    auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), orig);
+    size_t start = *(it - 1);
+    int col = 1;
+    for (size_t k = start; k < orig; ++k) {
+      if ((static_cast<unsigned char>(original_[k]) & 0xC0) != 0x80) ++col;
     }
-    return {line, col};
+    return {static_cast<int>(it - line_starts_.begin()), col};
   }
   void push(std::string value, TokenType type, size_t at) {
     auto [line, col] = line_col(at);
@@ -139,6 +227,7 @@ class Lexer {
   std::string string_literal(char quote);
 
   const std::string& original_;
+  std::vector<size_t> line_starts_;  // byte offsets in original_
   Source src_;
   const std::string& s_;
   size_t pos_ = 0;
