@@ -9,5 +9,6 @@ namespace dsv3::cli {
 void add_logits_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_init_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace dsv3::cli

@@ -51,14 +51,26 @@ class ThreadPool {
   // Splits [0, n) into size() contiguous ranges and calls fn(begin, end) for each non-empty one.
   void parallel_for(int64_t n, FunctionRef<void(int64_t, int64_t)> fn);
 
+  // Calls fn(chunk, thread_index) for every chunk in [0, n_chunks), handing chunks out one at a
+  // time to whichever thread is free. A worker that wakes only after every chunk is taken (it was
+  // descheduled: the cores are shared) neither runs nor delays the call, so threads never wait
+  // on each other except for a chunk already in progress.
+  void for_chunks(int64_t n_chunks, FunctionRef<void(int64_t, int)> fn);
+
  private:
   void worker(int index);
+  void take_chunks(int index);
 
   int n_threads_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable start_cv_;
-  const FunctionRef<void(int)>* job_ = nullptr;
+  const FunctionRef<void(int)>* job_ = nullptr;                 // run()
+  const FunctionRef<void(int64_t, int)>* chunk_job_ = nullptr;  // for_chunks()
+  int64_t n_chunks_ = 0;
+  std::atomic<int64_t> next_chunk_{0};
+  // The current job: generation (high 32 bits) | kRun or kOpen | workers inside a for_chunks call.
+  std::atomic<uint64_t> admit_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<int> sleeping_{0};

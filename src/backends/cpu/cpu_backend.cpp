@@ -12,8 +12,10 @@
 namespace dsv3 {
 
 namespace {
-// Rows per dequantised tile in the sgemm path: 64 x cols f32 stays in L2 for cols up to ~4096.
-constexpr int64_t kTileRows = 64;
+// Rows per dequantised tile in the sgemm path. OpenBLAS packs both operands on every call, and
+// packing x [n, cols] costs about as much as the multiply when a tile has only 64 rows (perf
+// showed sgemm_incopy at 21% beside the kernel's 23%), so tiles are as tall as ~2 MiB allows.
+int64_t tile_rows(int64_t cols) { return std::clamp<int64_t>((int64_t(2) << 20) / (cols * 4), 64, 512); }
 }  // namespace
 
 CpuBackend::CpuBackend(ThreadPool& pool) : pool_(pool), scratch_(size_t(pool.size())) {
@@ -44,9 +46,10 @@ void CpuBackend::linear_rows(int t, const LinearJob& job, int64_t r0, int64_t r1
     cpu::matvec_rows(w, r0, r1, job.x, job.n, w.cols, job.y + r0, w.rows);
     return;
   }
-  float* tile = thread_scratch(t, kTileRows * w.cols);
-  for (int64_t r = r0; r < r1; r += kTileRows) {
-    const int64_t tr = std::min(kTileRows, r1 - r);
+  const int64_t rows_per_tile = tile_rows(w.cols);
+  float* tile = thread_scratch(t, rows_per_tile * w.cols);
+  for (int64_t r = r0; r < r1; r += rows_per_tile) {
+    const int64_t tr = std::min(rows_per_tile, r1 - r);
     cpu::dequant_rows(w, r, r + tr, tile);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(job.n), int(tr), int(w.cols), 1.0f, job.x, int(w.cols),
                 tile, int(w.cols), 0.0f, job.y + r, int(w.rows));
@@ -54,19 +57,23 @@ void CpuBackend::linear_rows(int t, const LinearJob& job, int64_t r0, int64_t r1
 }
 
 void CpuBackend::linear_jobs(std::span<const LinearJob> jobs) {
+  // Chunks of rows handed out dynamically (ThreadPool::for_chunks), about 8 per thread so that a
+  // thread slowed by other work on its core leaves its share to the others; an sgemm chunk is
+  // one dequantised tile.
   int64_t total = 0;
   for (const auto& j : jobs) total += j.w->rows * j.w->cols;
-  const int T = pool_.size();
-  pool_.run([&](int t) {
-    // This thread's share [lo, hi) of the concatenated rows x cols; rows whose start falls in it.
-    const int64_t lo = total * t / T, hi = total * (t + 1) / T;
-    int64_t off = 0;
-    for (const auto& j : jobs) {
-      const int64_t size = j.w->rows * j.w->cols, cols = j.w->cols;
-      const int64_t a = std::clamp(lo - off, int64_t(0), size), b = std::clamp(hi - off, int64_t(0), size);
-      linear_rows(t, j, (a + cols - 1) / cols, (b + cols - 1) / cols);
-      off += size;
-    }
+  const int64_t target = std::max<int64_t>(total / (int64_t(pool_.size()) * 8), int64_t(1) << 15);
+  chunks_.clear();
+  for (size_t ij = 0; ij < jobs.size(); ++ij) {
+    const auto& j = jobs[ij];
+    if (j.n == 0) continue;
+    int64_t step = j.n >= kGemmMinTokens ? tile_rows(j.w->cols)
+                                         : std::max<int64_t>(16, (target / j.w->cols + 15) / 16 * 16);
+    for (int64_t r = 0; r < j.w->rows; r += step) chunks_.push_back({int32_t(ij), r, std::min(j.w->rows, r + step)});
+  }
+  pool_.for_chunks(int64_t(chunks_.size()), [&](int64_t c, int t) {
+    const RowChunk& ch = chunks_[size_t(c)];
+    linear_rows(t, jobs[size_t(ch.job)], ch.r0, ch.r1);
   });
 }
 
@@ -76,9 +83,11 @@ void CpuBackend::linear(const Weight& w, const float* x, int64_t n, float* y) {
 }
 
 void CpuBackend::swiglu(float* g, const float* u, int64_t count) {
-  pool_.parallel_for(count, [&](int64_t b, int64_t e) {
+  auto run = [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) g[i] = ref::silu(g[i]) * u[i];
-  });
+  };
+  if (count < (int64_t(1) << 16)) return run(0, count);  // a decode step's few thousand values
+  pool_.parallel_for(count, run);
 }
 
 void CpuBackend::mlp(const MlpWeights& w, const float* x, int64_t n, float* out) {

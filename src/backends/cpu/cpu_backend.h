@@ -55,6 +55,11 @@ class CpuBackend : public ReferenceBackend {
   std::vector<float> g_, u_, gs_, us_, xg_, yg_, ys_, qcat_, olat_;
   std::vector<int32_t> count_, slot_;
   std::vector<LinearJob> jobs_;
+  struct RowChunk {
+    int32_t job;
+    int64_t r0, r1;
+  };
+  std::vector<RowChunk> chunks_;
 };
 
 }  // namespace dsv3
