@@ -52,10 +52,11 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   auto absorb_q = [&](int t, int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
       if (batched) {
-        float* wk = thread_scratch(t, nope * L);  // [nope, L]
-        cpu::dequant_rows(kvb, h * per, h * per + nope, wk);
+        const int64_t ld = cpu::padded_stride(L);
+        float* wk = thread_scratch(t, nope * ld);  // [nope, L]
+        cpu::dequant_rows(kvb, h * per, h * per + nope, wk, ld);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(L), int(nope), 1.0f, q + h * qk,
-                    int(nh * qk), wk, int(L), 0.0f, qcat + h * row, int(nh * row));
+                    int(nh * qk), wk, int(ld), 0.0f, qcat + h * row, int(nh * row));
       } else {
         for (int64_t i = 0; i < n; ++i)
           cpu::matvec_t_rows(kvb, h * per, h * per + nope, q + (i * nh + h) * qk, qcat + (i * nh + h) * row);
@@ -79,10 +80,11 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   auto project_out = [&](int t, int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
       if (batched) {
-        float* wv = thread_scratch(t, vd * L);  // [vd, L]
-        cpu::dequant_rows(kvb, h * per + nope, h * per + per, wv);
+        const int64_t ld = cpu::padded_stride(L);
+        float* wv = thread_scratch(t, vd * ld);  // [vd, L]
+        cpu::dequant_rows(kvb, h * per + nope, h * per + per, wv, ld);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(vd), int(L), 1.0f, olat + h * L,
-                    int(nh * L), wv, int(L), 0.0f, out + h * vd, int(nh * vd));
+                    int(nh * L), wv, int(ld), 0.0f, out + h * vd, int(nh * vd));
       } else {
         cpu::matvec_rows(kvb, h * per + nope, h * per + per, olat + h * L, n, nh * L, out + h * vd, nh * vd);
       }

@@ -15,7 +15,7 @@ namespace {
 // Rows per dequantised tile in the sgemm path. OpenBLAS packs both operands on every call, and
 // packing x [n, cols] costs about as much as the multiply when a tile has only 64 rows (perf
 // showed sgemm_incopy at 21% beside the kernel's 23%), so tiles are as tall as ~2 MiB allows.
-int64_t tile_rows(int64_t cols) { return std::clamp<int64_t>((int64_t(2) << 20) / (cols * 4), 64, 512); }
+int64_t tile_rows(int64_t cols) { return std::clamp<int64_t>((int64_t(2) << 20) / (cols * 4), 64, 256); }
 }  // namespace
 
 CpuBackend::CpuBackend(ThreadPool& pool) : pool_(pool), scratch_(size_t(pool.size())) {
@@ -47,12 +47,13 @@ void CpuBackend::linear_rows(int t, const LinearJob& job, int64_t r0, int64_t r1
     return;
   }
   const int64_t rows_per_tile = tile_rows(w.cols);
-  float* tile = thread_scratch(t, rows_per_tile * w.cols);
+  const int64_t ld = cpu::padded_stride(w.cols);
+  float* tile = thread_scratch(t, rows_per_tile * ld);
   for (int64_t r = r0; r < r1; r += rows_per_tile) {
     const int64_t tr = std::min(rows_per_tile, r1 - r);
-    cpu::dequant_rows(w, r, r + tr, tile);
+    cpu::dequant_rows(w, r, r + tr, tile, ld);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(job.n), int(tr), int(w.cols), 1.0f, job.x, int(w.cols),
-                tile, int(w.cols), 0.0f, job.y + r, int(w.rows));
+                tile, int(ld), 0.0f, job.y + r, int(w.rows));
   }
 }
 

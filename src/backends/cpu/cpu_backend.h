@@ -1,7 +1,7 @@
 // The CPU backend: SIMD kernels (kernels.h, Highway runtime dispatch) over weights as stored,
 // OpenBLAS sgemm on dequantised tiles for many-token batches, and our own thread pool (passed
 // in). Decode steps reuse grow-only scratch: after the first steps at a given context length
-// they do not allocate. Ops it does not override (embed, rope, moe_route, naive attention) run
+// they do not allocate. Ops it does not override (embed, rope, naive attention) run
 // the scalar reference.
 #pragma once
 
@@ -21,6 +21,7 @@ class CpuBackend : public ReferenceBackend {
   void linear(const Weight& w, const float* x, int64_t n, float* y) override;
   void mla_attention(const MlaShape& s, const float* q, int64_t n, std::span<const LatentRows> ctx, float* out,
                      bool absorbed) override;
+  void moe_route(const RouteShape& s, const float* logits, int64_t n, int32_t* experts, float* weights) override;
   void moe(const MoeWeights& w, const float* x, int64_t n, const int32_t* experts, const float* weights,
            int64_t top_k, float* out) override;
   void mlp(const MlpWeights& w, const float* x, int64_t n, float* out) override;
@@ -53,7 +54,8 @@ class CpuBackend : public ReferenceBackend {
   std::vector<std::vector<float>> scratch_;  // per thread: dequantised tiles, attention rows
   // Step scratch (grow-only).
   std::vector<float> g_, u_, gs_, us_, xg_, yg_, ys_, qcat_, olat_;
-  std::vector<int32_t> count_, slot_;
+  std::vector<int32_t> count_, slot_, route_i_;
+  std::vector<float> route_f_;
   std::vector<LinearJob> jobs_;
   struct RowChunk {
     int32_t job;

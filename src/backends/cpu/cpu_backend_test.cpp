@@ -128,6 +128,28 @@ TEST_P(CpuBackendTest, RmsNorm) {
   expect_close(got, want, 1e-6, "rms_norm");
 }
 
+TEST_P(CpuBackendTest, MoeRouteMatchesReferenceExactly) {
+  ThreadPool pool(GetParam());
+  CpuBackend cpu(pool);
+  const int64_t E = 16, n = 9;
+  auto bias = random_weight(DType::F32, 1, E, 4, 0.1f);
+  for (auto method : {TopkMethod::NoauxTc, TopkMethod::GroupLimitedGreedy, TopkMethod::Greedy}) {
+    RouteShape s{.n_routed_experts = E, .num_experts_per_tok = 4, .n_group = 4, .topk_group = 2,
+                 .scoring_func = method == TopkMethod::NoauxTc ? ScoringFunc::Sigmoid : ScoringFunc::Softmax,
+                 .topk_method = method, .norm_topk_prob = method == TopkMethod::NoauxTc,
+                 .routed_scaling_factor = 2.5f,
+                 .e_score_correction_bias = method == TopkMethod::NoauxTc ? &bias->w : nullptr};
+    auto logits = random_vector(n * E, 11, 3.0f);
+    logits[3] = logits[5];  // a tie: the lower index wins in both
+    std::vector<int32_t> ge(static_cast<size_t>(n * 4)), we(static_cast<size_t>(n * 4));
+    std::vector<float> gw(static_cast<size_t>(n * 4)), ww(static_cast<size_t>(n * 4));
+    cpu.moe_route(s, logits.data(), n, ge.data(), gw.data());
+    ref::moe_route(s, logits.data(), n, we.data(), ww.data());
+    EXPECT_EQ(ge, we);
+    EXPECT_EQ(gw, ww);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Threads, CpuBackendTest, ::testing::Values(1, 2));
 
 }  // namespace

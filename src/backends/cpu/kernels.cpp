@@ -238,13 +238,13 @@ void MatvecTRows(const Weight& w, int64_t r0, int64_t r1, const float* q, float*
 
 // Exact: (v · 2^-8) · (s · 2^8) rounds the same real product v · s that the reference rounds.
 template <class A>
-void DequantRowsT(const Weight& w, int64_t r0, int64_t r1, float* out) {
+void DequantRowsT(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t out_stride) {
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols;
   const auto* base = static_cast<const typename A::T*>(w.data);
   for (int64_t r = r0; r < r1; ++r) {
     const auto* wr = base + r * cols;
-    float* o = out + (r - r0) * cols;
+    float* o = out + (r - r0) * out_stride;
     for (int64_t c0 = 0, b = 0; c0 < cols; c0 += kFp8BlockSize, ++b) {
       const int64_t c1 = std::min(cols, c0 + kFp8BlockSize);
       const float s = BlockScale<A>(w, r, b);
@@ -261,12 +261,12 @@ void DequantRowsT(const Weight& w, int64_t r0, int64_t r1, float* out) {
   }
 }
 
-void DequantRows(const Weight& w, int64_t r0, int64_t r1, float* out) {
+void DequantRows(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t out_stride) {
   switch (w.dtype) {
-    case DType::F8_E4M3: return DequantRowsT<Fp8Access>(w, r0, r1, out);
-    case DType::BF16: return DequantRowsT<Bf16Access>(w, r0, r1, out);
-    case DType::F16: return DequantRowsT<F16Access>(w, r0, r1, out);
-    case DType::F32: return DequantRowsT<F32Access>(w, r0, r1, out);
+    case DType::F8_E4M3: return DequantRowsT<Fp8Access>(w, r0, r1, out, out_stride);
+    case DType::BF16: return DequantRowsT<Bf16Access>(w, r0, r1, out, out_stride);
+    case DType::F16: return DequantRowsT<F16Access>(w, r0, r1, out, out_stride);
+    case DType::F32: return DequantRowsT<F32Access>(w, r0, r1, out, out_stride);
     default: DSV3_CHECK(false, "dequant_rows: unsupported dtype");
   }
 }
@@ -309,8 +309,8 @@ void matvec_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_
 void matvec_t_rows(const Weight& w, int64_t r0, int64_t r1, const float* q, float* out) {
   HWY_DYNAMIC_DISPATCH(MatvecTRows)(w, r0, r1, q, out);
 }
-void dequant_rows(const Weight& w, int64_t r0, int64_t r1, float* out) {
-  HWY_DYNAMIC_DISPATCH(DequantRows)(w, r0, r1, out);
+void dequant_rows(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t out_stride) {
+  HWY_DYNAMIC_DISPATCH(DequantRows)(w, r0, r1, out, out_stride);
 }
 float sum_f32(const float* p, int64_t n) { return HWY_DYNAMIC_DISPATCH(SumF32)(p, n); }
 const char* target_name() { return hwy::TargetName(HWY_DYNAMIC_DISPATCH(CurrentTarget)()); }

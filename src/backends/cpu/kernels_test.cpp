@@ -43,12 +43,13 @@ TEST(CpuKernels, DequantRowsMatchesReferenceExactly) {
     for (DType dt : kDtypes)
       for (auto [rows, cols] : kShapes) {
         auto w = random_weight(dt, rows, cols, uint32_t(rows * 31 + cols));
-        std::vector<float> got(static_cast<size_t>(rows * cols)), want(static_cast<size_t>(cols));
-        cpu::dequant_rows(w->w, 0, rows, got.data());
+        const int64_t ld = cpu::padded_stride(cols);
+        std::vector<float> got(static_cast<size_t>(rows * ld)), want(static_cast<size_t>(cols));
+        cpu::dequant_rows(w->w, 0, rows, got.data(), ld);
         for (int64_t r = 0; r < rows; ++r) {
           ref::dequant_row(w->w, r, want.data());
           for (int64_t c = 0; c < cols; ++c)
-            ASSERT_EQ(got[size_t(r * cols + c)], want[size_t(c)]) << dtype_name(dt) << " " << r << "," << c;
+            ASSERT_EQ(got[size_t(r * ld + c)], want[size_t(c)]) << dtype_name(dt) << " " << r << "," << c;
         }
       }
   });
