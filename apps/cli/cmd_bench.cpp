@@ -2,6 +2,8 @@
 // token reads (from the config and the routing actually taken), and the achieved fraction of
 // the machine's memory read bandwidth, measured by a built-in probe in the same process with the
 // same thread count. Ratios measured in one run hold on a shared machine; absolute times drift.
+#include <time.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -27,6 +29,14 @@ struct BenchOptions {
   bool json = false, fp8_head = false;
   int64_t probe_mb = 2048;
 };
+
+// CPU time of the whole process (all threads): on a shared machine, wall time / CPU time shows
+// how much of the cores the run actually got.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -126,15 +136,17 @@ void run_bench(const BenchOptions& o) {
 
   SequenceCache cache = model.new_cache(P + o.decode + 1);
   SequenceCache* caches[] = {&cache};
+  double cpu0 = process_cpu_seconds();
   auto t0 = std::chrono::steady_clock::now();
   model.forward(entries, caches, {.logit_rows = last}, hidden.data(), logits.data());
-  const double prefill_s = seconds_since(t0);
+  const double prefill_s = seconds_since(t0), prefill_cpu_s = process_cpu_seconds() - cpu0;
 
   const uint64_t fixed = fixed_decode_bytes(weights);
   uint64_t routed = 0;
   RoutingTrace trace;
   trace.calls.reserve(size_t(c.num_hidden_layers));
   int32_t token = argmax(logits.data(), V);
+  cpu0 = process_cpu_seconds();
   t0 = std::chrono::steady_clock::now();
   for (int64_t k = 0; k < o.decode; ++k) {
     trace.calls.clear();
@@ -143,7 +155,7 @@ void run_bench(const BenchOptions& o) {
     token = argmax(logits.data(), V);
     routed += routed_bytes(weights, trace);
   }
-  const double decode_s = seconds_since(t0);
+  const double decode_s = seconds_since(t0), decode_cpu_s = process_cpu_seconds() - cpu0;
   const uint64_t peak = peak_rss_bytes();
 
   const cpu::BandwidthProbe probe = cpu::measure_read_bandwidth(*r.pool, o.probe_mb << 20);
@@ -158,16 +170,22 @@ void run_bench(const BenchOptions& o) {
         "{\"model\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"fp8_head\": %s, \"prompt_tokens\": %lld, "
         "\"decode_tokens\": %lld, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, \"peak_rss_bytes\": %llu, "
         "\"checkpoint_bytes\": %llu, \"kv_cache_bytes\": %llu, \"decode_bytes_per_token\": %.0f, "
-        "\"achieved_gb_s\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_fraction\": %.4f}\n",
+        "\"achieved_gb_s\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_fraction\": %.4f, "
+        "\"prefill_cpu_util\": %.3f, \"decode_cpu_util\": %.3f}\n",
         o.model.c_str(), r.pool->size(), cpu::target_name(), o.fp8_head ? "true" : "false", (long long)P,
         (long long)o.decode, prefill_tok_s, decode_tok_s, (unsigned long long)peak, (unsigned long long)ckpt_bytes,
-        (unsigned long long)kv_bytes, bytes_per_token, achieved, probe.gb_s, fraction);
+        (unsigned long long)kv_bytes, bytes_per_token, achieved, probe.gb_s, fraction,
+        prefill_cpu_s / prefill_s / r.pool->size(), decode_cpu_s / decode_s / r.pool->size());
     return;
   }
   std::printf("model:            %s%s\n", o.model.c_str(), o.fp8_head ? " (lm_head quantised to FP8 at load)" : "");
   std::printf("threads:          %d (kernels: %s)\n", r.pool->size(), cpu::target_name());
-  std::printf("prefill:          %lld tokens in %.3f s = %.2f tok/s\n", (long long)P, prefill_s, prefill_tok_s);
-  std::printf("decode:           %lld tokens in %.3f s = %.2f tok/s\n", (long long)o.decode, decode_s, decode_tok_s);
+  // CPU use below ~95% means other processes took cores from this run: its times are pessimistic.
+  std::printf("prefill:          %lld tokens in %.3f s = %.2f tok/s (CPU use %.0f%% of %d threads)\n", (long long)P,
+              prefill_s, prefill_tok_s, 100 * prefill_cpu_s / prefill_s / r.pool->size(), r.pool->size());
+  std::printf("decode:           %lld tokens in %.3f s = %.2f tok/s (CPU use %.0f%% of %d threads)\n",
+              (long long)o.decode, decode_s, decode_tok_s, 100 * decode_cpu_s / decode_s / r.pool->size(),
+              r.pool->size());
   std::printf("bytes per token:  %.1f MB (weights read per decode token, routing as taken)\n", bytes_per_token / 1e6);
   std::printf("achieved:         %.2f GB/s\n", achieved);
   std::printf("bandwidth probe:  %.2f GB/s (%d threads, %lld MB buffer, best of %d)\n", probe.gb_s, r.pool->size(),
