@@ -114,7 +114,8 @@ void run_bench(const BenchOptions& o) {
   Model& model = *r.model;
   const ModelConfig& c = model.config();
   ModelWeights& weights = r.ckpt->weights;
-  if (o.fp8_head) requantize_fp8(weights.lm_head, weights, *r.pool);
+  // Checkpoint tensors are read-only file mappings: the BF16 pages can go once quantised.
+  if (o.fp8_head) requantize_fp8(weights.lm_head, weights, *r.pool, /*release_source=*/true);
   touch_weights(weights);
 
   const int64_t V = c.vocab_size, H = c.hidden_size, P = o.prompt;

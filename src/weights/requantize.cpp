@@ -32,7 +32,7 @@ void release_pages(const void* p, size_t n) {
 
 }  // namespace
 
-void requantize_fp8(Weight& w, ModelWeights& owner, ThreadPool& pool) {
+void requantize_fp8(Weight& w, ModelWeights& owner, ThreadPool& pool, bool release_source) {
   if (w.dtype == DType::F8_E4M3) return;
   if (w.dtype != DType::BF16 && w.dtype != DType::F16 && w.dtype != DType::F32)
     fail("requantize '{}': cannot quantise {} to FP8", w.name, dtype_name(w.dtype));
@@ -42,7 +42,7 @@ void requantize_fp8(Weight& w, ModelWeights& owner, ThreadPool& pool) {
   auto mem = std::make_unique<uint8_t[]>(code_bytes + scale_bytes + 16);
   uint8_t* codes = mem.get();
   float* scales = reinterpret_cast<float*>(codes + (code_bytes + 15) / 16 * 16);
-  const bool release = !shares_data(owner, w);
+  const bool release = release_source && !shares_data(owner, w);
   const size_t src_row_bytes = size_t(cols) * size_t(dtype_size(w.dtype));
   pool.parallel_for(bands, [&](int64_t b0, int64_t b1) {
     std::vector<float> band;

@@ -8,9 +8,10 @@
 namespace dsv3 {
 
 // Quantises a BF16/F16/F32 weight to F8_E4M3 with 128x128 block scales (scale_inv = amax/448,
-// as quantize_fp8_blocks) into memory owned by `owner.owned`, and points `w` at it. The source
-// pages are released from the process afterwards when they are a read-only file mapping no other
-// weight shares, so resident memory does not hold both copies. No-op for FP8 weights.
-void requantize_fp8(Weight& w, ModelWeights& owner, ThreadPool& pool);
+// as quantize_fp8_blocks) into memory owned by `owner.owned`, and points `w` at it. With
+// `release_source` (only for weights bound to a read-only mapped checkpoint), the source pages are
+// dropped from the process as each band is done, unless another weight shares them or they are
+// one of owner.owned's heap copies, so resident memory never holds both copies. No-op for FP8.
+void requantize_fp8(Weight& w, ModelWeights& owner, ThreadPool& pool, bool release_source = false);
 
 }  // namespace dsv3
