@@ -132,15 +132,9 @@ void ThreadPool::run(FunctionRef<void(int)> fn) {
 void ThreadPool::parallel_for(int64_t n, FunctionRef<void(int64_t, int64_t)> fn) {
   if (n <= 0) return;
   const int64_t parts = std::min<int64_t>(n, n_threads_);
-  if (parts == 1) {
-    fn(0, n);
-    return;
-  }
-  run([&](int t) {
-    if (t >= parts) return;
-    const int64_t begin = n * t / parts, end = n * (t + 1) / parts;
-    fn(begin, end);
-  });
+  // Ranges are handed out as chunks: a thread that is late (descheduled) leaves its range to one
+  // that is running instead of holding up the call.
+  for_chunks(parts, [&](int64_t c, int) { fn(n * c / parts, n * (c + 1) / parts); });
 }
 
 }  // namespace dsv3

@@ -48,7 +48,8 @@ class ThreadPool {
   // Calls fn(thread_index) once on each of the size() threads and waits for all.
   void run(FunctionRef<void(int)> fn);
 
-  // Splits [0, n) into size() contiguous ranges and calls fn(begin, end) for each non-empty one.
+  // Splits [0, n) into size() contiguous ranges and calls fn(begin, end) once for each non-empty
+  // one, on whichever threads are free (see for_chunks).
   void parallel_for(int64_t n, FunctionRef<void(int64_t, int64_t)> fn);
 
   // Calls fn(chunk, thread_index) for every chunk in [0, n_chunks), handing chunks out one at a

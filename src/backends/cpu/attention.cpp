@@ -4,8 +4,8 @@
 // per-head K/V are never expanded. q_pe sits beside q_lat (qcat), so one dot product with a
 // cache row gives a score.
 //
-// Decode (few tokens): threads split the heads and each runs all three steps for its heads in
-// one parallel region, reading kv_b_proj as stored. Prefill: kv_b_proj head blocks are
+// Decode (few tokens): each head runs all three steps in one parallel region, reading kv_b_proj
+// as stored. Prefill: kv_b_proj head blocks are
 // dequantised once per call and the three steps run as sgemm, with the scores split by entry.
 #include <cblas.h>
 
@@ -92,20 +92,21 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   };
 
   if (!batched) {
-    // Each thread owns a range of heads through all three steps: one region, no barrier.
-    pool_.run([&](int t) {
-      const int64_t h0 = nh * t / T, h1 = nh * (t + 1) / T;
+    // Decode: a chunk is a group of heads running all three steps (heads are independent), so
+    // one region suffices and a descheduled thread's groups go to the other threads. Two groups
+    // per thread: each group reads the whole cache once for its scores and values.
+    const int64_t groups = std::min<int64_t>(nh, 2 * int64_t(T));
+    pool_.for_chunks(groups, [&](int64_t g, int t) {
+      const int64_t h0 = nh * g / groups, h1 = nh * (g + 1) / groups;
       absorb_q(t, h0, h1);
       for (int64_t i = 0; i < n; ++i) attend(t, i, h0, h1);
       project_out(t, h0, h1);
     });
     return;
   }
-  pool_.run([&](int t) { absorb_q(t, nh * t / T, nh * (t + 1) / T); });
-  pool_.run([&](int t) {
-    for (int64_t i = n * t / T; i < n * (t + 1) / T; ++i) attend(t, i, 0, nh);
-  });
-  pool_.run([&](int t) { project_out(t, nh * t / T, nh * (t + 1) / T); });
+  pool_.for_chunks(nh, [&](int64_t h, int t) { absorb_q(t, h, h + 1); });
+  pool_.for_chunks(n, [&](int64_t i, int t) { attend(t, i, 0, nh); });
+  pool_.for_chunks(nh, [&](int64_t h, int t) { project_out(t, h, h + 1); });
 }
 
 }  // namespace dsv3
