@@ -25,6 +25,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
+// Rows per pass of the one-token decode kernel.
+constexpr int kDecodeRows = 4;
+
 // N e4m3 bytes -> f32 values times 2^-8 (exact).
 HWY_INLINE VF LoadE4m3(DF df, const uint8_t* p) {
   const hn::Rebind<int8_t, DF> d8;
@@ -127,67 +130,69 @@ HWY_INLINE void DotRows(const Weight& w, int64_t r0, int64_t r1, const float* x,
   }
 }
 
-// One token, two rows at a time: the x loads are shared by both rows, a 128-column block is
-// fully unrolled with two chains per row, and each block's sum is scaled once. This is the decode
+// One token, kR rows at a time: the x loads are shared by the rows, a 128-column block is fully
+// unrolled with two chains per row, and each block's sum is scaled once. This is the decode
 // kernel; FP8 decoding is ALU-bound (~5 ops per 16 weights), so the loop carries nothing else.
-template <class A>
-HWY_INLINE void DotRowPairs(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
+template <class A, int kR>
+HWY_INLINE int64_t DotRowGroups(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
   const DF df;
   constexpr int64_t kB = kFp8BlockSize;
   const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols, full = cols / kB * kB;
   const auto* base = static_cast<const typename A::T*>(w.data);
-  // Software prefetch ~24 KiB ahead (an even number of rows, at least 2).
-  const int64_t ahead = std::max<int64_t>(2, 24576 / int64_t(cols * sizeof(typename A::T)) / 2 * 2) * cols;
+  // Software prefetch ~24 KiB ahead (a whole number of row groups).
+  const int64_t ahead = std::max<int64_t>(kR, 24576 / int64_t(cols * sizeof(typename A::T)) / kR * kR) * cols;
   int64_t r = r0;
-  if (kB % (2 * N) == 0) {
-    for (; r + 2 <= r1; r += 2) {
-      const auto* w0 = base + r * cols;
-      const auto* w1 = w0 + cols;
-      VF t0 = hn::Zero(df), t1 = hn::Zero(df);
-      int64_t b = 0;
-      for (int64_t c0 = 0; c0 < full; c0 += kB, ++b) {
-        VF a0 = hn::Zero(df), a1 = hn::Zero(df), b0 = hn::Zero(df), b1 = hn::Zero(df);
-        // Lines of rows further down at this block: without it, FP8 rows streamed from memory
-        // at ~6 GB/s per core against ~9.5 GB/s with it, here (the decode is slow enough per byte
-        // that the hardware prefetcher alone keeps too few lines in flight).
-        for (int64_t off = 0; off < kB * int64_t(sizeof(typename A::T)); off += 64) {
-          hwy::Prefetch(reinterpret_cast<const uint8_t*>(w0 + ahead + c0) + off);
-          hwy::Prefetch(reinterpret_cast<const uint8_t*>(w1 + ahead + c0) + off);
-        }
+  if (kB % (2 * N) != 0) return r;
+  for (; r + kR <= r1; r += kR) {
+    const auto* w0 = base + r * cols;
+    VF t[kR];
+    for (int j = 0; j < kR; ++j) t[j] = hn::Zero(df);
+    int64_t b = 0;
+    for (int64_t c0 = 0; c0 < full; c0 += kB, ++b) {
+      VF a[kR], a2[kR];
+      for (int j = 0; j < kR; ++j) a[j] = hn::Zero(df), a2[j] = hn::Zero(df);
+      // Lines of rows further down at this block: without it, FP8 rows streamed from memory at
+      // ~6 GB/s per core against ~9.5 GB/s with it, here (the decode is slow enough per byte
+      // that the hardware prefetcher alone keeps too few lines in flight).
+      for (int j = 0; j < kR; ++j)
+        for (int64_t off = 0; off < kB * int64_t(sizeof(typename A::T)); off += 64)
+          hwy::Prefetch(reinterpret_cast<const uint8_t*>(w0 + j * cols + ahead + c0) + off);
 #pragma GCC unroll 16
-        for (int64_t c = c0; c < c0 + kB; c += 2 * N) {
-          const VF x0 = hn::LoadU(df, x + c), x1 = hn::LoadU(df, x + c + N);
-          a0 = hn::MulAdd(A::Load(df, w0 + c), x0, a0);
-          a1 = hn::MulAdd(A::Load(df, w0 + c + N), x1, a1);
-          b0 = hn::MulAdd(A::Load(df, w1 + c), x0, b0);
-          b1 = hn::MulAdd(A::Load(df, w1 + c + N), x1, b1);
-        }
-        // Rows r and r + 1 share a scale row unless r + 1 starts a new 128-row band.
-        t0 = hn::MulAdd(hn::Add(a0, a1), hn::Set(df, BlockScale<A>(w, r, b)), t0);
-        t1 = hn::MulAdd(hn::Add(b0, b1), hn::Set(df, BlockScale<A>(w, r + 1, b)), t1);
-      }
-      float tail0 = 0, tail1 = 0;
-      if (full < cols) {
-        // The last, partial block: vectors then scalars.
-        const float s0 = BlockScale<A>(w, r, b), s1 = BlockScale<A>(w, r + 1, b);
-        VF a0 = hn::Zero(df), b0 = hn::Zero(df);
-        int64_t c = full;
-        for (; c + N <= cols; c += N) {
-          const VF xv = hn::LoadU(df, x + c);
-          a0 = hn::MulAdd(A::Load(df, w0 + c), xv, a0);
-          b0 = hn::MulAdd(A::Load(df, w1 + c), xv, b0);
-        }
-        t0 = hn::MulAdd(a0, hn::Set(df, s0), t0);
-        t1 = hn::MulAdd(b0, hn::Set(df, s1), t1);
-        for (; c < cols; ++c) {
-          tail0 += A::Scalar(w0 + c) * (s0 / A::kPre) * x[c];
-          tail1 += A::Scalar(w1 + c) * (s1 / A::kPre) * x[c];
+      for (int64_t c = c0; c < c0 + kB; c += 2 * N) {
+        const VF x0 = hn::LoadU(df, x + c), x1 = hn::LoadU(df, x + c + N);
+        for (int j = 0; j < kR; ++j) {
+          a[j] = hn::MulAdd(A::Load(df, w0 + j * cols + c), x0, a[j]);
+          a2[j] = hn::MulAdd(A::Load(df, w0 + j * cols + c + N), x1, a2[j]);
         }
       }
-      y[r - r0] = hn::GetLane(hn::SumOfLanes(df, t0)) + tail0;
-      y[r + 1 - r0] = hn::GetLane(hn::SumOfLanes(df, t1)) + tail1;
+      // Rows of one group may straddle a 128-row scale band: each row takes its own scale.
+      for (int j = 0; j < kR; ++j) t[j] = hn::MulAdd(hn::Add(a[j], a2[j]), hn::Set(df, BlockScale<A>(w, r + j, b)), t[j]);
     }
+    float tail[kR] = {};
+    if (full < cols) {
+      // The last, partial block: vectors then scalars.
+      VF a[kR];
+      for (int j = 0; j < kR; ++j) a[j] = hn::Zero(df);
+      int64_t c = full;
+      for (; c + N <= cols; c += N) {
+        const VF xv = hn::LoadU(df, x + c);
+        for (int j = 0; j < kR; ++j) a[j] = hn::MulAdd(A::Load(df, w0 + j * cols + c), xv, a[j]);
+      }
+      for (int j = 0; j < kR; ++j) {
+        const float sj = BlockScale<A>(w, r + j, b);
+        t[j] = hn::MulAdd(a[j], hn::Set(df, sj), t[j]);
+        for (int64_t cc = c; cc < cols; ++cc) tail[j] += A::Scalar(w0 + j * cols + cc) * (sj / A::kPre) * x[cc];
+      }
+    }
+    for (int j = 0; j < kR; ++j) y[r + j - r0] = hn::GetLane(hn::SumOfLanes(df, t[j])) + tail[j];
   }
+  return r;
+}
+
+template <class A>
+HWY_INLINE void DotRowPairs(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
+  int64_t r = DotRowGroups<A, kDecodeRows>(w, r0, r1, x, y);
+  if (kDecodeRows > 2) r = DotRowGroups<A, 2>(w, r, r1, x, y + (r - r0));
   if (r < r1) DotRows<A, 1>(w, r, r1, x, 0, y + (r - r0), 1);
 }
 
