@@ -47,6 +47,9 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   float* qcat = grow(qcat_, n * nh * row);  // [n, nh, L + R] = [q_lat | q_pe]
   float* olat = grow(olat_, n * nh * L);    // [n, nh, L]
   const bool batched = n >= kGemmMinTokens;
+  int64_t max_ctx = 0;
+  for (int64_t i = 0; i < n; ++i) max_ctx = std::max(max_ctx, ctx[size_t(i)].n_ctx);
+  reserve_thread_scratch(std::max(nh * max_ctx, batched ? std::max(nope, vd) * cpu::padded_stride(L) : 0));
 
   // Step 1 for heads [h0, h1): qcat.
   auto absorb_q = [&](int t, int64_t h0, int64_t h1) {

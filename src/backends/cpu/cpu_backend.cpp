@@ -25,6 +25,10 @@ CpuBackend::CpuBackend(ThreadPool& pool) : pool_(pool), scratch_(size_t(pool.siz
 
 float* CpuBackend::thread_scratch(int t, int64_t count) { return grow(scratch_[size_t(t)], count); }
 
+void CpuBackend::reserve_thread_scratch(int64_t count) {
+  for (auto& s : scratch_) grow(s, count);
+}
+
 void CpuBackend::rms_norm(const float* x, int64_t n, const Weight& w, float eps, float* out) {
   const int64_t d = w.cols;
   for (int64_t i = 0; i < n; ++i) {
@@ -65,6 +69,8 @@ void CpuBackend::linear_jobs(std::span<const LinearJob> jobs) {
   for (const auto& j : jobs) total += j.w->rows * j.w->cols;
   const int64_t target = std::max<int64_t>(total / (int64_t(pool_.size()) * 8), int64_t(1) << 15);
   chunks_.clear();
+  for (const auto& j : jobs)
+    if (j.n >= kGemmMinTokens) reserve_thread_scratch(tile_rows(j.w->cols) * cpu::padded_stride(j.w->cols));
   for (size_t ij = 0; ij < jobs.size(); ++ij) {
     const auto& j = jobs[ij];
     if (j.n == 0) continue;

@@ -47,6 +47,9 @@ class CpuBackend : public ReferenceBackend {
   // Rows [r0, r1) of one job on thread t.
   void linear_rows(int t, const LinearJob& job, int64_t r0, int64_t r1);
   float* thread_scratch(int t, int64_t count);
+  // Grows every thread's scratch to `count` floats here, before a region: which thread runs which
+  // chunk varies from call to call, and a steady decode step must not allocate in any of them.
+  void reserve_thread_scratch(int64_t count);
   // out [n, rows] = silu(g) * u, in place over g.
   void swiglu(float* g, const float* u, int64_t count);
 
