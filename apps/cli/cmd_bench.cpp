@@ -125,14 +125,15 @@ void run_bench(const BenchOptions& o) {
   const int32_t last[] = {int32_t(P - 1)}, row0[] = {0};
 
   {
-    // Warm-up on a throw-away cache: first-touch of scratch and code paths, outside the timing.
+    // Warm-up on a throw-away cache, outside the timing: the whole prompt once (every scratch
+    // buffer reaches its prefill size and its pages are touched) and two decode steps.
     SequenceCache warm = model.new_cache(P + 2);
     SequenceCache* wc[] = {&warm};
-    const int64_t wn = std::min<int64_t>(P, 16);
-    const int32_t wl[] = {int32_t(wn - 1)};
-    model.forward({entries.data(), size_t(wn)}, wc, {.logit_rows = wl}, hidden.data(), logits.data());
-    const StepEntry e{0, 1, int32_t(wn)};
-    model.forward({&e, 1}, wc, {.logit_rows = row0}, hidden.data(), logits.data());
+    model.forward(entries, wc, {.logit_rows = last}, hidden.data(), logits.data());
+    for (int32_t k = 0; k < 2; ++k) {
+      const StepEntry e{0, 1, int32_t(P + k)};
+      model.forward({&e, 1}, wc, {.logit_rows = row0}, hidden.data(), logits.data());
+    }
   }
 
   SequenceCache cache = model.new_cache(P + o.decode + 1);
