@@ -15,6 +15,7 @@
 #include "backends/cpu/bandwidth_probe.h"
 #include "backends/cpu/kernels.h"
 #include "base/error.h"
+#include "io/json_file.h"
 #include "runtime/greedy.h"
 #include "weights/requantize.h"
 
@@ -162,26 +163,33 @@ void run_bench(const BenchOptions& o) {
 
   const cpu::BandwidthProbe probe = cpu::measure_read_bandwidth(*r.pool, o.probe_mb << 20);
 
-  const double prefill_tok_s = double(P) / prefill_s, decode_tok_s = double(o.decode) / decode_s;
+  const double prefill_tok_s = double(P) / prefill_s;
+  const double decode_tok_s = o.decode > 0 ? double(o.decode) / decode_s : 0.0;
   const double bytes_per_token = double(fixed) + double(routed) / double(std::max<int64_t>(o.decode, 1));
   const double achieved = bytes_per_token * decode_tok_s / 1e9;
   const double fraction = achieved / probe.gb_s;
   const uint64_t ckpt_bytes = r.ckpt->checkpoint.total_bytes(), kv_bytes = cache.bytes();
   if (o.json) {
-    std::printf(
-        "{\"model\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"fp8_head\": %s, \"prompt_tokens\": %lld, "
-        "\"decode_tokens\": %lld, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, \"peak_rss_bytes\": %llu, "
-        "\"checkpoint_bytes\": %llu, \"kv_cache_bytes\": %llu, \"decode_bytes_per_token\": %.0f, "
-        "\"achieved_gb_s\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_fraction\": %.4f, "
-        "\"prefill_cpu_util\": %.3f, \"decode_cpu_util\": %.3f}\n",
-        o.model.c_str(), r.pool->size(), cpu::target_name(), o.fp8_head ? "true" : "false", (long long)P,
-        (long long)o.decode, prefill_tok_s, decode_tok_s, (unsigned long long)peak, (unsigned long long)ckpt_bytes,
-        (unsigned long long)kv_bytes, bytes_per_token, achieved, probe.gb_s, fraction,
-        prefill_cpu_s / prefill_s / r.pool->size(), decode_cpu_s / decode_s / r.pool->size());
+    nlohmann::ordered_json j = {{"model", o.model},
+                                {"threads", r.pool->size()},
+                                {"isa", cpu::target_name()},
+                                {"fp8_head", o.fp8_head},
+                                {"prompt_tokens", P},
+                                {"decode_tokens", o.decode},
+                                {"prefill_tok_s", prefill_tok_s},
+                                {"decode_tok_s", decode_tok_s},
+                                {"peak_rss_bytes", peak},
+                                {"checkpoint_bytes", ckpt_bytes},
+                                {"kv_cache_bytes", kv_bytes},
+                                {"decode_bytes_per_token", bytes_per_token},
+                                {"achieved_gb_s", achieved},
+                                {"bandwidth_gb_s", probe.gb_s},
+                                {"roofline_fraction", fraction},
+                                {"prefill_cpu_util", prefill_cpu_s / prefill_s / r.pool->size()},
+                                {"decode_cpu_util", o.decode > 0 ? decode_cpu_s / decode_s / r.pool->size() : 0.0}};
+    std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("model:            %s%s\n", o.model.c_str(), o.fp8_head ? " (lm_head quantised to FP8 at load)" : "");
-  std::printf("threads:          %d (kernels: %s)\n", r.pool->size(), cpu::target_name());
   // CPU use below ~95% means other processes took cores from this run: its times are pessimistic.
   std::printf("prefill:          %lld tokens in %.3f s = %.2f tok/s (CPU use %.0f%% of %d threads)\n", (long long)P,
               prefill_s, prefill_tok_s, 100 * prefill_cpu_s / prefill_s / r.pool->size(), r.pool->size());
