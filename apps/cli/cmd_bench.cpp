@@ -190,6 +190,8 @@ void run_bench(const BenchOptions& o) {
     std::printf("%s\n", j.dump().c_str());
     return;
   }
+  std::printf("model:            %s%s\n", o.model.c_str(), o.fp8_head ? " (lm_head quantised to FP8 at load)" : "");
+  std::printf("threads:          %d (kernels: %s)\n", r.pool->size(), cpu::target_name());
   // CPU use below ~95% means other processes took cores from this run: its times are pessimistic.
   std::printf("prefill:          %lld tokens in %.3f s = %.2f tok/s (CPU use %.0f%% of %d threads)\n", (long long)P,
               prefill_s, prefill_tok_s, 100 * prefill_cpu_s / prefill_s / r.pool->size(), r.pool->size());
