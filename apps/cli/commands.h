@@ -11,5 +11,6 @@ void add_info_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 // tokenize, detokenize, template (cmd_tokenizer.cpp)
 void add_tokenizer_commands(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace dsv3::cli

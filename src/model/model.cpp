@@ -34,7 +34,8 @@ void Model::validate(std::span<const StepEntry> entries, std::span<SequenceCache
     if (e.pos < 0) fail("position {} is negative", e.pos);
   }
   // A sequence's positions in one step must continue its cache without gaps.
-  std::vector<int64_t> next(caches.size());
+  // Reused scratch (validate runs every decode step, which must not allocate).
+  int64_t* next = grow(next_pos_, int64_t(caches.size()));
   for (size_t s = 0; s < caches.size(); ++s) next[s] = caches[s] ? caches[s]->length(0) : 0;
   for (const auto& e : entries) {
     if (!caches[size_t(e.seq)]) fail("sequence {} has no cache", e.seq);

@@ -1,6 +1,12 @@
-// The CPU backend: multi-threaded kernels over weights as stored. Ops it does not override run
+// The CPU backend: SIMD kernels (kernels.h, Highway runtime dispatch) over weights as stored,
+// OpenBLAS sgemm on dequantised tiles for many-token batches, and our own thread pool (passed
+// in). Decode steps reuse grow-only scratch: after the first steps at a given context length
+// they do not allocate. Ops it does not override (embed, rope, naive attention) run
 // the scalar reference.
 #pragma once
+
+#include <span>
+#include <vector>
 
 #include "base/thread_pool.h"
 #include "ops/reference/reference.h"
@@ -9,12 +15,56 @@ namespace dsv3 {
 
 class CpuBackend : public ReferenceBackend {
  public:
-  explicit CpuBackend(ThreadPool& pool) : pool_(pool) {}
+  explicit CpuBackend(ThreadPool& pool);
 
+  void rms_norm(const float* x, int64_t n, const Weight& w, float eps, float* out) override;
   void linear(const Weight& w, const float* x, int64_t n, float* y) override;
+  void mla_attention(const MlaShape& s, const float* q, int64_t n, std::span<const LatentRows> ctx, float* out,
+                     bool absorbed) override;
+  void moe_route(const RouteShape& s, const float* logits, int64_t n, int32_t* experts, float* weights) override;
+  void moe(const MoeWeights& w, const float* x, int64_t n, const int32_t* experts, const float* weights,
+           int64_t top_k, float* out) override;
+  void mlp(const MlpWeights& w, const float* x, int64_t n, float* out) override;
+  void add(float* y, const float* x, int64_t count) override;
+
+  ThreadPool& pool() { return pool_; }
+
+  // y [n, w.rows] = x [n, w.cols] · Wᵀ for several independent layers in one parallel region,
+  // rows split over the threads in proportion to rows x cols.
+  struct LinearJob {
+    const Weight* w;
+    const float* x;  // [n, w->cols]
+    int64_t n;
+    float* y;  // [n, w->rows]
+  };
+  void linear_jobs(std::span<const LinearJob> jobs);
+
+  // Batches of at least this many tokens go through sgemm on dequantised tiles; smaller ones
+  // through the matrix-vector kernel that decodes each weight once per 4 tokens.
+  static constexpr int64_t kGemmMinTokens = 8;
 
  private:
+  // Rows [r0, r1) of one job on thread t.
+  void linear_rows(int t, const LinearJob& job, int64_t r0, int64_t r1);
+  float* thread_scratch(int t, int64_t count);
+  // Grows every thread's scratch to `count` floats here, before a region: which thread runs which
+  // chunk varies from call to call, and a steady decode step must not allocate in any of them.
+  void reserve_thread_scratch(int64_t count);
+  // out [n, rows] = silu(g) * u, in place over g.
+  void swiglu(float* g, const float* u, int64_t count);
+
   ThreadPool& pool_;
+  std::vector<std::vector<float>> scratch_;  // per thread: dequantised tiles, attention rows
+  // Step scratch (grow-only).
+  std::vector<float> g_, u_, gs_, us_, xg_, yg_, ys_, qcat_, olat_;
+  std::vector<int32_t> count_, slot_, route_i_;
+  std::vector<float> route_f_;
+  std::vector<LinearJob> jobs_;
+  struct RowChunk {
+    int32_t job;
+    int64_t r0, r1;
+  };
+  std::vector<RowChunk> chunks_;
 };
 
 }  // namespace dsv3

@@ -1,0 +1,232 @@
+// dsv3 bench: prefill and decode tokens/s, peak resident memory, the weight bytes each decode
+// token reads (from the config and the routing actually taken), and the achieved fraction of
+// the machine's memory read bandwidth, measured by a built-in probe in the same process with the
+// same thread count. Ratios measured in one run hold on a shared machine; absolute times drift.
+#include <time.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <string>
+
+#include "apps/cli/commands.h"
+#include "apps/cli/common.h"
+#include "backends/cpu/bandwidth_probe.h"
+#include "backends/cpu/kernels.h"
+#include "base/error.h"
+#include "io/json_file.h"
+#include "runtime/greedy.h"
+#include "weights/requantize.h"
+
+namespace dsv3::cli {
+
+namespace {
+
+struct BenchOptions {
+  std::string model;
+  int64_t prompt = 512, decode = 128;
+  int threads = 0;
+  bool json = false, fp8_head = false;
+  int64_t probe_mb = 2048;
+};
+
+// CPU time of the whole process (all threads): on a shared machine, wall time / CPU time shows
+// how much of the cores the run actually got.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// VmHWM (peak resident set) of this process from /proc/self/status, in bytes.
+uint64_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+
+uint64_t bytes_of(const Weight& w) { return w.present() ? w.bytes() : 0; }
+uint64_t bytes_of(const MlpWeights& m) { return bytes_of(m.gate_proj) + bytes_of(m.up_proj) + bytes_of(m.down_proj); }
+
+// Every main-model weight a decode token reads except the routed experts (counted from the
+// routing) and the embedding (one row). The MTP layer is not run by the bench decode.
+uint64_t fixed_decode_bytes(const ModelWeights& w) {
+  uint64_t n = bytes_of(w.norm) + bytes_of(w.lm_head);
+  for (const auto& l : w.layers) {
+    const auto& a = l.self_attn;
+    n += bytes_of(l.input_layernorm) + bytes_of(l.post_attention_layernorm);
+    for (const Weight* p : {&a.q_a_proj, &a.q_a_layernorm, &a.q_b_proj, &a.q_proj, &a.kv_a_proj_with_mqa,
+                            &a.kv_a_layernorm, &a.kv_b_proj, &a.o_proj})
+      n += bytes_of(*p);
+    if (!l.is_moe) {
+      n += bytes_of(l.mlp);
+    } else {
+      n += bytes_of(l.moe.gate) + bytes_of(l.moe.e_score_correction_bias);
+      if (l.moe.shared_experts) n += bytes_of(*l.moe.shared_experts);
+    }
+  }
+  return n;
+}
+
+// Routed-expert bytes of one decode step: the distinct experts each MoE layer actually ran.
+uint64_t routed_bytes(const ModelWeights& w, const RoutingTrace& trace) {
+  uint64_t n = 0;
+  for (const auto& call : trace.calls) {
+    const auto& experts = w.layers[size_t(call.layer)].moe.experts;
+    for (int32_t e : std::set<int32_t>(call.experts.begin(), call.experts.end())) n += bytes_of(experts[size_t(e)]);
+  }
+  return n;
+}
+
+// Reads one byte per page of every weight the main model uses, so that page faults on the
+// mapped checkpoint happen here and not inside the timed steps.
+void touch_weights(const ModelWeights& w) {
+  volatile uint8_t sink = 0;
+  auto touch = [&](const Weight& x) {
+    if (!x.present()) return;
+    const auto* p = static_cast<const uint8_t*>(x.data);
+    const uint64_t n = uint64_t(x.rows) * uint64_t(x.cols) * uint64_t(dtype_size(x.dtype));
+    for (uint64_t i = 0; i < n; i += 4096) sink = sink + p[i];
+    if (x.scale_inv) sink = sink + static_cast<uint8_t>(x.scale_inv[0]);
+  };
+  auto touch_mlp = [&](const MlpWeights& m) { touch(m.gate_proj), touch(m.up_proj), touch(m.down_proj); };
+  touch(w.norm), touch(w.lm_head);
+  for (const auto& l : w.layers) {
+    const auto& a = l.self_attn;
+    for (const Weight* p : {&l.input_layernorm, &l.post_attention_layernorm, &a.q_a_proj, &a.q_a_layernorm,
+                            &a.q_b_proj, &a.q_proj, &a.kv_a_proj_with_mqa, &a.kv_a_layernorm, &a.kv_b_proj, &a.o_proj})
+      touch(*p);
+    if (!l.is_moe) touch_mlp(l.mlp);
+    touch(l.moe.gate), touch(l.moe.e_score_correction_bias);
+    for (const auto& e : l.moe.experts) touch_mlp(e);
+    if (l.moe.shared_experts) touch_mlp(*l.moe.shared_experts);
+  }
+}
+
+void run_bench(const BenchOptions& o) {
+  Runner r = load_runner(o.model, o.threads, /*quiet=*/true);
+  Model& model = *r.model;
+  const ModelConfig& c = model.config();
+  ModelWeights& weights = r.ckpt->weights;
+  // Checkpoint tensors are read-only file mappings: the BF16 pages can go once quantised.
+  if (o.fp8_head) requantize_fp8(weights.lm_head, weights, *r.pool, /*release_source=*/true);
+  touch_weights(weights);
+
+  const int64_t V = c.vocab_size, H = c.hidden_size, P = o.prompt;
+  std::vector<StepEntry> entries;
+  for (int64_t i = 0; i < P; ++i) entries.push_back({0, int32_t((i * 7919 + 13) % V), int32_t(i)});
+  std::vector<float> hidden(static_cast<size_t>(P * H)), logits(static_cast<size_t>(V));
+  const int32_t last[] = {int32_t(P - 1)}, row0[] = {0};
+
+  {
+    // Warm-up on a throw-away cache, outside the timing: the whole prompt once (every scratch
+    // buffer reaches its prefill size and its pages are touched) and two decode steps.
+    SequenceCache warm = model.new_cache(P + 2);
+    SequenceCache* wc[] = {&warm};
+    model.forward(entries, wc, {.logit_rows = last}, hidden.data(), logits.data());
+    for (int32_t k = 0; k < 2; ++k) {
+      const StepEntry e{0, 1, int32_t(P + k)};
+      model.forward({&e, 1}, wc, {.logit_rows = row0}, hidden.data(), logits.data());
+    }
+  }
+
+  SequenceCache cache = model.new_cache(P + o.decode + 1);
+  SequenceCache* caches[] = {&cache};
+  double cpu0 = process_cpu_seconds();
+  auto t0 = std::chrono::steady_clock::now();
+  model.forward(entries, caches, {.logit_rows = last}, hidden.data(), logits.data());
+  const double prefill_s = seconds_since(t0), prefill_cpu_s = process_cpu_seconds() - cpu0;
+
+  const uint64_t fixed = fixed_decode_bytes(weights);
+  uint64_t routed = 0;
+  RoutingTrace trace;
+  trace.calls.reserve(size_t(c.num_hidden_layers));
+  int32_t token = argmax(logits.data(), V);
+  cpu0 = process_cpu_seconds();
+  t0 = std::chrono::steady_clock::now();
+  for (int64_t k = 0; k < o.decode; ++k) {
+    trace.calls.clear();
+    const StepEntry e{0, token, int32_t(P + k)};
+    model.forward({&e, 1}, caches, {.logit_rows = row0, .trace = &trace}, hidden.data(), logits.data());
+    token = argmax(logits.data(), V);
+    routed += routed_bytes(weights, trace);
+  }
+  const double decode_s = seconds_since(t0), decode_cpu_s = process_cpu_seconds() - cpu0;
+  const uint64_t peak = peak_rss_bytes();
+
+  const cpu::BandwidthProbe probe = cpu::measure_read_bandwidth(*r.pool, o.probe_mb << 20);
+
+  const double prefill_tok_s = double(P) / prefill_s;
+  const double decode_tok_s = o.decode > 0 ? double(o.decode) / decode_s : 0.0;
+  const double bytes_per_token = double(fixed) + double(routed) / double(std::max<int64_t>(o.decode, 1));
+  const double achieved = bytes_per_token * decode_tok_s / 1e9;
+  const double fraction = achieved / probe.gb_s;
+  const uint64_t ckpt_bytes = r.ckpt->checkpoint.total_bytes(), kv_bytes = cache.bytes();
+  if (o.json) {
+    nlohmann::ordered_json j = {{"model", o.model},
+                                {"threads", r.pool->size()},
+                                {"isa", cpu::target_name()},
+                                {"fp8_head", o.fp8_head},
+                                {"prompt_tokens", P},
+                                {"decode_tokens", o.decode},
+                                {"prefill_tok_s", prefill_tok_s},
+                                {"decode_tok_s", decode_tok_s},
+                                {"peak_rss_bytes", peak},
+                                {"checkpoint_bytes", ckpt_bytes},
+                                {"kv_cache_bytes", kv_bytes},
+                                {"decode_bytes_per_token", bytes_per_token},
+                                {"achieved_gb_s", achieved},
+                                {"bandwidth_gb_s", probe.gb_s},
+                                {"roofline_fraction", fraction},
+                                {"prefill_cpu_util", prefill_cpu_s / prefill_s / r.pool->size()},
+                                {"decode_cpu_util", o.decode > 0 ? decode_cpu_s / decode_s / r.pool->size() : 0.0}};
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("model:            %s%s\n", o.model.c_str(), o.fp8_head ? " (lm_head quantised to FP8 at load)" : "");
+  std::printf("threads:          %d (kernels: %s)\n", r.pool->size(), cpu::target_name());
+  // CPU use below ~95% means other processes took cores from this run: its times are pessimistic.
+  std::printf("prefill:          %lld tokens in %.3f s = %.2f tok/s (CPU use %.0f%% of %d threads)\n", (long long)P,
+              prefill_s, prefill_tok_s, 100 * prefill_cpu_s / prefill_s / r.pool->size(), r.pool->size());
+  std::printf("decode:           %lld tokens in %.3f s = %.2f tok/s (CPU use %.0f%% of %d threads)\n",
+              (long long)o.decode, decode_s, decode_tok_s, 100 * decode_cpu_s / decode_s / r.pool->size(),
+              r.pool->size());
+  std::printf("bytes per token:  %.1f MB (weights read per decode token, routing as taken)\n", bytes_per_token / 1e6);
+  std::printf("achieved:         %.2f GB/s\n", achieved);
+  std::printf("bandwidth probe:  %.2f GB/s (%d threads, %lld MB buffer, best of %d)\n", probe.gb_s, r.pool->size(),
+              (long long)(probe.bytes >> 20), probe.passes);
+  std::printf("roofline:         %.1f%% of measured bandwidth\n", 100 * fraction);
+  std::printf("peak memory:      %.1f MB resident (checkpoint %.1f MB + KV cache %.1f MB = %.1f MB)\n", double(peak) / 1e6,
+              double(ckpt_bytes) / 1e6, double(kv_bytes) / 1e6, double(ckpt_bytes + kv_bytes) / 1e6);
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  auto* sub = app.add_subcommand("bench", "Prefill and decode tokens/s against the machine's measured memory bandwidth");
+  sub->add_option("--model", o->model, "Checkpoint directory (Hugging Face layout)")->required();
+  sub->add_option("-p,--prompt", o->prompt, "Prompt tokens to prefill in one step")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  sub->add_option("-n,--decode", o->decode, "Tokens to decode one at a time after the prompt")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20))
+      ->capture_default_str();
+  sub->add_option("-t,--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  sub->add_flag("--json", o->json, "Print one JSON object");
+  sub->add_flag("--fp8-head", o->fp8_head,
+                "Quantise lm_head to FP8 (128x128 blocks, scale = amax/448) in memory at load");
+  sub->add_option("--probe-mb", o->probe_mb, "Bandwidth probe buffer in MiB")
+      ->check(CLI::Range(int64_t(64), int64_t(1) << 20))
+      ->capture_default_str();
+  sub->callback([o] { run_bench(*o); });
+}
+
+}  // namespace dsv3::cli

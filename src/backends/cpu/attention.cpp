@@ -1,0 +1,115 @@
+// Absorbed MLA over the latent cache (model.py MLA.forward, attn_impl "absorb"): kv_b_proj's
+// k_nope rows fold into the query (q_lat = W_kᵀ q_nope) and its v rows into the output
+// (out = W_v o_lat), so attention reads the cached [kv_norm(c_kv) | k_pe] rows directly and
+// per-head K/V are never expanded. q_pe sits beside q_lat (qcat), so one dot product with a
+// cache row gives a score.
+//
+// Decode (few tokens): each head runs all three steps in one parallel region, reading kv_b_proj
+// as stored. Prefill: kv_b_proj head blocks are
+// dequantised once per call and the three steps run as sgemm, with the scores split by entry.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/kernels.h"
+#include "model/scratch.h"
+
+namespace dsv3 {
+
+namespace {
+
+// Scores of hc heads against ctx rows -> probabilities (rows of length m), in place.
+void softmax_rows(float* p, int64_t hc, int64_t m) {
+  for (int64_t h = 0; h < hc; ++h) {
+    float* r = p + h * m;
+    const float mx = *std::max_element(r, r + m);
+    double sum = 0;
+    for (int64_t t = 0; t < m; ++t) sum += (r[t] = std::exp(r[t] - mx));
+    const float inv = float(1.0 / sum);
+    for (int64_t t = 0; t < m; ++t) r[t] *= inv;
+  }
+}
+
+}  // namespace
+
+void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std::span<const LatentRows> ctx,
+                               float* out, bool absorbed) {
+  if (!absorbed || n == 0) {
+    ReferenceBackend::mla_attention(s, q, n, ctx, out, absorbed);
+    return;
+  }
+  const Weight& kvb = *s.kv_b_proj;
+  const int64_t nh = s.n_heads, nope = s.qk_nope_head_dim, R = s.qk_rope_head_dim, vd = s.v_head_dim;
+  const int64_t L = s.kv_lora_rank, per = nope + vd, qk = nope + R, row = L + R;
+  const int T = pool_.size();
+  float* qcat = grow(qcat_, n * nh * row);  // [n, nh, L + R] = [q_lat | q_pe]
+  float* olat = grow(olat_, n * nh * L);    // [n, nh, L]
+  const bool batched = n >= kGemmMinTokens;
+  int64_t max_ctx = 0;
+  for (int64_t i = 0; i < n; ++i) max_ctx = std::max(max_ctx, ctx[size_t(i)].n_ctx);
+  reserve_thread_scratch(std::max(nh * max_ctx, batched ? std::max(nope, vd) * cpu::padded_stride(L) : 0));
+
+  // Step 1 for heads [h0, h1): qcat.
+  auto absorb_q = [&](int t, int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      if (batched) {
+        const int64_t ld = cpu::padded_stride(L);
+        float* wk = thread_scratch(t, nope * ld);  // [nope, L]
+        cpu::dequant_rows(kvb, h * per, h * per + nope, wk, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(L), int(nope), 1.0f, q + h * qk,
+                    int(nh * qk), wk, int(ld), 0.0f, qcat + h * row, int(nh * row));
+      } else {
+        for (int64_t i = 0; i < n; ++i)
+          cpu::matvec_t_rows(kvb, h * per, h * per + nope, q + (i * nh + h) * qk, qcat + (i * nh + h) * row);
+      }
+      for (int64_t i = 0; i < n; ++i) std::copy_n(q + (i * nh + h) * qk + nope, R, qcat + (i * nh + h) * row + L);
+    }
+  };
+  // Step 2 for entry i, heads [h0, h1): olat = softmax(scale · qcat · Cᵀ) · C[:, :L].
+  auto attend = [&](int t, int64_t i, int64_t h0, int64_t h1) {
+    const int64_t hc = h1 - h0, m = ctx[size_t(i)].n_ctx;
+    if (hc <= 0) return;
+    const float* c = ctx[size_t(i)].rows;
+    float* p = thread_scratch(t, hc * m);  // [hc, m]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(hc), int(m), int(row), s.softmax_scale,
+                qcat + (i * nh + h0) * row, int(row), c, int(row), 0.0f, p, int(m));
+    softmax_rows(p, hc, m);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(hc), int(L), int(m), 1.0f, p, int(m), c, int(row),
+                0.0f, olat + (i * nh + h0) * L, int(L));
+  };
+  // Step 3 for heads [h0, h1): out[:, h] = W_v,h · olat[:, h].
+  auto project_out = [&](int t, int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      if (batched) {
+        const int64_t ld = cpu::padded_stride(L);
+        float* wv = thread_scratch(t, vd * ld);  // [vd, L]
+        cpu::dequant_rows(kvb, h * per + nope, h * per + per, wv, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(vd), int(L), 1.0f, olat + h * L,
+                    int(nh * L), wv, int(ld), 0.0f, out + h * vd, int(nh * vd));
+      } else {
+        cpu::matvec_rows(kvb, h * per + nope, h * per + per, olat + h * L, n, nh * L, out + h * vd, nh * vd);
+      }
+    }
+  };
+
+  if (!batched) {
+    // Decode: a chunk is a group of heads running all three steps (heads are independent), so
+    // one region suffices and a descheduled thread's groups go to the other threads. Two groups
+    // per thread: each group reads the whole cache once for its scores and values.
+    const int64_t groups = std::min<int64_t>(nh, 2 * int64_t(T));
+    pool_.for_chunks(groups, [&](int64_t g, int t) {
+      const int64_t h0 = nh * g / groups, h1 = nh * (g + 1) / groups;
+      absorb_q(t, h0, h1);
+      for (int64_t i = 0; i < n; ++i) attend(t, i, h0, h1);
+      project_out(t, h0, h1);
+    });
+    return;
+  }
+  pool_.for_chunks(nh, [&](int64_t h, int t) { absorb_q(t, h, h + 1); });
+  pool_.for_chunks(n, [&](int64_t i, int t) { attend(t, i, 0, nh); });
+  pool_.for_chunks(nh, [&](int64_t h, int t) { project_out(t, h, h + 1); });
+}
+
+}  // namespace dsv3

@@ -1,0 +1,156 @@
+// CpuBackend ops against ReferenceBackend at 1 and 2 threads, for token counts on both sides
+// of the sgemm threshold (kGemmMinTokens) and odd shapes (non-multiples of 128 and of the SIMD
+// width).
+//
+// Tolerance: weights dequantise exactly; the backend accumulates in f32 (SIMD or sgemm) where the
+// reference uses double, so each dot of length K errs by at most ~K * 2^-24 * Σ|terms|. The
+// composite ops chain two or three such products plus exp/silu in f32; we allow 1e-5 relative to
+// the largest output magnitude (about 100 ulp of f32 at K <= 1000), far below a wrong index or
+// a missing block scale, which show as O(1) errors.
+#include "backends/cpu/cpu_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "backends/cpu/test_weights.h"
+
+namespace dsv3 {
+namespace {
+
+using testing::random_vector;
+using testing::random_weight;
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size());
+  double mx = 0;
+  for (float v : want) mx = std::max(mx, double(std::fabs(v)));
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], rel * mx + 1e-30) << what << " at " << i;
+}
+
+class CpuBackendTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(CpuBackendTest, Linear) {
+  ThreadPool pool(GetParam());
+  CpuBackend cpu(pool);
+  for (DType dt : {DType::F8_E4M3, DType::BF16})
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{300, 129}, {7, 7}, {129, 256}, {200, 72}})
+      for (int64_t n : {1, 3, 7, 8, 17}) {
+        auto w = random_weight(dt, rows, cols, uint32_t(rows + cols));
+        auto x = random_vector(n * cols, uint32_t(n));
+        std::vector<float> got(static_cast<size_t>(n * rows)), want(static_cast<size_t>(n * rows));
+        cpu.linear(w->w, x.data(), n, got.data());
+        ref::linear(w->w, x.data(), n, want.data());
+        expect_close(got, want, 1e-5, std::string(dtype_name(dt)) + " n=" + std::to_string(n));
+      }
+}
+
+struct Experts {
+  std::vector<std::unique_ptr<testing::OwnedWeight>> owned;
+  MoeWeights moe;
+};
+
+Experts make_experts(DType dt, int64_t E, int64_t H, int64_t inter, int64_t inter_s) {
+  Experts x;
+  uint32_t seed = 100;
+  auto make = [&](int64_t rows, int64_t cols) {
+    x.owned.push_back(random_weight(dt, rows, cols, seed++));
+    return x.owned.back()->w;
+  };
+  x.moe.gate = make(E, H);
+  for (int64_t e = 0; e < E; ++e) x.moe.experts.push_back({make(inter, H), make(inter, H), make(H, inter)});
+  x.moe.shared_experts = MlpWeights{make(inter_s, H), make(inter_s, H), make(H, inter_s)};
+  return x;
+}
+
+TEST_P(CpuBackendTest, MlpAndMoe) {
+  ThreadPool pool(GetParam());
+  CpuBackend cpu(pool);
+  const int64_t E = 8, H = 72, inter = 40, K = 3;
+  for (DType dt : {DType::F8_E4M3, DType::BF16}) {
+    Experts ex = make_experts(dt, E, H, inter, 2 * inter);
+    for (int64_t n : {1, 2, 5, 20}) {
+      auto x = random_vector(n * H, uint32_t(n));
+      std::mt19937 rng(static_cast<uint32_t>(n));
+      std::vector<int32_t> experts(static_cast<size_t>(n * K));
+      std::vector<float> weights(static_cast<size_t>(n * K));
+      for (int64_t i = 0; i < n; ++i) {
+        std::vector<int32_t> all(E);
+        std::iota(all.begin(), all.end(), 0);
+        std::shuffle(all.begin(), all.end(), rng);
+        for (int64_t k = 0; k < K; ++k) experts[size_t(i * K + k)] = all[size_t(k)], weights[size_t(i * K + k)] = 0.3f + 0.1f * float(k);
+      }
+      std::vector<float> got(static_cast<size_t>(n * H)), want(static_cast<size_t>(n * H));
+      cpu.moe(ex.moe, x.data(), n, experts.data(), weights.data(), K, got.data());
+      ref::moe(ex.moe, x.data(), n, experts.data(), weights.data(), K, want.data());
+      expect_close(got, want, 1e-5, "moe n=" + std::to_string(n));
+      cpu.mlp(*ex.moe.shared_experts, x.data(), n, got.data());
+      ref::mlp(*ex.moe.shared_experts, x.data(), n, want.data());
+      expect_close(got, want, 1e-5, "mlp n=" + std::to_string(n));
+    }
+  }
+}
+
+TEST_P(CpuBackendTest, AbsorbedAttention) {
+  ThreadPool pool(GetParam());
+  CpuBackend cpu(pool);
+  for (DType dt : {DType::F8_E4M3, DType::BF16}) {
+    const int64_t nh = 3, nope = 32, R = 16, vd = 24, L = 160;
+    auto kvb = random_weight(dt, nh * (nope + vd), L, 7);
+    MlaShape s{.n_heads = nh, .qk_nope_head_dim = nope, .qk_rope_head_dim = R, .v_head_dim = vd, .kv_lora_rank = L,
+               .softmax_scale = 0.1f, .kv_b_proj = &kvb->w};
+    auto cache = random_vector(40 * (L + R), 3);
+    for (int64_t n : {1, 2, 9, 12}) {
+      // Entries at the last n positions of a 40-row cache, as a prefill (or a decode for n=1) sees them.
+      std::vector<LatentRows> ctx;
+      for (int64_t i = 0; i < n; ++i) ctx.push_back({cache.data(), 40 - n + i + 1});
+      auto q = random_vector(n * nh * (nope + R), uint32_t(n));
+      std::vector<float> got(static_cast<size_t>(n * nh * vd)), want(static_cast<size_t>(n * nh * vd));
+      cpu.mla_attention(s, q.data(), n, ctx, got.data(), true);
+      ref::mla_attention_absorbed(s, q.data(), n, ctx, want.data());
+      expect_close(got, want, 1e-5, std::string(dtype_name(dt)) + " n=" + std::to_string(n));
+    }
+  }
+}
+
+TEST_P(CpuBackendTest, RmsNorm) {
+  ThreadPool pool(GetParam());
+  CpuBackend cpu(pool);
+  auto w = random_weight(DType::BF16, 1, 77, 1);
+  auto x = random_vector(3 * 77, 2);
+  std::vector<float> got(x.size()), want(x.size());
+  cpu.rms_norm(x.data(), 3, w->w, 1e-6f, got.data());
+  ref::rms_norm(x.data(), 3, w->w, 1e-6f, want.data());
+  expect_close(got, want, 1e-6, "rms_norm");
+}
+
+TEST_P(CpuBackendTest, MoeRouteMatchesReferenceExactly) {
+  ThreadPool pool(GetParam());
+  CpuBackend cpu(pool);
+  const int64_t E = 16, n = 9;
+  auto bias = random_weight(DType::F32, 1, E, 4, 0.1f);
+  for (auto method : {TopkMethod::NoauxTc, TopkMethod::GroupLimitedGreedy, TopkMethod::Greedy}) {
+    RouteShape s{.n_routed_experts = E, .num_experts_per_tok = 4, .n_group = 4, .topk_group = 2,
+                 .scoring_func = method == TopkMethod::NoauxTc ? ScoringFunc::Sigmoid : ScoringFunc::Softmax,
+                 .topk_method = method, .norm_topk_prob = method == TopkMethod::NoauxTc,
+                 .routed_scaling_factor = 2.5f,
+                 .e_score_correction_bias = method == TopkMethod::NoauxTc ? &bias->w : nullptr};
+    auto logits = random_vector(n * E, 11, 3.0f);
+    logits[3] = logits[5];  // a tie: the lower index wins in both
+    std::vector<int32_t> ge(static_cast<size_t>(n * 4)), we(static_cast<size_t>(n * 4));
+    std::vector<float> gw(static_cast<size_t>(n * 4)), ww(static_cast<size_t>(n * 4));
+    cpu.moe_route(s, logits.data(), n, ge.data(), gw.data());
+    ref::moe_route(s, logits.data(), n, we.data(), ww.data());
+    EXPECT_EQ(ge, we);
+    EXPECT_EQ(gw, ww);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads, CpuBackendTest, ::testing::Values(1, 2));
+
+}  // namespace
+}  // namespace dsv3

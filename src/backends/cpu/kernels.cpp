@@ -1,0 +1,334 @@
+// Highway kernels for kernels.h, compiled once per target by foreach_target.h.
+//
+// FP8 e4m3 decodes exactly through the f16 converter: sign-extend the byte to 16 bits, shift left
+// by 7 and keep the sign and the low 7 bits (mask 0xBF80). The result is the f16 with exponent
+// field 0eeee and mantissa mmm0000000, i.e. the e4m3 value times 2^-8 (subnormals included, since
+// both formats put subnormals at exponent field 0), which the hardware (F16C / AVX-512) widens
+// to f32. The 2^8 is folded into the block scale. A 256-entry table gather measured 5-6x slower.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "backends/cpu/kernels.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/cache_control.h"
+#include "hwy/highway.h"
+
+#include <algorithm>
+
+#include "backends/cpu/kernels.h"
+#include "base/dtype.h"
+#include "base/error.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dsv3::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Rows per pass of the one-token decode kernel.
+constexpr int kDecodeRows = 4;
+
+// N e4m3 bytes -> f32 values times 2^-8 (exact).
+HWY_INLINE VF LoadE4m3(DF df, const uint8_t* p) {
+  const hn::Rebind<int8_t, DF> d8;
+  const hn::Rebind<int16_t, DF> d16;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  auto v = hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(p)));
+  v = hn::And(hn::ShiftLeft<7>(v), hn::Set(d16, static_cast<int16_t>(0xBF80)));
+  return hn::PromoteTo(df, hn::BitCast(dh, v));
+}
+
+HWY_INLINE VF LoadBf16(DF df, const uint16_t* p) {
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::Rebind<uint16_t, DF> du16;
+  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, p))));
+}
+
+HWY_INLINE VF LoadF16(DF df, const uint16_t* p) {
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+}
+
+// One dtype's element access: vector load (values times `kPre`), scalar load (true value).
+struct Fp8Access {
+  static constexpr float kPre = 256.0f;  // undoes the 2^-8 of LoadE4m3
+  using T = uint8_t;
+  static VF Load(DF df, const T* p) { return LoadE4m3(df, p); }
+  static float Scalar(const T* p) { return e4m3_to_f32(*p); }
+};
+struct Bf16Access {
+  static constexpr float kPre = 1.0f;
+  using T = uint16_t;
+  static VF Load(DF df, const T* p) { return LoadBf16(df, p); }
+  static float Scalar(const T* p) { return bf16_to_f32(*p); }
+};
+struct F16Access {
+  static constexpr float kPre = 1.0f;
+  using T = uint16_t;
+  static VF Load(DF df, const T* p) { return LoadF16(df, p); }
+  static float Scalar(const T* p) { return f16_to_f32(*p); }
+};
+struct F32Access {
+  static constexpr float kPre = 1.0f;
+  using T = float;
+  static VF Load(DF df, const T* p) { return hn::LoadU(df, p); }
+  static float Scalar(const T* p) { return *p; }
+};
+
+// Scale of block (r / 128, b) times A::kPre; 1 for unscaled dtypes.
+template <class A>
+HWY_INLINE float BlockScale(const Weight& w, int64_t r, int64_t b) {
+  if (w.scale_inv == nullptr) return 1.0f;
+  return w.scale_inv[(r / kFp8BlockSize) * w.scale_cols() + b] * A::kPre;
+}
+
+// kT tokens against rows [r0, r1). Columns go in 128-wide blocks (the FP8 scale blocks); each
+// block's partial sums are scaled once.
+template <class A, int kT>
+HWY_INLINE void DotRows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, float* y,
+                        int64_t y_stride) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols;
+  const auto* base = static_cast<const typename A::T*>(w.data);
+  for (int64_t r = r0; r < r1; ++r) {
+    const auto* wr = base + r * cols;
+    VF total[kT];
+    float tail[kT];
+    for (int j = 0; j < kT; ++j) total[j] = hn::Zero(df), tail[j] = 0.0f;
+    for (int64_t c0 = 0, b = 0; c0 < cols; c0 += kFp8BlockSize, ++b) {
+      const int64_t c1 = std::min(cols, c0 + kFp8BlockSize);
+      const float s = BlockScale<A>(w, r, b);
+      int64_t c = c0;
+      VF part[kT];
+      for (int j = 0; j < kT; ++j) part[j] = hn::Zero(df);
+      if constexpr (kT == 1) {
+        // One token: four independent chains hide the FMA latency.
+        VF p1 = hn::Zero(df), p2 = hn::Zero(df), p3 = hn::Zero(df);
+        for (; c + 4 * N <= c1; c += 4 * N) {
+          part[0] = hn::MulAdd(A::Load(df, wr + c), hn::LoadU(df, x + c), part[0]);
+          p1 = hn::MulAdd(A::Load(df, wr + c + N), hn::LoadU(df, x + c + N), p1);
+          p2 = hn::MulAdd(A::Load(df, wr + c + 2 * N), hn::LoadU(df, x + c + 2 * N), p2);
+          p3 = hn::MulAdd(A::Load(df, wr + c + 3 * N), hn::LoadU(df, x + c + 3 * N), p3);
+        }
+        part[0] = hn::Add(hn::Add(part[0], p1), hn::Add(p2, p3));
+      }
+      for (; c + N <= c1; c += N) {
+        const VF wv = A::Load(df, wr + c);
+        for (int j = 0; j < kT; ++j) part[j] = hn::MulAdd(wv, hn::LoadU(df, x + j * x_stride + c), part[j]);
+      }
+      const VF vs = hn::Set(df, s);
+      for (int j = 0; j < kT; ++j) total[j] = hn::MulAdd(part[j], vs, total[j]);
+      if (c < c1) {
+        const float st = s / A::kPre;
+        for (; c < c1; ++c) {
+          const float wv = A::Scalar(wr + c) * st;
+          for (int j = 0; j < kT; ++j) tail[j] += wv * x[j * x_stride + c];
+        }
+      }
+    }
+    for (int j = 0; j < kT; ++j) y[j * y_stride + (r - r0)] = hn::GetLane(hn::SumOfLanes(df, total[j])) + tail[j];
+  }
+}
+
+// One token, kR rows at a time: the x loads are shared by the rows, a 128-column block is fully
+// unrolled with two chains per row, and each block's sum is scaled once. This is the decode
+// kernel; FP8 decoding is ALU-bound (~5 ops per 16 weights), so the loop carries nothing else.
+template <class A, int kR>
+HWY_INLINE int64_t DotRowGroups(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
+  const DF df;
+  constexpr int64_t kB = kFp8BlockSize;
+  const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols, full = cols / kB * kB;
+  const auto* base = static_cast<const typename A::T*>(w.data);
+  // Software prefetch ~24 KiB ahead (a whole number of row groups).
+  const int64_t ahead = std::max<int64_t>(kR, 24576 / int64_t(cols * sizeof(typename A::T)) / kR * kR) * cols;
+  int64_t r = r0;
+  if (kB % (2 * N) != 0) return r;
+  for (; r + kR <= r1; r += kR) {
+    const auto* w0 = base + r * cols;
+    VF t[kR];
+    for (int j = 0; j < kR; ++j) t[j] = hn::Zero(df);
+    int64_t b = 0;
+    for (int64_t c0 = 0; c0 < full; c0 += kB, ++b) {
+      VF a[kR], a2[kR];
+      for (int j = 0; j < kR; ++j) a[j] = hn::Zero(df), a2[j] = hn::Zero(df);
+      // Lines of rows further down at this block: without it, FP8 rows streamed from memory at
+      // ~6 GB/s per core against ~9.5 GB/s with it, here (the decode is slow enough per byte
+      // that the hardware prefetcher alone keeps too few lines in flight).
+      for (int j = 0; j < kR; ++j)
+        for (int64_t off = 0; off < kB * int64_t(sizeof(typename A::T)); off += 64)
+          hwy::Prefetch(reinterpret_cast<const uint8_t*>(w0 + j * cols + ahead + c0) + off);
+#pragma GCC unroll 16
+      for (int64_t c = c0; c < c0 + kB; c += 2 * N) {
+        const VF x0 = hn::LoadU(df, x + c), x1 = hn::LoadU(df, x + c + N);
+        for (int j = 0; j < kR; ++j) {
+          a[j] = hn::MulAdd(A::Load(df, w0 + j * cols + c), x0, a[j]);
+          a2[j] = hn::MulAdd(A::Load(df, w0 + j * cols + c + N), x1, a2[j]);
+        }
+      }
+      // Rows of one group may straddle a 128-row scale band: each row takes its own scale.
+      for (int j = 0; j < kR; ++j) t[j] = hn::MulAdd(hn::Add(a[j], a2[j]), hn::Set(df, BlockScale<A>(w, r + j, b)), t[j]);
+    }
+    float tail[kR] = {};
+    if (full < cols) {
+      // The last, partial block: vectors then scalars.
+      VF a[kR];
+      for (int j = 0; j < kR; ++j) a[j] = hn::Zero(df);
+      int64_t c = full;
+      for (; c + N <= cols; c += N) {
+        const VF xv = hn::LoadU(df, x + c);
+        for (int j = 0; j < kR; ++j) a[j] = hn::MulAdd(A::Load(df, w0 + j * cols + c), xv, a[j]);
+      }
+      for (int j = 0; j < kR; ++j) {
+        const float sj = BlockScale<A>(w, r + j, b);
+        t[j] = hn::MulAdd(a[j], hn::Set(df, sj), t[j]);
+        for (int64_t cc = c; cc < cols; ++cc) tail[j] += A::Scalar(w0 + j * cols + cc) * (sj / A::kPre) * x[cc];
+      }
+    }
+    for (int j = 0; j < kR; ++j) y[r + j - r0] = hn::GetLane(hn::SumOfLanes(df, t[j])) + tail[j];
+  }
+  return r;
+}
+
+template <class A>
+HWY_INLINE void DotRowPairs(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
+  int64_t r = DotRowGroups<A, kDecodeRows>(w, r0, r1, x, y);
+  if (kDecodeRows > 2) r = DotRowGroups<A, 2>(w, r, r1, x, y + (r - r0));
+  if (r < r1) DotRows<A, 1>(w, r, r1, x, 0, y + (r - r0), 1);
+}
+
+template <class A>
+void MatvecRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t n, int64_t x_stride, float* y,
+                 int64_t y_stride) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) DotRows<A, 4>(w, r0, r1, x + i * x_stride, x_stride, y + i * y_stride, y_stride);
+  const float* xi = x + i * x_stride;
+  float* yi = y + i * y_stride;
+  switch (n - i) {
+    case 3: DotRows<A, 3>(w, r0, r1, xi, x_stride, yi, y_stride); break;
+    case 2: DotRows<A, 2>(w, r0, r1, xi, x_stride, yi, y_stride); break;
+    case 1: DotRowPairs<A>(w, r0, r1, xi, yi); break;  // one token: y_stride plays no part
+    default: break;
+  }
+}
+
+void MatvecRows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t n, int64_t x_stride, float* y,
+                int64_t y_stride) {
+  switch (w.dtype) {
+    case DType::F8_E4M3: return MatvecRowsT<Fp8Access>(w, r0, r1, x, n, x_stride, y, y_stride);
+    case DType::BF16: return MatvecRowsT<Bf16Access>(w, r0, r1, x, n, x_stride, y, y_stride);
+    case DType::F16: return MatvecRowsT<F16Access>(w, r0, r1, x, n, x_stride, y, y_stride);
+    case DType::F32: return MatvecRowsT<F32Access>(w, r0, r1, x, n, x_stride, y, y_stride);
+    default: DSV3_CHECK(false, "matvec_rows: unsupported dtype");
+  }
+}
+
+template <class A>
+void MatvecTRowsT(const Weight& w, int64_t r0, int64_t r1, const float* q, float* out) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols;
+  const auto* base = static_cast<const typename A::T*>(w.data);
+  std::fill(out, out + cols, 0.0f);
+  for (int64_t r = r0; r < r1; ++r) {
+    const auto* wr = base + r * cols;
+    for (int64_t c0 = 0, b = 0; c0 < cols; c0 += kFp8BlockSize, ++b) {
+      const int64_t c1 = std::min(cols, c0 + kFp8BlockSize);
+      const float coef = q[r - r0] * BlockScale<A>(w, r, b);
+      const VF vc = hn::Set(df, coef);
+      int64_t c = c0;
+      for (; c + N <= c1; c += N) hn::StoreU(hn::MulAdd(A::Load(df, wr + c), vc, hn::LoadU(df, out + c)), df, out + c);
+      for (; c < c1; ++c) out[c] += A::Scalar(wr + c) * (coef / A::kPre);
+    }
+  }
+}
+
+void MatvecTRows(const Weight& w, int64_t r0, int64_t r1, const float* q, float* out) {
+  switch (w.dtype) {
+    case DType::F8_E4M3: return MatvecTRowsT<Fp8Access>(w, r0, r1, q, out);
+    case DType::BF16: return MatvecTRowsT<Bf16Access>(w, r0, r1, q, out);
+    case DType::F16: return MatvecTRowsT<F16Access>(w, r0, r1, q, out);
+    case DType::F32: return MatvecTRowsT<F32Access>(w, r0, r1, q, out);
+    default: DSV3_CHECK(false, "matvec_t_rows: unsupported dtype");
+  }
+}
+
+// Exact: (v · 2^-8) · (s · 2^8) rounds the same real product v · s that the reference rounds.
+template <class A>
+void DequantRowsT(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t out_stride) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols;
+  const auto* base = static_cast<const typename A::T*>(w.data);
+  for (int64_t r = r0; r < r1; ++r) {
+    const auto* wr = base + r * cols;
+    float* o = out + (r - r0) * out_stride;
+    for (int64_t c0 = 0, b = 0; c0 < cols; c0 += kFp8BlockSize, ++b) {
+      const int64_t c1 = std::min(cols, c0 + kFp8BlockSize);
+      const float s = BlockScale<A>(w, r, b);
+      int64_t c = c0;
+      if (w.scale_inv) {
+        const VF vs = hn::Set(df, s);
+        for (; c + N <= c1; c += N) hn::StoreU(hn::Mul(A::Load(df, wr + c), vs), df, o + c);
+        for (; c < c1; ++c) o[c] = A::Scalar(wr + c) * (s / A::kPre);
+      } else {
+        for (; c + N <= c1; c += N) hn::StoreU(A::Load(df, wr + c), df, o + c);
+        for (; c < c1; ++c) o[c] = A::Scalar(wr + c);
+      }
+    }
+  }
+}
+
+void DequantRows(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t out_stride) {
+  switch (w.dtype) {
+    case DType::F8_E4M3: return DequantRowsT<Fp8Access>(w, r0, r1, out, out_stride);
+    case DType::BF16: return DequantRowsT<Bf16Access>(w, r0, r1, out, out_stride);
+    case DType::F16: return DequantRowsT<F16Access>(w, r0, r1, out, out_stride);
+    case DType::F32: return DequantRowsT<F32Access>(w, r0, r1, out, out_stride);
+    default: DSV3_CHECK(false, "dequant_rows: unsupported dtype");
+  }
+}
+
+float SumF32(const float* p, int64_t n) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df));
+  VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    a0 = hn::Add(a0, hn::LoadU(df, p + i));
+    a1 = hn::Add(a1, hn::LoadU(df, p + i + N));
+    a2 = hn::Add(a2, hn::LoadU(df, p + i + 2 * N));
+    a3 = hn::Add(a3, hn::LoadU(df, p + i + 3 * N));
+  }
+  float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(a0, a1), hn::Add(a2, a3))));
+  for (; i < n; ++i) s += p[i];
+  return s;
+}
+
+int64_t CurrentTarget() { return HWY_TARGET; }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace dsv3::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dsv3::cpu {
+
+HWY_EXPORT(MatvecRows);
+HWY_EXPORT(MatvecTRows);
+HWY_EXPORT(DequantRows);
+HWY_EXPORT(SumF32);
+HWY_EXPORT(CurrentTarget);
+
+void matvec_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t n, int64_t x_stride, float* y,
+                 int64_t y_stride) {
+  HWY_DYNAMIC_DISPATCH(MatvecRows)(w, r0, r1, x, n, x_stride, y, y_stride);
+}
+void matvec_t_rows(const Weight& w, int64_t r0, int64_t r1, const float* q, float* out) {
+  HWY_DYNAMIC_DISPATCH(MatvecTRows)(w, r0, r1, q, out);
+}
+void dequant_rows(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t out_stride) {
+  HWY_DYNAMIC_DISPATCH(DequantRows)(w, r0, r1, out, out_stride);
+}
+float sum_f32(const float* p, int64_t n) { return HWY_DYNAMIC_DISPATCH(SumF32)(p, n); }
+const char* target_name() { return hwy::TargetName(HWY_DYNAMIC_DISPATCH(CurrentTarget)()); }
+
+}  // namespace dsv3::cpu
+#endif

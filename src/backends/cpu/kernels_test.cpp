@@ -1,0 +1,124 @@
+// Every kernel in kernels.h against the scalar reference, on every Highway target this CPU runs,
+// at sizes with remainders (1, 7, 127, 128, 129, 300) and 1..9 tokens.
+//
+// Tolerance: the weights dequantise exactly (dequant_rows must match ref::dequant_row bit for
+// bit), so only f32 accumulation differs from the reference's double. Summing K products in f32
+// in any order errs by at most about K * 2^-24 * Σ|x_i w_i| (recursive summation bound, Higham
+// 3.1), so we allow 2 * K * 2^-24 * Σ|x_i w_i| per output.
+#include "backends/cpu/kernels.h"
+
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <cmath>
+
+#include "backends/cpu/test_weights.h"
+#include "ops/reference/reference.h"
+
+namespace dsv3 {
+namespace {
+
+using testing::random_vector;
+using testing::random_weight;
+
+const DType kDtypes[] = {DType::F8_E4M3, DType::BF16, DType::F16, DType::F32};
+const std::pair<int64_t, int64_t> kShapes[] = {{1, 1},     {7, 7},     {1, 128},   {3, 127},  {128, 129},
+                                               {129, 300}, {300, 256}, {130, 33},  {5, 1000}, {257, 64}};
+
+// Runs body once per compiled-and-supported target, with the dispatcher pinned to it.
+template <typename F>
+void for_each_target(F body) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    body();
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+double bound(int64_t k, double abs_sum) { return 2.0 * double(k) * std::ldexp(1.0, -24) * abs_sum + 1e-30; }
+
+TEST(CpuKernels, DequantRowsMatchesReferenceExactly) {
+  for_each_target([] {
+    for (DType dt : kDtypes)
+      for (auto [rows, cols] : kShapes) {
+        auto w = random_weight(dt, rows, cols, uint32_t(rows * 31 + cols));
+        const int64_t ld = cpu::padded_stride(cols);
+        std::vector<float> got(static_cast<size_t>(rows * ld)), want(static_cast<size_t>(cols));
+        cpu::dequant_rows(w->w, 0, rows, got.data(), ld);
+        for (int64_t r = 0; r < rows; ++r) {
+          ref::dequant_row(w->w, r, want.data());
+          for (int64_t c = 0; c < cols; ++c)
+            ASSERT_EQ(got[size_t(r * ld + c)], want[size_t(c)]) << dtype_name(dt) << " " << r << "," << c;
+        }
+      }
+  });
+}
+
+TEST(CpuKernels, MatvecRowsMatchesReference) {
+  for_each_target([] {
+    for (DType dt : kDtypes)
+      for (auto [rows, cols] : kShapes)
+        for (int64_t n : {1, 2, 3, 4, 5, 9}) {
+          auto w = random_weight(dt, rows, cols, uint32_t(rows + cols * 7));
+          const int64_t xs = cols + 3, ys = rows + 2;  // strides wider than the rows
+          auto x = random_vector(n * xs, uint32_t(n));
+          // A band of rows in the middle, as a thread would get.
+          const int64_t r0 = rows / 3, r1 = rows;
+          std::vector<float> y(static_cast<size_t>(n * ys), NAN), row(static_cast<size_t>(cols));
+          cpu::matvec_rows(w->w, r0, r1, x.data(), n, xs, y.data(), ys);
+          for (int64_t r = r0; r < r1; ++r) {
+            ref::dequant_row(w->w, r, row.data());
+            for (int64_t i = 0; i < n; ++i) {
+              double want = 0, abs_sum = 0;
+              for (int64_t c = 0; c < cols; ++c) {
+                want += double(row[size_t(c)]) * x[size_t(i * xs + c)];
+                abs_sum += std::fabs(double(row[size_t(c)]) * x[size_t(i * xs + c)]);
+              }
+              ASSERT_NEAR(y[size_t(i * ys + r - r0)], want, bound(cols, abs_sum))
+                  << dtype_name(dt) << " " << rows << "x" << cols << " n=" << n << " r=" << r << " i=" << i;
+            }
+          }
+        }
+  });
+}
+
+TEST(CpuKernels, MatvecTRowsMatchesReference) {
+  for_each_target([] {
+    for (DType dt : kDtypes)
+      for (auto [rows, cols] : kShapes) {
+        auto w = random_weight(dt, rows, cols, uint32_t(rows * 3 + cols));
+        const int64_t r0 = rows / 4, r1 = rows - rows / 5;
+        auto q = random_vector(r1 - r0, 5);
+        std::vector<float> out(static_cast<size_t>(cols), NAN), row(static_cast<size_t>(cols));
+        std::vector<double> want(static_cast<size_t>(cols), 0.0), abs_sum(static_cast<size_t>(cols), 0.0);
+        cpu::matvec_t_rows(w->w, r0, r1, q.data(), out.data());
+        for (int64_t r = r0; r < r1; ++r) {
+          ref::dequant_row(w->w, r, row.data());
+          for (int64_t c = 0; c < cols; ++c) {
+            want[size_t(c)] += double(q[size_t(r - r0)]) * row[size_t(c)];
+            abs_sum[size_t(c)] += std::fabs(double(q[size_t(r - r0)]) * row[size_t(c)]);
+          }
+        }
+        for (int64_t c = 0; c < cols; ++c)
+          ASSERT_NEAR(out[size_t(c)], want[size_t(c)], bound(r1 - r0 + 1, abs_sum[size_t(c)]))
+              << dtype_name(dt) << " " << rows << "x" << cols << " c=" << c;
+      }
+  });
+}
+
+TEST(CpuKernels, SumF32) {
+  for_each_target([] {
+    for (int64_t n : {0, 1, 7, 63, 64, 65, 1000}) {
+      auto v = random_vector(n, 9);
+      double want = 0, abs_sum = 0;
+      for (float f : v) want += f, abs_sum += std::fabs(f);
+      EXPECT_NEAR(cpu::sum_f32(v.data(), n), want, bound(n, abs_sum)) << n;
+    }
+  });
+}
+
+TEST(CpuKernels, TargetNameIsKnown) { EXPECT_STRNE(cpu::target_name(), ""); }
+
+}  // namespace
+}  // namespace dsv3
