@@ -9,5 +9,7 @@ namespace dsv3::cli {
 void add_logits_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_init_command(CLI::App& app);
+// tokenize, detokenize, template (cmd_tokenizer.cpp)
+void add_tokenizer_commands(CLI::App& app);
 
 }  // namespace dsv3::cli

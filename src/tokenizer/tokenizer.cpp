@@ -1,0 +1,240 @@
+#include "tokenizer/tokenizer.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "base/error.h"
+#include "tokenizer/byte_level.h"
+#include "tokenizer/utf8.h"
+
+namespace dsv3 {
+namespace {
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("cannot open {}", path);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: invalid JSON: {}", path, e.what());
+  }
+}
+
+// The normalizers this model family uses: none, or an empty Sequence.
+void check_normalizer(const nlohmann::json& j, const std::string& path) {
+  if (j.is_null()) return;
+  std::string type = j.is_object() ? j.value("type", "") : "";
+  if (type == "Sequence" && j.contains("normalizers") && j["normalizers"].is_array()) {
+    for (size_t i = 0; i < j["normalizers"].size(); ++i) {
+      check_normalizer(j["normalizers"][i], fmt::format("{}.normalizers[{}]", path, i));
+    }
+    return;
+  }
+  fail("{}: unsupported normalizer '{}' (supported: null or a Sequence of none)", path, type.empty() ? j.dump() : type);
+}
+
+bool get_bool(const nlohmann::json& j, const char* key, bool fallback, const std::string& path) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  if (!j[key].is_boolean()) fail("{}.{}: expected true or false, got {}", path, key, j[key].dump());
+  return j[key].get<bool>();
+}
+
+std::vector<AddedToken> parse_added_tokens(const nlohmann::json& j, const std::string& name) {
+  std::vector<AddedToken> out;
+  if (j.is_null()) return out;
+  if (!j.is_array()) fail("{}: added_tokens: expected an array", name);
+  for (size_t i = 0; i < j.size(); ++i) {
+    std::string path = fmt::format("{}: added_tokens[{}]", name, i);
+    const auto& t = j[i];
+    if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() || !t.contains("content") ||
+        !t["content"].is_string()) {
+      fail("{}: expected an object with integer 'id' and string 'content'", path);
+    }
+    AddedToken a;
+    a.id = t["id"].get<int32_t>();
+    if (a.id < 0) fail("{}.id: must be >= 0, got {}", path, a.id);
+    a.content = t["content"].get<std::string>();
+    a.special = get_bool(t, "special", false, path);
+    a.lstrip = get_bool(t, "lstrip", false, path);
+    a.rstrip = get_bool(t, "rstrip", false, path);
+    a.single_word = get_bool(t, "single_word", false, path);
+    a.normalized = get_bool(t, "normalized", !a.special, path);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::load(const std::string& dir) {
+  namespace fs = std::filesystem;
+  fs::path tj = fs::path(dir) / "tokenizer.json";
+  fs::path tc = fs::path(dir) / "tokenizer_config.json";
+  TokenizerConfig config = fs::exists(tc) ? TokenizerConfig::load(tc.string()) : TokenizerConfig{};
+  return from_json(read_json(tj.string()), std::move(config), tj.string());
+}
+
+Tokenizer Tokenizer::from_json(const nlohmann::json& j, TokenizerConfig config, const std::string& name) {
+  if (!j.is_object()) fail("{}: expected a JSON object", name);
+  Tokenizer t;
+  t.config_ = std::move(config);
+  check_normalizer(j.value("normalizer", nlohmann::json()), name + ": normalizer");
+  t.pre_tokenizer_ = std::make_shared<PreTokenizer>(
+      with_context(name, [&] { return PreTokenizer::from_json(j.value("pre_tokenizer", nlohmann::json())); }));
+  bool byte_level = t.pre_tokenizer_->byte_level();
+
+  const auto& dec = j.value("decoder", nlohmann::json());
+  if (dec.is_null()) {
+    t.byte_level_decoder_ = false;
+  } else if (dec.is_object() && dec.value("type", "") == "ByteLevel") {
+    t.byte_level_decoder_ = true;
+  } else {
+    fail("{}: decoder: unsupported type {} (supported: ByteLevel or null)", name, dec.is_object() ? dec.value("type", "?") : dec.dump());
+  }
+
+  // Model: byte-level BPE.
+  if (!j.contains("model") || !j["model"].is_object()) fail("{}: 'model' is missing", name);
+  const auto& m = j["model"];
+  if (m.value("type", "BPE") != "BPE") fail("{}: model.type: unsupported '{}' (supported: BPE)", name, m.value("type", ""));
+  if (!byte_level) fail("{}: pre_tokenizer: no ByteLevel step; only byte-level BPE is supported", name);
+  if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"].get<double>() != 0.0) {
+    fail("{}: model.dropout: must be null for inference, got {}", name, m["dropout"].dump());
+  }
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    if (m.contains(key) && !m[key].is_null() && m[key] != "") fail("{}: model.{}: unsupported (must be null)", name, key);
+  }
+  if (!m.contains("vocab") || !m["vocab"].is_object()) fail("{}: model.vocab: expected an object", name);
+  std::vector<std::string> vocab;
+  std::vector<std::string> vocab_text;  // as written in the file, for merges
+  for (const auto& [tok, idj] : m["vocab"].items()) {
+    if (!idj.is_number_integer() || idj.get<int64_t>() < 0 || idj.get<int64_t>() > INT32_MAX) {
+      fail("{}: model.vocab['{}']: expected a non-negative integer id", name, tok);
+    }
+    size_t id = idj.get<size_t>();
+    if (id >= vocab.size()) {
+      vocab.resize(id + 1);
+      vocab_text.resize(id + 1);
+    }
+    vocab[id] = byte_level_to_bytes(tok).value_or(tok);
+    vocab_text[id] = tok;
+  }
+  std::unordered_map<std::string_view, int32_t> text_ids;
+  for (size_t i = 0; i < vocab_text.size(); ++i) {
+    if (!vocab_text[i].empty()) text_ids.emplace(vocab_text[i], static_cast<int32_t>(i));
+  }
+  std::vector<Bpe::Merge> merges;
+  const auto& mj = m.value("merges", nlohmann::json::array());
+  if (!mj.is_array()) fail("{}: model.merges: expected an array", name);
+  merges.reserve(mj.size());
+  for (size_t r = 0; r < mj.size(); ++r) {
+    std::string a, b;
+    if (mj[r].is_string()) {
+      const std::string& s = mj[r].get_ref<const std::string&>();
+      size_t sp = s.find(' ');
+      if (sp == std::string::npos) fail("{}: model.merges[{}]: expected \"left right\", got '{}'", name, r, s);
+      a = s.substr(0, sp);
+      b = s.substr(sp + 1);
+    } else if (mj[r].is_array() && mj[r].size() == 2 && mj[r][0].is_string() && mj[r][1].is_string()) {
+      a = mj[r][0];
+      b = mj[r][1];
+    } else {
+      fail("{}: model.merges[{}]: expected \"left right\" or [left, right], got {}", name, r, mj[r].dump());
+    }
+    auto ia = text_ids.find(a), ib = text_ids.find(b);
+    if (ia == text_ids.end() || ib == text_ids.end()) {
+      fail("{}: model.merges[{}]: '{}' is not in the vocabulary", name, r, ia == text_ids.end() ? a : b);
+    }
+    merges.push_back({ia->second, ib->second});
+  }
+  t.bpe_ = with_context(name + ": model", [&] {
+    return std::make_shared<const Bpe>(vocab, merges, get_bool(m, "ignore_merges", false, "model"));
+  });
+
+  // Added tokens and the decode table.
+  std::vector<AddedToken> added = parse_added_tokens(j.value("added_tokens", nlohmann::json()), name);
+  size_t n = vocab.size();
+  for (const AddedToken& a : added) n = std::max(n, static_cast<size_t>(a.id) + 1);
+  t.decode_bytes_.resize(n);
+  t.special_.assign(n, false);
+  for (size_t i = 0; i < vocab.size(); ++i) {
+    t.decode_bytes_[i] = t.byte_level_decoder_ ? vocab[i] : vocab_text[i];
+  }
+  for (const AddedToken& a : added) {
+    t.decode_bytes_[a.id] = t.byte_level_decoder_ ? byte_level_to_bytes(a.content).value_or(a.content) : a.content;
+    t.special_[a.id] = a.special;
+  }
+  t.added_ = std::make_shared<const AddedTokens>(std::move(added));
+
+  auto id_of = [&](const std::optional<std::string>& s) { return s ? t.token_to_id(*s) : -1; };
+  t.bos_id_ = id_of(t.config_.bos_token);
+  t.eos_id_ = id_of(t.config_.eos_token);
+  t.pad_id_ = id_of(t.config_.pad_token);
+  if (t.config_.add_bos_token && t.bos_id_ < 0) fail("{}: add_bos_token is set but bos_token is not a known token", name);
+  if (t.config_.add_eos_token && t.eos_id_ < 0) fail("{}: add_eos_token is set but eos_token is not a known token", name);
+  return t;
+}
+
+int32_t Tokenizer::token_to_id(std::string_view token_text) const {
+  if (const AddedToken* a = added_->find_content(token_text)) return a->id;
+  auto bytes = byte_level_to_bytes(token_text);
+  return bpe_->token_to_id(bytes ? std::string_view(*bytes) : token_text);
+}
+
+void Tokenizer::encode_text(std::string_view text, std::vector<int32_t>& out) const {
+  std::vector<AddedTokens::Span> raw, norm;
+  added_->split(text, /*normalized=*/false, raw);
+  for (const auto& r : raw) {
+    if (r.id >= 0) {
+      out.push_back(r.id);
+      continue;
+    }
+    std::string_view piece = text.substr(r.begin, r.end - r.begin);
+    norm.clear();
+    added_->split(piece, /*normalized=*/true, norm);  // the normalizer is the identity here
+    for (const auto& s : norm) {
+      if (s.id >= 0) {
+        out.push_back(s.id);
+        continue;
+      }
+      pre_tokenizer_->split(piece.substr(s.begin, s.end - s.begin), [&](std::string_view word) { bpe_->encode_word(word, out); });
+    }
+  }
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special) const {
+  size_t bad = find_invalid_utf8(text);
+  if (bad != std::string_view::npos) {
+    fail("input is not valid UTF-8: byte 0x{:02X} at byte offset {}", static_cast<unsigned char>(text[bad]), bad);
+  }
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 2);
+  if (add_special && config_.add_bos_token) out.push_back(bos_id_);
+  encode_text(text, out);
+  if (add_special && config_.add_eos_token) out.push_back(eos_id_);
+  return out;
+}
+
+std::string_view Tokenizer::token_bytes(int32_t id, bool skip_special) const {
+  if (id < 0 || id >= vocab_size()) return {};
+  if (skip_special && special_[id]) return {};
+  return decode_bytes_[id];
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
+  std::string bytes;
+  if (byte_level_decoder_) {
+    for (int32_t id : ids) bytes.append(token_bytes(id, skip_special));
+    return utf8_lossy(bytes);
+  }
+  // No decoder: Hugging Face joins the token strings with spaces.
+  bool first = true;
+  for (int32_t id : ids) {
+    if (id < 0 || id >= vocab_size() || (skip_special && special_[id]) || decode_bytes_[id].empty()) continue;
+    if (!first) bytes += ' ';
+    bytes += decode_bytes_[id];
+    first = false;
+  }
+  return bytes;
+}
+
+}  // namespace dsv3

@@ -1,0 +1,92 @@
+#include "tokenizer/tokenizer_config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "base/error.h"
+
+namespace dsv3 {
+namespace {
+
+// A special token is written either as a string or as a serialized AddedToken object.
+std::optional<std::string> token_text(const nlohmann::json& j, const char* key, const std::string& file) {
+  if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+  const auto& v = j[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  fail("{}: '{}' must be a string or an object with a string 'content', got {}", file, key, v.dump());
+}
+
+bool get_bool(const nlohmann::json& j, const char* key, bool fallback, const std::string& file) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  if (!j[key].is_boolean()) fail("{}: '{}' must be true or false, got {}", file, key, j[key].dump());
+  return j[key].get<bool>();
+}
+
+}  // namespace
+
+TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::string& file) {
+  if (!j.is_object()) fail("{}: expected a JSON object", file);
+  TokenizerConfig c;
+  c.bos_token = token_text(j, "bos_token", file);
+  c.eos_token = token_text(j, "eos_token", file);
+  c.pad_token = token_text(j, "pad_token", file);
+  c.unk_token = token_text(j, "unk_token", file);
+  c.add_bos_token = get_bool(j, "add_bos_token", false, file);
+  c.add_eos_token = get_bool(j, "add_eos_token", false, file);
+  if (j.contains("model_max_length") && !j["model_max_length"].is_null()) {
+    const auto& v = j["model_max_length"];
+    if (v.is_number_integer()) {
+      c.model_max_length = v.get<int64_t>();
+    } else if (v.is_number_float()) {
+      // transformers writes a huge float (1e30) for "no limit".
+      double d = v.get<double>();
+      c.model_max_length = d >= 9.2e18 ? INT64_MAX : static_cast<int64_t>(d);
+    } else {
+      fail("{}: 'model_max_length' must be a number, got {}", file, v.dump());
+    }
+  }
+  if (j.contains("chat_template") && !j["chat_template"].is_null()) {
+    const auto& t = j["chat_template"];
+    if (t.is_string()) {
+      c.chat_templates["default"] = t.get<std::string>();
+    } else if (t.is_array()) {
+      for (size_t i = 0; i < t.size(); ++i) {
+        const auto& e = t[i];
+        if (!e.is_object() || !e.contains("name") || !e["name"].is_string() || !e.contains("template") ||
+            !e["template"].is_string()) {
+          fail("{}: chat_template[{}] must be an object with string 'name' and 'template'", file, i);
+        }
+        c.chat_templates[e["name"].get<std::string>()] = e["template"].get<std::string>();
+      }
+    } else {
+      fail("{}: 'chat_template' must be a string or a list of {{name, template}} objects", file);
+    }
+  }
+  return c;
+}
+
+TokenizerConfig TokenizerConfig::load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("cannot open {}", path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: invalid JSON: {}", path, e.what());
+  }
+  return from_json(j, path);
+}
+
+const std::string& TokenizerConfig::chat_template(const std::string& name) const {
+  std::string key = name.empty() ? "default" : name;
+  auto it = chat_templates.find(key);
+  if (it == chat_templates.end()) {
+    std::string names;
+    for (const auto& [n, t] : chat_templates) names += (names.empty() ? "" : ", ") + n;
+    fail("tokenizer_config.json: no chat template named '{}' (have: {})", key, names.empty() ? "none" : names);
+  }
+  return it->second;
+}
+
+}  // namespace dsv3

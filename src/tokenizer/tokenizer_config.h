@@ -1,0 +1,29 @@
+// tokenizer_config.json: the parts of transformers' tokenizer settings that change encoding
+// and chat rendering.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace dsv3 {
+
+struct TokenizerConfig {
+  std::optional<std::string> bos_token, eos_token, pad_token, unk_token;  // token text
+  bool add_bos_token = false;  // absent: false (PreTrainedTokenizerFast); DeepSeek-V3 sets true
+  bool add_eos_token = false;
+  std::optional<int64_t> model_max_length;
+  // Named chat templates; a plain string is stored under "default".
+  std::map<std::string, std::string> chat_templates;
+
+  // Parses the JSON object; `file` names it in error messages.
+  static TokenizerConfig from_json(const nlohmann::json& j, const std::string& file);
+  static TokenizerConfig load(const std::string& path);
+
+  // The template called `name` ("" = "default"); fails when there is none.
+  const std::string& chat_template(const std::string& name = "") const;
+};
+
+}  // namespace dsv3
