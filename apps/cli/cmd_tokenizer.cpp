@@ -9,6 +9,7 @@
 #include "apps/cli/commands.h"
 #include "base/error.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/jinja/value.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv3::cli {
@@ -82,14 +83,14 @@ std::vector<int32_t> parse_ids(const std::string& s, int32_t vocab_size) {
 
 void run_template(const std::string& model, const std::string& messages_file, bool add_generation_prompt) {
   Tokenizer tok = Tokenizer::load(model);
-  nlohmann::json input;
+  nlohmann::ordered_json input;
   try {
-    input = nlohmann::json::parse(read_file(messages_file));
+    input = nlohmann::ordered_json::parse(read_file(messages_file));
   } catch (const nlohmann::json::exception& e) {
     fail("{}: invalid JSON: {}", messages_file, e.what());
   }
   // Either a list of messages, or an object {"messages": [...], other variables...}.
-  nlohmann::json messages, extra = nlohmann::json::object();
+  nlohmann::ordered_json messages, extra = nlohmann::ordered_json::object();
   if (input.is_array()) {
     messages = input;
   } else if (input.is_object() && input.contains("messages")) {
@@ -108,6 +109,63 @@ void run_template(const std::string& model, const std::string& messages_file, bo
   ChatTemplate t = ChatTemplate::from_config(tok.config());
   std::string out = t.render(messages, add_generation_prompt, extra);
   std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
+// Conformance batch mode (hidden flag --ids-jsonl): decodes each JSON array of ids and prints
+// {"text": decoded, "skip": decoded with skip_special} per line, escaped as JSON.stringify does.
+void run_decode_batch(const Tokenizer& tok, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {}", path);
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    std::vector<int32_t> ids;
+    try {
+      for (const auto& v : nlohmann::json::parse(line)) ids.push_back(v.get<int32_t>());
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}:{}: expected a JSON array of ids: {}", path, line_no, e.what());
+    }
+    jinja::JsonOptions opt;
+    std::string out = "{\"text\":" + jinja::to_json(jinja::Value::string(tok.decode(ids, false)), opt) +
+                      ",\"skip\":" + jinja::to_json(jinja::Value::string(tok.decode(ids, true)), opt) + "}\n";
+    std::fwrite(out.data(), 1, out.size(), stdout);
+  }
+}
+
+// Conformance batch mode (hidden flag --cases): renders every case of a JSON list, each
+// {"messages": [...], "add_generation_prompt": bool, "template"?: source, ...variables}, and
+// prints one JSON line per case: the rendered string, or {"error": message}.
+void run_template_cases(const std::string& model, const std::string& cases_file) {
+  Tokenizer tok = Tokenizer::load(model);
+  nlohmann::ordered_json cases;
+  try {
+    cases = nlohmann::ordered_json::parse(read_file(cases_file));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: invalid JSON: {}", cases_file, e.what());
+  }
+  if (!cases.is_array()) fail("{}: expected a list of cases", cases_file);
+  const TokenizerConfig& cfg = tok.config();
+  for (const auto& c : cases) {
+    std::string line;
+    try {
+      nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+      for (const auto& [k, v] : c.items()) {
+        if (k != "messages" && k != "template" && k != "add_generation_prompt") extra[k] = v;
+      }
+      ChatTemplate t = c.contains("template")
+                           ? ChatTemplate(c["template"].get<std::string>(), cfg.bos_token.value_or(""), cfg.eos_token.value_or(""))
+                           : ChatTemplate::from_config(cfg);
+      std::string out = t.render(c.value("messages", nlohmann::ordered_json::array()), c.value("add_generation_prompt", false), extra);
+      // JSON.stringify's escaping, so the lines compare byte for byte with the oracle's.
+      line = jinja::to_json(jinja::Value::string(out), jinja::JsonOptions{});
+    } catch (const Error& e) {
+      line = "{\"error\": " + jinja::to_json(jinja::Value::string(e.what()), jinja::JsonOptions{}) + "}";
+    }
+    line += "\n";
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  }
 }
 
 }  // namespace
@@ -130,11 +188,15 @@ void add_tokenizer_commands(CLI::App& app) {
     auto model = std::make_shared<std::string>();
     auto ids = std::make_shared<std::string>();
     auto skip = std::make_shared<bool>(false);
+    auto ids_jsonl = std::make_shared<std::string>();
     cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
-    cmd->add_option("--ids", *ids, "Comma-separated ids, e.g. 0,19923")->required();
+    cmd->add_option("--ids", *ids, "Comma-separated ids, e.g. 0,19923");
     cmd->add_flag("--skip-special", *skip, "Drop special tokens");
+    cmd->add_option("--ids-jsonl", *ids_jsonl, "Conformance batch mode")->group("");
     cmd->callback([=] {
       Tokenizer tok = Tokenizer::load(*model);
+      if (!ids_jsonl->empty()) return run_decode_batch(tok, *ids_jsonl);
+      if (ids->empty()) fail("detokenize: --ids is required");
       std::string out = tok.decode(parse_ids(*ids, tok.vocab_size()), *skip);
       std::fwrite(out.data(), 1, out.size(), stdout);
     });
@@ -145,11 +207,16 @@ void add_tokenizer_commands(CLI::App& app) {
     auto messages = std::make_shared<std::string>();
     auto gen = std::make_shared<bool>(false);
     cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
+    auto cases = std::make_shared<std::string>();
     cmd->add_option("--messages", *messages,
-                    "JSON file: a list of messages, or {\"messages\": [...], other template variables...}")
-        ->required();
+                    "JSON file: a list of messages, or {\"messages\": [...], other template variables...}");
     cmd->add_flag("--add-generation-prompt", *gen, "End with the assistant prompt");
-    cmd->callback([=] { run_template(*model, *messages, *gen); });
+    cmd->add_option("--cases", *cases, "Conformance batch mode")->group("");
+    cmd->callback([=] {
+      if (!cases->empty()) return run_template_cases(*model, *cases);
+      if (messages->empty()) fail("template: --messages is required");
+      run_template(*model, *messages, *gen);
+    });
   }
 }
 

@@ -1,15 +1,37 @@
 #include "tokenizer/chat_template.h"
 
 #include "base/error.h"
+#include "tokenizer/jinja/ast.h"
+#include "tokenizer/jinja/interpreter.h"
+#include "tokenizer/jinja/lexer.h"
 
 namespace dsv3 {
-namespace jinja {
-struct Program {};
-}
+
 ChatTemplate::ChatTemplate(const std::string& source, std::string bos_token, std::string eos_token)
-    : bos_token_(std::move(bos_token)), eos_token_(std::move(eos_token)) {}
+    : program_(std::make_shared<const jinja::Program>(jinja::parse(jinja::tokenize(source)))),
+      bos_token_(std::move(bos_token)),
+      eos_token_(std::move(eos_token)) {}
+
 ChatTemplate ChatTemplate::from_config(const TokenizerConfig& config, const std::string& name) {
-  return ChatTemplate(config.chat_template(name), config.bos_token.value_or(""), config.eos_token.value_or(""));
+  return with_context("tokenizer_config.json: chat_template", [&] {
+    return ChatTemplate(config.chat_template(name), config.bos_token.value_or(""), config.eos_token.value_or(""));
+  });
 }
-std::string ChatTemplate::render(const nlohmann::json&, bool, const nlohmann::json&) const { fail("not yet"); }
+
+std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                                 const nlohmann::ordered_json& extra_vars) const {
+  if (!extra_vars.is_object() && !extra_vars.is_null()) fail("chat template variables must be a JSON object");
+  jinja::Scope globals;
+  jinja::Interpreter::add_builtins(globals);
+  globals.set("bos_token", jinja::Value::string(bos_token_));
+  globals.set("eos_token", jinja::Value::string(eos_token_));
+  globals.set("messages", jinja::from_json(messages));
+  globals.set("add_generation_prompt", jinja::Value::boolean(add_generation_prompt));
+  if (extra_vars.is_object()) {
+    for (const auto& [k, v] : extra_vars.items()) globals.set(k, jinja::from_json(v));
+  }
+  jinja::Interpreter interpreter;
+  return interpreter.render(*program_, globals);
+}
+
 }  // namespace dsv3

@@ -2,7 +2,9 @@
 // does (trim_blocks and lstrip_blocks on), byte for byte as @huggingface/jinja does.
 //
 //   ChatTemplate t = ChatTemplate::from_config(tokenizer.config());
-//   std::string prompt = t.render(messages, /*add_generation_prompt=*/true, {});
+//   std::string prompt = t.render(messages, /*add_generation_prompt=*/true);
+//
+// Messages are nlohmann::ordered_json so that objects keep their key order (tojson prints it).
 #pragma once
 
 #include <memory>
@@ -19,16 +21,17 @@ struct Program;
 
 class ChatTemplate {
  public:
-  // Parses `source`; an unsupported construct or a syntax error throws Error naming line:column.
+  // Parses `source`; an unsupported construct or a syntax error throws Error naming line and
+  // column ("chat template line 3, column 12: unsupported statement 'call'").
   explicit ChatTemplate(const std::string& source, std::string bos_token = "", std::string eos_token = "");
   // The config's template called `name` ("" = default) with its bos/eos tokens.
   static ChatTemplate from_config(const TokenizerConfig& config, const std::string& name = "");
 
-  // Renders with variables messages, add_generation_prompt, bos_token, eos_token, and the
-  // entries of `extra_vars` (an object; they override the others). Runtime errors (including
-  // raise_exception) throw Error.
-  std::string render(const nlohmann::json& messages, bool add_generation_prompt,
-                     const nlohmann::json& extra_vars = nlohmann::json::object()) const;
+  // Renders with the variables messages, add_generation_prompt, bos_token, eos_token, and the
+  // entries of `extra_vars` (an object; its entries win). Runtime errors, including the
+  // template's own raise_exception(), throw Error.
+  std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                     const nlohmann::ordered_json& extra_vars = nlohmann::ordered_json::object()) const;
 
  private:
   std::shared_ptr<const jinja::Program> program_;

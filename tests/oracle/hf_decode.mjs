@@ -12,6 +12,6 @@ for (const l of lines) {
   const ids = JSON.parse(l);
   const text = await tok.decode(ids, false);
   const skip = await tok.decode(ids, true);
-  out += JSON.stringify({ text, skip }) + "\n";
+  out += `{"text":${JSON.stringify(text)},"skip":${JSON.stringify(skip)}}\n`;
 }
 process.stdout.write(out);

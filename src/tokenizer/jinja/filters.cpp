@@ -1,0 +1,553 @@
+// Filters, tests and built-in methods, with @huggingface/jinja's behaviour (JavaScript string
+// semantics: trim() uses JavaScript white space, title() only uppercases word starts).
+#include <algorithm>
+#include <cmath>
+
+#include "base/error.h"
+#include "tokenizer/jinja/interpreter.h"
+#include "tokenizer/utf8.h"
+
+namespace dsv3::jinja {
+namespace {
+
+using Kind = Node::Kind;
+using VT = Value::Type;
+
+// ASCII case mapping (JavaScript maps all of Unicode; chat templates apply it to ASCII names).
+std::string upper(std::string s) {
+  for (char& c : s) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+  }
+  return s;
+}
+std::string lower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  }
+  return s;
+}
+bool word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+std::string title(std::string s) {
+  for (size_t k = 0; k < s.size(); ++k) {
+    if (word_char(s[k]) && (k == 0 || !word_char(s[k - 1])) && s[k] >= 'a' && s[k] <= 'z') s[k] = static_cast<char>(s[k] - 32);
+  }
+  return s;
+}
+
+// Splits keyword arguments (a trailing kwargs object) from positional ones.
+struct Args {
+  std::vector<Value> positional;
+  Value kwargs = Value::object_of({});
+  const Value* get(size_t index, const char* name) const {
+    if (index < positional.size()) return &positional[index];
+    return kwargs.get(name);
+  }
+};
+Args split_args(std::vector<Value> v) {
+  Args a;
+  if (!v.empty() && v.back().is_kwargs) {
+    a.kwargs = v.back();
+    v.pop_back();
+  }
+  a.positional = std::move(v);
+  return a;
+}
+
+int compare_values(const Value& a, const Value& b, bool case_sensitive) {
+  if (a.is_null() && b.is_null()) return 0;
+  if (a.is_undefined() && b.is_undefined()) return 0;
+  if (a.is_null() || b.is_null() || a.is_undefined() || b.is_undefined()) {
+    fail("cannot compare {} with {}", a.type_name(), b.type_name());
+  }
+  bool an = a.is_number() || a.type == VT::kBool, bn = b.is_number() || b.type == VT::kBool;
+  if (an && bn) return a.number() < b.number() ? -1 : a.number() > b.number() ? 1 : 0;
+  if (a.is_string() && b.is_string()) {
+    std::string x = case_sensitive ? a.s : lower(a.s), y = case_sensitive ? b.s : lower(b.s);
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  fail("cannot compare {} with {}", a.type_name(), b.type_name());
+}
+
+// "a.b.0" paths for sort(attribute=...) and map(attribute=...).
+Value attribute_path(const Value& item, const std::string& path) {
+  Value v = item;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t dot = path.find('.', start);
+    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (v.is_mapping_like()) {
+      const Value* x = v.get(part);
+      v = x ? *x : Value::undefined();
+    } else if (v.is_array()) {
+      char* end = nullptr;
+      long idx = std::strtol(part.c_str(), &end, 10);
+      if (end == part.c_str() || idx < 0 || idx >= static_cast<long>(v.array->size())) return Value::undefined();
+      v = (*v.array)[idx];
+    } else {
+      return Value::undefined();
+    }
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return v;
+}
+
+std::string indent_lines(const std::string& s, const std::string& pad, bool first, bool blank) {
+  std::string out;
+  size_t start = 0;
+  for (int line = 0;; ++line) {
+    size_t nl = s.find('\n', start);
+    std::string x = s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    bool skip = (!first && line == 0) || (!blank && x.empty());
+    out += (skip ? "" : pad) + x;
+    if (nl == std::string::npos) break;
+    out += '\n';
+    start = nl + 1;
+  }
+  return out;
+}
+
+std::string replace_all(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
+  if (count == 0) return s;
+  int64_t left = count < 0 ? INT64_MAX : count;
+  std::string out;
+  if (from.empty()) {
+    // Inserts `to` before every character and at the end.
+    size_t i = 0;
+    while (i <= s.size() && left > 0) {
+      out += to;
+      --left;
+      if (i == s.size()) return out;
+      size_t at = i;
+      next_code_point(s, i);
+      out += s.substr(at, i - at);
+    }
+    return out + s.substr(std::min(i, s.size()));
+  }
+  size_t pos = 0;
+  while (left > 0) {
+    size_t hit = s.find(from, pos);
+    if (hit == std::string::npos) break;
+    out += s.substr(pos, hit - pos) + to;
+    pos = hit + from.size();
+    --left;
+  }
+  return out + s.substr(pos);
+}
+
+Value call_member(const Value& object, const char* name, Interpreter& in) {
+  std::vector<Value> none;
+  return (*builtin_member(object, name).fn)(none, in);
+}
+
+Value bound(std::function<Value(Args)> fn) {
+  return Value::function([fn](std::vector<Value>& args, Interpreter&) { return fn(split_args(args)); });
+}
+
+Value json_filter(const Value& operand, const Args& a) {
+  JsonOptions opt;
+  if (const Value* v = a.kwargs.get("indent"); v && !v->is_null()) {
+    if (v->type != VT::kInt) fail("tojson: indent must be an integer");
+    opt.indent = static_cast<int>(v->i);
+  }
+  if (const Value* v = a.kwargs.get("ensure_ascii")) {
+    if (v->type != VT::kBool) fail("tojson: ensure_ascii must be a boolean");
+    opt.ensure_ascii = v->b;
+  }
+  if (const Value* v = a.kwargs.get("sort_keys")) {
+    if (v->type != VT::kBool) fail("tojson: sort_keys must be a boolean");
+    opt.sort_keys = v->b;
+  }
+  if (const Value* v = a.kwargs.get("separators"); v && !v->is_null()) {
+    if (!v->is_array() || v->array->size() != 2 || !(*v->array)[0].is_string() || !(*v->array)[1].is_string()) {
+      fail("tojson: separators must be a tuple of two strings");
+    }
+    opt.item_sep = (*v->array)[0].s;
+    opt.key_sep = (*v->array)[1].s;
+  }
+  return Value::string(to_json(operand, opt));
+}
+
+}  // namespace
+
+Value builtin_member(const Value& o, const std::string& name) {
+  if (o.is_string()) {
+    std::string s = o.s;
+    if (name == "length") return Value::integer(static_cast<int64_t>(utf16_length(s)));
+    if (name == "upper") return bound([s](Args) { return Value::string(upper(s)); });
+    if (name == "lower") return bound([s](Args) { return Value::string(lower(s)); });
+    if (name == "strip") return bound([s](Args) { return Value::string(js_trim(s, true, true)); });
+    if (name == "lstrip") return bound([s](Args) { return Value::string(js_trim(s, true, false)); });
+    if (name == "rstrip") return bound([s](Args) { return Value::string(js_trim(s, false, true)); });
+    if (name == "title") return bound([s](Args) { return Value::string(title(s)); });
+    if (name == "capitalize") {
+      return bound([s](Args) {
+        std::string out = s;
+        if (!out.empty() && out[0] >= 'a' && out[0] <= 'z') out[0] = static_cast<char>(out[0] - 32);
+        return Value::string(out);
+      });
+    }
+    if (name == "startswith" || name == "endswith") {
+      bool starts = name == "startswith";
+      return bound([s, starts](Args a) {
+        if (a.positional.empty()) fail("{}() requires an argument", starts ? "startswith" : "endswith");
+        auto test = [&](const std::string& p) {
+          return starts ? s.rfind(p, 0) == 0 : s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+        };
+        const Value& p = a.positional[0];
+        if (p.is_string()) return Value::boolean(test(p.s));
+        if (p.is_array()) {
+          for (const Value& x : *p.array) {
+            if (!x.is_string()) fail("startswith()/endswith() tuple elements must be strings");
+            if (test(x.s)) return Value::boolean(true);
+          }
+          return Value::boolean(false);
+        }
+        fail("startswith()/endswith() argument must be a string or tuple of strings");
+      });
+    }
+    if (name == "split") {
+      return bound([s](Args a) {
+        const Value* sep = a.get(0, "sep");
+        const Value* max = a.get(1, "maxsplit");
+        int64_t maxsplit = max && max->type == VT::kInt ? max->i : -1;
+        Array out;
+        if (!sep || sep->is_null()) {
+          std::string t = js_trim(s, true, false);
+          size_t i = 0;
+          while (i < t.size()) {
+            size_t b = i;
+            while (i < t.size()) {  // a run of non-space
+              size_t k = i;
+              if (js_is_space(next_code_point(t, k))) break;
+              i = k;
+            }
+            if (maxsplit != -1 && static_cast<int64_t>(out.size()) >= maxsplit) {
+              out.push_back(Value::string(t.substr(b)));
+              break;
+            }
+            out.push_back(Value::string(t.substr(b, i - b)));
+            while (i < t.size()) {
+              size_t k = i;
+              if (!js_is_space(next_code_point(t, k))) break;
+              i = k;
+            }
+          }
+          return Value::array_of(std::move(out));
+        }
+        if (!sep->is_string()) fail("split(): sep must be a string or none");
+        if (sep->s.empty()) fail("split(): empty separator");
+        size_t pos = 0;
+        while (true) {
+          size_t hit = s.find(sep->s, pos);
+          if (hit == std::string::npos || (maxsplit != -1 && static_cast<int64_t>(out.size()) >= maxsplit)) {
+            out.push_back(Value::string(s.substr(pos)));
+            break;
+          }
+          out.push_back(Value::string(s.substr(pos, hit - pos)));
+          pos = hit + sep->s.size();
+        }
+        return Value::array_of(std::move(out));
+      });
+    }
+    if (name == "replace") {
+      return bound([s](Args a) {
+        if (a.positional.size() < 2 || !a.positional[0].is_string() || !a.positional[1].is_string()) {
+          fail("replace() needs two string arguments");
+        }
+        const Value* count = a.get(2, "count");
+        int64_t n = count && count->type == VT::kInt ? count->i : -1;
+        return Value::string(replace_all(s, a.positional[0].s, a.positional[1].s, n));
+      });
+    }
+    return Value::undefined();
+  }
+  if (o.is_array()) {
+    if (name == "length") return Value::integer(static_cast<int64_t>(o.array->size()));
+    return Value::undefined();
+  }
+  if (o.is_object()) {
+    Value self = o;
+    if (name == "get") {
+      return bound([self](Args a) {
+        if (a.positional.empty() || !a.positional[0].is_string()) fail("get(): the key must be a string");
+        if (const Value* v = self.get(a.positional[0].s)) return *v;
+        return a.positional.size() > 1 ? a.positional[1] : Value::null();
+      });
+    }
+    if (name == "items" || name == "keys" || name == "values") {
+      return bound([self, name](Args) {
+        Array out;
+        for (const auto& [k, v] : *self.object) {
+          if (name == "items") {
+            out.push_back(Value::array_of({Value::string(k), v}));
+          } else {
+            out.push_back(name == "keys" ? Value::string(k) : v);
+          }
+        }
+        return Value::array_of(std::move(out));
+      });
+    }
+    if (name == "dictsort") {
+      return bound([self](Args a) {
+        const Value* cs = a.get(0, "case_sensitive");
+        const Value* by = a.get(1, "by");
+        const Value* rev = a.get(2, "reverse");
+        bool case_sensitive = cs && cs->type == VT::kBool && cs->b;
+        bool by_value = by && by->is_string() && by->s == "value";
+        bool reverse = rev && rev->type == VT::kBool && rev->b;
+        Array items;
+        for (const auto& [k, v] : *self.object) items.push_back(Value::array_of({Value::string(k), v}));
+        std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
+          int c = compare_values((*x.array)[by_value], (*y.array)[by_value], case_sensitive);
+          return reverse ? c > 0 : c < 0;
+        });
+        return Value::array_of(std::move(items));
+      });
+    }
+  }
+  return Value::undefined();
+}
+
+bool apply_test(const std::string& name, const Value& v, const Value* arg, const Node& at) {
+  if (name == "boolean") return v.type == VT::kBool;
+  if (name == "callable") return v.type == VT::kFunction;
+  if (name == "odd" || name == "even") {
+    if (v.type != VT::kInt) runtime_error(at, fmt::format("cannot test '{}' on {}", name, v.type_name()));
+    return (v.i % 2 != 0) == (name == "odd");
+  }
+  if (name == "false") return v.type == VT::kBool && !v.b;
+  if (name == "true") return v.type == VT::kBool && v.b;
+  if (name == "none") return v.is_null();
+  if (name == "string") return v.is_string();
+  if (name == "number") return v.is_number();
+  if (name == "integer") return v.type == VT::kInt;
+  if (name == "iterable") return (v.is_array() && !v.is_tuple) || v.is_string();
+  if (name == "mapping") return v.is_object();
+  if (name == "sequence") return v.is_array() || v.is_object() || v.is_string();
+  if (name == "lower") return v.is_string() && v.s == lower(v.s);
+  if (name == "upper") return v.is_string() && v.s == upper(v.s);
+  if (name == "defined") return !v.is_undefined();
+  if (name == "undefined") return v.is_undefined();
+  if (name == "equalto" || name == "eq") {
+    Value other = arg ? *arg : Value::undefined();
+    bool same_prim = (v.is_number() && other.is_number()) || v.type == other.type;
+    return same_prim && loose_equal(v, other);
+  }
+  runtime_error(at, fmt::format("unknown test '{}'", name));
+}
+
+Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Scope& scope) {
+  bool is_call = filter.kind == Kind::kCall;
+  const Node& name_node = is_call ? *filter.a : filter;
+  if (name_node.kind != Kind::kIdentifier) runtime_error(filter, "a filter must be a name");
+  const std::string& name = name_node.text;
+  auto args = [&] { return split_args(is_call ? in.evaluate_args(filter.items, scope) : std::vector<Value>{}); };
+  auto bad = [&]() -> Value {
+    runtime_error(filter, fmt::format("unsupported filter '{}' on {}", name, operand.type_name()));
+  };
+  try {
+    if (name == "safe") return operand;
+    if (name == "tojson") return json_filter(operand, args());
+    if (name == "default" && is_call) {
+      Args a = args();
+      Value fallback = a.positional.empty() ? Value::string("") : a.positional[0];
+      const Value* boolean = a.get(1, "boolean");
+      bool use_bool = boolean && boolean->type == VT::kBool && boolean->b;
+      if (operand.is_undefined() || (use_bool && !operand.truthy())) return fallback;
+      return operand;
+    }
+    if (name == "join" && is_call) {
+      Args a = args();
+      const Value* sep = a.get(0, "separator");
+      std::string sep_s = sep && sep->is_string() ? sep->s : "";
+      std::string out;
+      if (operand.is_string()) {
+        size_t i = 0;
+        bool first = true;
+        while (i < operand.s.size()) {
+          size_t at = i;
+          next_code_point(operand.s, i);
+          out += (first ? "" : sep_s) + operand.s.substr(at, i - at);
+          first = false;
+        }
+        return Value::string(out);
+      }
+      if (!operand.is_array()) return bad();
+      for (size_t k = 0; k < operand.array->size(); ++k) {
+        const Value& x = (*operand.array)[k];
+        out += (k ? sep_s : "") + (x.is_null() || x.is_undefined() ? "" : x.type == VT::kFloat ? js_number(x.f) : to_output(x));
+      }
+      return Value::string(out);
+    }
+    if ((name == "int" || name == "float") && is_call) {
+      Args a = args();
+      const Value* d = a.get(0, "default");
+      Value fallback = d ? *d : name == "int" ? Value::integer(0) : Value::floating(0);
+      if (operand.is_string()) {
+        char* end = nullptr;
+        std::string t = js_trim(operand.s, true, false);
+        if (name == "int") {
+          long long v = std::strtoll(t.c_str(), &end, 10);
+          return end == t.c_str() ? fallback : Value::integer(v);
+        }
+        double v = std::strtod(t.c_str(), &end);
+        return end == t.c_str() ? fallback : Value::floating(v);
+      }
+      if (operand.is_number()) return operand;
+      if (operand.type == VT::kBool) return name == "int" ? Value::integer(operand.b) : Value::floating(operand.b);
+      return bad();
+    }
+    if (operand.is_array()) {
+      const Array& arr = *operand.array;
+      if (!is_call) {
+        if (name == "list") return operand;
+        // @huggingface/jinja fails on an empty array here (it returns a bare JavaScript undefined).
+        if ((name == "first" || name == "last") && arr.empty()) fail("'{}' of an empty array", name);
+        if (name == "first") return arr.front();
+        if (name == "last") return arr.back();
+        if (name == "length" || name == "count") return Value::integer(static_cast<int64_t>(arr.size()));
+        if (name == "reverse") return Value::array_of(Array(arr.rbegin(), arr.rend()));
+        if (name == "sort") {
+          Array out = arr;
+          std::stable_sort(out.begin(), out.end(), [](const Value& x, const Value& y) { return compare_values(x, y, false) < 0; });
+          return Value::array_of(std::move(out));
+        }
+        if (name == "join") {
+          std::string out;
+          for (const Value& x : arr) out += x.is_null() || x.is_undefined() ? "" : to_output(x);
+          return Value::string(out);
+        }
+        if (name == "string") return Value::string(to_json(operand, JsonOptions{}, false));
+        if (name == "unique") {
+          Array out;
+          for (const Value& x : arr) {
+            bool seen = false;
+            for (const Value& y : out) seen = seen || (x.type == y.type && loose_equal(x, y));
+            if (!seen) out.push_back(x);
+          }
+          return Value::array_of(std::move(out));
+        }
+        return bad();
+      }
+      Args a = args();
+      if (name == "sort") {
+        const Value* rev = a.get(0, "reverse");
+        const Value* cs = a.get(1, "case_sensitive");
+        const Value* attr = a.get(2, "attribute");
+        bool reverse = rev && rev->type == VT::kBool && rev->b;
+        bool case_sensitive = cs && cs->type == VT::kBool && cs->b;
+        std::string path = attr && attr->is_string() ? attr->s : attr && attr->type == VT::kInt ? std::to_string(attr->i) : "";
+        Array out = arr;
+        std::stable_sort(out.begin(), out.end(), [&](const Value& x, const Value& y) {
+          Value xv = path.empty() ? x : attribute_path(x, path), yv = path.empty() ? y : attribute_path(y, path);
+          int c = compare_values(xv, yv, case_sensitive);
+          return reverse ? c > 0 : c < 0;
+        });
+        return Value::array_of(std::move(out));
+      }
+      if (name == "selectattr" || name == "rejectattr") {
+        bool select = name == "selectattr";
+        for (const Value& x : arr) {
+          if (!x.is_mapping_like()) fail("{} can only be applied to an array of objects", name);
+        }
+        if (a.positional.empty() || !a.positional[0].is_string()) fail("{} needs an attribute name", name);
+        std::string test = a.positional.size() > 1 && a.positional[1].is_string() ? a.positional[1].s : "";
+        const Value* test_arg = a.positional.size() > 2 ? &a.positional[2] : nullptr;
+        Array out;
+        for (const Value& x : arr) {
+          const Value* attr = x.get(a.positional[0].s);
+          bool r = attr ? (test.empty() ? attr->truthy() : apply_test(test, *attr, test_arg, filter)) : false;
+          if (r == select) out.push_back(x);
+        }
+        return Value::array_of(std::move(out));
+      }
+      if (name == "map") {
+        const Value* attr = a.kwargs.get("attribute");
+        if (!attr || !attr->is_string()) fail("map() supports only attribute=...");
+        const Value* d = a.kwargs.get("default");
+        Array out;
+        for (const Value& x : arr) {
+          if (!x.is_mapping_like()) fail("items in map must be objects");
+          Value v = attribute_path(x, attr->s);
+          out.push_back(v.is_undefined() && d ? *d : v);
+        }
+        return Value::array_of(std::move(out));
+      }
+      return bad();
+    }
+    if (operand.is_string()) {
+      const std::string& s = operand.s;
+      if (!is_call) {
+        if (name == "length" || name == "count") return Value::integer(static_cast<int64_t>(utf16_length(s)));
+        if (name == "upper") return Value::string(upper(s));
+        if (name == "lower") return Value::string(lower(s));
+        if (name == "title") return Value::string(title(s));
+        if (name == "capitalize") return call_member(operand, "capitalize", in);
+        if (name == "trim") return Value::string(js_trim(s, true, true));
+        if (name == "indent") return Value::string(indent_lines(s, "    ", false, false));
+        if (name == "join" || name == "string") return operand;
+        if (name == "int") {
+          char* end = nullptr;
+          long long v = std::strtoll(s.c_str(), &end, 10);
+          return Value::integer(end == s.c_str() ? 0 : v);
+        }
+        if (name == "float") {
+          char* end = nullptr;
+          double v = std::strtod(s.c_str(), &end);
+          return Value::floating(end == s.c_str() ? 0 : v);
+        }
+        return bad();
+      }
+      Args a = args();
+      if (name == "indent") {
+        const Value* width = a.get(0, "width");
+        const Value* first = a.get(1, "first");
+        const Value* blank = a.get(2, "blank");
+        std::string pad = width && width->is_string() ? width->s : std::string(width && width->type == VT::kInt ? width->i : 4, ' ');
+        return Value::string(indent_lines(s, pad, first && first->truthy(), blank && blank->truthy()));
+      }
+      if (name == "replace") {
+        std::vector<Value> call = a.positional;
+        if (a.kwargs.get("count")) call.push_back(*a.kwargs.get("count"));
+        return (*builtin_member(operand, "replace").fn)(call, in);
+      }
+      return bad();
+    }
+    if (operand.is_number()) {
+      if (is_call) return bad();
+      if (name == "abs") return operand.type == VT::kInt ? Value::integer(std::llabs(operand.i)) : Value::floating(std::fabs(operand.f));
+      if (name == "int") return Value::integer(static_cast<int64_t>(std::floor(operand.number())));
+      if (name == "float") return Value::floating(operand.number());
+      if (name == "string") return Value::string(to_output(operand));
+      return bad();
+    }
+    if (operand.is_object()) {
+      if (!is_call && name == "items") return call_member(operand, "items", in);
+      if (!is_call && (name == "length" || name == "count")) return Value::integer(static_cast<int64_t>(operand.object->size()));
+      Value m = builtin_member(operand, name);
+      if (m.type == VT::kFunction) {
+        std::vector<Value> call = is_call ? in.evaluate_args(filter.items, scope) : std::vector<Value>{};
+        return (*m.fn)(call, in);
+      }
+      if (!m.is_undefined()) return m;
+      return bad();
+    }
+    if (operand.type == VT::kBool) {
+      if (is_call) return bad();
+      if (name == "bool") return operand;
+      if (name == "int") return Value::integer(operand.b ? 1 : 0);
+      if (name == "float") return Value::floating(operand.b ? 1 : 0);
+      if (name == "string") return Value::string(operand.b ? "true" : "false");
+      return bad();
+    }
+    return bad();
+  } catch (const Error& e) {
+    std::string what = e.what();
+    if (what.rfind("chat template line", 0) == 0) throw;
+    runtime_error(filter, what);
+  }
+}
+
+}  // namespace dsv3::jinja

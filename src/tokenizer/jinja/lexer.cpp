@@ -1,0 +1,331 @@
+#include "tokenizer/jinja/lexer.h"
+
+#include "base/error.h"
+#include "tokenizer/jinja/value.h"
+#include "tokenizer/utf8.h"
+
+namespace dsv3::jinja {
+namespace {
+
+// The source after transformers' block options, with each byte's offset in the original.
+struct Source {
+  std::string text;
+  std::vector<size_t> origin;
+};
+
+bool is_line_start(const std::string& s, size_t i) {
+  if (i == 0) return true;
+  char p = s[i - 1];
+  if (p == '\n' || p == '\r') return true;
+  // U+2028 / U+2029 (E2 80 A8/A9) also end lines for JavaScript's ^ in multiline mode.
+  return i >= 3 && static_cast<unsigned char>(s[i - 3]) == 0xE2 && static_cast<unsigned char>(s[i - 2]) == 0x80 &&
+         (static_cast<unsigned char>(s[i - 1]) == 0xA8 || static_cast<unsigned char>(s[i - 1]) == 0xA9);
+}
+
+// @huggingface/jinja's preprocess: drop one trailing newline; lstrip_blocks removes spaces and
+// tabs between a line start and "{%", "{#" or "{-"; trim_blocks removes the newline after
+// "%}", "#}" or "-}". ({% generation %} markers are not supported.)
+Source preprocess(const std::string& src) {
+  std::string s = src;
+  if (!s.empty() && s.back() == '\n') s.pop_back();
+  Source a;
+  for (size_t i = 0; i < s.size();) {
+    if (is_line_start(s, i)) {
+      size_t j = i;
+      while (j < s.size() && (s[j] == ' ' || s[j] == '\t')) ++j;
+      if (j > i && j + 1 < s.size() && s[j] == '{' && (s[j + 1] == '%' || s[j + 1] == '#' || s[j + 1] == '-')) i = j;
+    }
+    a.text += s[i];
+    a.origin.push_back(i);
+    ++i;
+  }
+  Source b;
+  for (size_t i = 0; i < a.text.size(); ++i) {
+    b.text += a.text[i];
+    b.origin.push_back(a.origin[i]);
+    if (a.text[i] == '}' && i > 0 && (a.text[i - 1] == '%' || a.text[i - 1] == '#' || a.text[i - 1] == '-') &&
+        i + 1 < a.text.size() && a.text[i + 1] == '\n') {
+      ++i;
+    }
+  }
+  b.origin.push_back(s.size());
+  return b;
+}
+
+bool is_word(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+struct Mapping {
+  const char* seq;
+  TokenType type;
+};
+constexpr Mapping kMappings[] = {
+    {"{%", TokenType::kOpenStatement},
+    {"%}", TokenType::kCloseStatement},
+    {"{{", TokenType::kOpenExpression},
+    {"}}", TokenType::kCloseExpression},
+    {"(", TokenType::kOpenParen},
+    {")", TokenType::kCloseParen},
+    {"{", TokenType::kOpenCurlyBracket},
+    {"}", TokenType::kCloseCurlyBracket},
+    {"[", TokenType::kOpenSquareBracket},
+    {"]", TokenType::kCloseSquareBracket},
+    {",", TokenType::kComma},
+    {".", TokenType::kDot},
+    {":", TokenType::kColon},
+    {"|", TokenType::kPipe},
+    {"<=", TokenType::kComparisonBinaryOperator},
+    {">=", TokenType::kComparisonBinaryOperator},
+    {"==", TokenType::kComparisonBinaryOperator},
+    {"!=", TokenType::kComparisonBinaryOperator},
+    {"<", TokenType::kComparisonBinaryOperator},
+    {">", TokenType::kComparisonBinaryOperator},
+    {"+", TokenType::kAdditiveBinaryOperator},
+    {"-", TokenType::kAdditiveBinaryOperator},
+    {"~", TokenType::kAdditiveBinaryOperator},
+    {"**", TokenType::kExponentiationBinaryOperator},
+    {"*", TokenType::kMultiplicativeBinaryOperator},
+    {"//", TokenType::kMultiplicativeBinaryOperator},
+    {"/", TokenType::kMultiplicativeBinaryOperator},
+    {"%", TokenType::kMultiplicativeBinaryOperator},
+    {"=", TokenType::kEquals},
+};
+
+class Lexer {
+ public:
+  explicit Lexer(const std::string& original) : original_(original), src_(preprocess(original)), s_(src_.text) {}
+
+  std::vector<Token> run();
+
+ private:
+  [[noreturn]] void error(size_t at, const std::string& what) const {
+    auto [line, col] = line_col(at);
+    fail("{}: {}", position(line, col), what);
+  }
+  std::pair<int, int> line_col(size_t at) const {
+    size_t orig = src_.origin[std::min(at, src_.origin.size() - 1)];
+    int line = 1, col = 1;
+    for (size_t k = 0; k < orig && k < original_.size(); ++k) {
+      if (original_[k] == '\n') {
+        ++line;
+        col = 1;
+      } else if ((static_cast<unsigned char>(original_[k]) & 0xC0) != 0x80) {
+        ++col;
+      }
+    }
+    return {line, col};
+  }
+  void push(std::string value, TokenType type, size_t at) {
+    auto [line, col] = line_col(at);
+    tokens_.push_back({std::move(value), type, line, col});
+  }
+  bool starts(const char* seq) const { return s_.compare(pos_, std::char_traits<char>::length(seq), seq) == 0; }
+  bool space_at(size_t i) const {
+    if (i >= s_.size()) return false;
+    size_t k = i;
+    return js_is_space(next_code_point(s_, k));
+  }
+  void skip_spaces() {
+    while (space_at(pos_)) next_code_point(s_, pos_);
+  }
+  void strip_trailing_whitespace() {
+    if (!tokens_.empty() && tokens_.back().type == TokenType::kText) {
+      tokens_.back().value = js_trim(tokens_.back().value, false, true);
+      if (tokens_.back().value.empty()) tokens_.pop_back();
+    }
+  }
+  std::string string_literal(char quote);
+
+  const std::string& original_;
+  Source src_;
+  const std::string& s_;
+  size_t pos_ = 0;
+  int curly_depth_ = 0;
+  std::vector<Token> tokens_;
+};
+
+std::string Lexer::string_literal(char quote) {
+  size_t start = pos_;
+  std::string out;
+  while (true) {
+    if (pos_ >= s_.size()) error(start, "unterminated string literal");
+    char c = s_[pos_];
+    if (c == quote) break;
+    if (c == '\\') {
+      if (++pos_ >= s_.size()) error(start, "unterminated string literal");
+      char e = s_[pos_++];
+      if (e == 'x' || e == 'u') {
+        size_t n = e == 'x' ? 2 : 4;
+        std::string hex = s_.substr(pos_, n);
+        if (hex.size() != n || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+          error(pos_ - 2, fmt::format("invalid escape \\{}{}", e, hex));
+        }
+        char32_t cp = static_cast<char32_t>(std::stoul(hex, nullptr, 16));
+        pos_ += n;
+        // A UTF-16 surrogate pair written as two \u escapes.
+        if (cp >= 0xD800 && cp <= 0xDBFF && s_.compare(pos_, 2, "\\u") == 0) {
+          std::string lo = s_.substr(pos_ + 2, 4);
+          if (lo.size() == 4 && lo.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos) {
+            char32_t low = static_cast<char32_t>(std::stoul(lo, nullptr, 16));
+            if (low >= 0xDC00 && low <= 0xDFFF) {
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+              pos_ += 6;
+            }
+          }
+        }
+        if (cp >= 0xD800 && cp <= 0xDFFF) error(pos_, "lone surrogate in string escape");
+        append_utf8(out, cp);
+        continue;
+      }
+      switch (e) {
+        case 'n': out += '\n'; break;
+        case 't': out += '\t'; break;
+        case 'r': out += '\r'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'v': out += '\v'; break;
+        case '\'': out += '\''; break;
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        default: error(pos_ - 2, fmt::format("unexpected escaped character '{}'", e));
+      }
+      continue;
+    }
+    out += c;
+    ++pos_;
+  }
+  ++pos_;  // closing quote
+  return out;
+}
+
+std::vector<Token> Lexer::run() {
+  while (pos_ < s_.size()) {
+    TokenType last = tokens_.empty() ? TokenType::kText : tokens_.back().type;
+    if (tokens_.empty() || last == TokenType::kCloseStatement || last == TokenType::kCloseExpression ||
+        last == TokenType::kComment) {
+      size_t start = pos_;
+      while (pos_ < s_.size() && !(s_[pos_] == '{' && pos_ + 1 < s_.size() &&
+                                   (s_[pos_ + 1] == '%' || s_[pos_ + 1] == '{' || s_[pos_ + 1] == '#'))) {
+        ++pos_;
+      }
+      if (pos_ > start) {
+        push(s_.substr(start, pos_ - start), TokenType::kText, start);
+        continue;
+      }
+    }
+    if (starts("{#")) {
+      size_t start = pos_;
+      pos_ += 2;
+      bool strip_before = pos_ < s_.size() && s_[pos_] == '-';
+      if (strip_before) ++pos_;
+      size_t end = s_.find("#}", pos_);
+      if (end == std::string::npos) error(start, "comment is not closed with '#}'");
+      std::string comment = s_.substr(pos_, end - pos_);
+      bool strip_after = !comment.empty() && comment.back() == '-';
+      if (strip_before) strip_trailing_whitespace();
+      push(comment, TokenType::kComment, start);
+      pos_ = end + 2;
+      if (strip_after) skip_spaces();
+      continue;
+    }
+    if (starts("{%-")) {
+      strip_trailing_whitespace();
+      push("{%", TokenType::kOpenStatement, pos_);
+      pos_ += 3;
+      continue;
+    }
+    if (starts("{{-")) {
+      strip_trailing_whitespace();
+      push("{{", TokenType::kOpenExpression, pos_);
+      curly_depth_ = 0;
+      pos_ += 3;
+      continue;
+    }
+    skip_spaces();
+    if (pos_ >= s_.size()) break;
+    if (starts("-%}")) {
+      push("%}", TokenType::kCloseStatement, pos_);
+      pos_ += 3;
+      skip_spaces();
+      continue;
+    }
+    if (starts("-}}")) {
+      push("}}", TokenType::kCloseExpression, pos_);
+      pos_ += 3;
+      skip_spaces();
+      continue;
+    }
+    char c = s_[pos_];
+    if (c == '-' || c == '+') {
+      if (tokens_.empty() || tokens_.back().type == TokenType::kText) error(pos_, fmt::format("unexpected character '{}'", c));
+      TokenType lt = tokens_.back().type;
+      if (lt != TokenType::kIdentifier && lt != TokenType::kNumericLiteral && lt != TokenType::kStringLiteral &&
+          lt != TokenType::kCloseParen && lt != TokenType::kCloseSquareBracket) {
+        size_t start = pos_++;
+        std::string num;
+        while (pos_ < s_.size() && is_digit(s_[pos_])) num += s_[pos_++];
+        if (!num.empty() && pos_ + 1 < s_.size() && s_[pos_] == '.' && is_digit(s_[pos_ + 1])) {
+          ++pos_;
+          num += '.';
+          while (pos_ < s_.size() && is_digit(s_[pos_])) num += s_[pos_++];
+        }
+        push(std::string(1, c) + num, num.empty() ? TokenType::kUnaryOperator : TokenType::kNumericLiteral, start);
+        continue;
+      }
+    }
+    bool matched = false;
+    for (const Mapping& m : kMappings) {
+      if (std::string_view(m.seq) == "}}" && curly_depth_ > 0) continue;
+      if (starts(m.seq)) {
+        push(m.seq, m.type, pos_);
+        if (m.type == TokenType::kOpenExpression) curly_depth_ = 0;
+        if (m.type == TokenType::kOpenCurlyBracket) ++curly_depth_;
+        if (m.type == TokenType::kCloseCurlyBracket) --curly_depth_;
+        pos_ += std::char_traits<char>::length(m.seq);
+        matched = true;
+        break;
+      }
+    }
+    if (matched) continue;
+    if (c == '\'' || c == '"') {
+      size_t start = pos_++;
+      std::string str = string_literal(c);
+      push(std::move(str), TokenType::kStringLiteral, start);
+      continue;
+    }
+    if (is_digit(c)) {
+      size_t start = pos_;
+      std::string num;
+      while (pos_ < s_.size() && is_digit(s_[pos_])) num += s_[pos_++];
+      bool after_dot = !tokens_.empty() && tokens_.back().type == TokenType::kDot;
+      if (!after_dot && pos_ + 1 < s_.size() && s_[pos_] == '.' && is_digit(s_[pos_ + 1])) {
+        ++pos_;
+        num += '.';
+        while (pos_ < s_.size() && is_digit(s_[pos_])) num += s_[pos_++];
+      }
+      push(num, TokenType::kNumericLiteral, start);
+      continue;
+    }
+    if (is_word(c)) {
+      size_t start = pos_;
+      while (pos_ < s_.size() && is_word(s_[pos_])) ++pos_;
+      push(s_.substr(start, pos_ - start), TokenType::kIdentifier, start);
+      continue;
+    }
+    error(pos_, fmt::format("unexpected character '{}'", c));
+  }
+  return std::move(tokens_);
+}
+
+}  // namespace
+
+std::string position(int line, int column) { return fmt::format("chat template line {}, column {}", line, column); }
+
+std::vector<Token> tokenize(const std::string& source) {
+  Lexer lexer(source);
+  return lexer.run();
+}
+
+}  // namespace dsv3::jinja

@@ -1,0 +1,337 @@
+#include "tokenizer/jinja/value.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+
+#include "base/error.h"
+#include "tokenizer/utf8.h"
+
+namespace dsv3::jinja {
+
+bool Value::truthy() const {
+  switch (type) {
+    case Type::kUndefined:
+    case Type::kNull: return false;
+    case Type::kBool: return b;
+    case Type::kInt: return i != 0;
+    case Type::kFloat: return f != 0 && !std::isnan(f);
+    case Type::kString: return !s.empty();
+    case Type::kArray: return !array->empty();
+    case Type::kObject: return !object->empty();
+    case Type::kNamespace:
+    case Type::kFunction: return true;
+  }
+  return false;
+}
+
+const char* Value::type_name() const {
+  switch (type) {
+    case Type::kUndefined: return "undefined";
+    case Type::kNull: return "none";
+    case Type::kBool: return "boolean";
+    case Type::kInt: return "integer";
+    case Type::kFloat: return "float";
+    case Type::kString: return "string";
+    case Type::kArray: return is_tuple ? "tuple" : "array";
+    case Type::kObject: return "object";
+    case Type::kNamespace: return "namespace";
+    case Type::kFunction: return "function";
+  }
+  return "?";
+}
+
+const Value* Value::get(std::string_view key) const {
+  if (!object) return nullptr;
+  for (const auto& [k, v] : *object) {
+    if (k == key) return &v;
+  }
+  return nullptr;
+}
+
+void Value::set(const std::string& key, Value v) {
+  for (auto& [k, old] : *object) {
+    if (k == key) {
+      old = std::move(v);
+      return;
+    }
+  }
+  object->emplace_back(key, std::move(v));
+}
+
+std::string js_number(double d) {
+  if (std::isnan(d)) return "NaN";
+  if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
+  if (d == 0) return "0";
+  std::string sign = d < 0 ? "-" : "";
+  d = std::fabs(d);
+  // Shortest round-trip digits and exponent: d = 0.DIGITS * 10^n (ECMA-262 Number::toString).
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
+  std::string sci(buf, res.ptr);
+  size_t e = sci.find('e');
+  std::string digits;
+  for (size_t k = 0; k < e; ++k) {
+    if (sci[k] != '.') digits += sci[k];
+  }
+  int exp10 = std::stoi(sci.substr(e + 1));
+  int k = static_cast<int>(digits.size());
+  int n = exp10 + 1;
+  std::string out;
+  if (k <= n && n <= 21) {
+    out = digits + std::string(n - k, '0');
+  } else if (0 < n && n <= 21) {
+    out = digits.substr(0, n) + "." + digits.substr(n);
+  } else if (-6 < n && n <= 0) {
+    out = "0." + std::string(-n, '0') + digits;
+  } else {
+    out = digits.substr(0, 1);
+    if (k > 1) out += "." + digits.substr(1);
+    out += (n - 1 >= 0 ? "e+" : "e-") + std::to_string(std::abs(n - 1));
+  }
+  return sign + out;
+}
+
+namespace {
+
+std::string float_output(double f) {
+  if (f == 0 && std::signbit(f)) return "-0.0";
+  if (std::isfinite(f) && std::floor(f) == f) {
+    // JavaScript toFixed(1); above 1e21 it falls back to toString.
+    if (std::fabs(f) >= 1e21) return js_number(f);
+    return js_number(f) + ".0";
+  }
+  return js_number(f);
+}
+
+void json_string(std::string& out, std::string_view s, bool ensure_ascii) {
+  out += '"';
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t at = i;
+    char32_t c = next_code_point(s, i);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || (c >= 0xD800 && c <= 0xDFFF) || (ensure_ascii && c >= 0x7F)) {
+          // \uXXXX in lowercase hex, as UTF-16 code units.
+          auto unit = [&](unsigned u) { out += fmt::format("\\u{:04x}", u); };
+          if (c >= 0x10000) {
+            unit(0xD800 + ((c - 0x10000) >> 10));
+            unit(0xDC00 + ((c - 0x10000) & 0x3FF));
+          } else {
+            unit(c);
+          }
+        } else {
+          out.append(s.substr(at, i - at));
+        }
+    }
+  }
+  out += '"';
+}
+
+// JavaScript's default string comparison: UTF-16 code units.
+bool utf16_less(std::string_view a, std::string_view b) {
+  size_t i = 0, j = 0;
+  auto unit = [](char32_t c) -> std::pair<uint16_t, uint16_t> {
+    if (c < 0x10000) return {static_cast<uint16_t>(c), 0};
+    return {static_cast<uint16_t>(0xD800 + ((c - 0x10000) >> 10)), static_cast<uint16_t>(0xDC00 + ((c - 0x10000) & 0x3FF))};
+  };
+  while (i < a.size() && j < b.size()) {
+    auto ua = unit(next_code_point(a, i)), ub = unit(next_code_point(b, j));
+    if (ua.first != ub.first) return ua.first < ub.first;
+    if (ua.second != ub.second) return ua.second < ub.second;
+  }
+  return i >= a.size() && j < b.size();
+}
+
+}  // namespace
+
+std::string to_json(const Value& v, const JsonOptions& opt, bool undefined_as_null, int depth) {
+  using T = Value::Type;
+  std::string item_sep = opt.item_sep, key_sep = opt.key_sep;
+  if (item_sep.empty() && key_sep.empty()) {
+    item_sep = opt.indent > 0 ? "," : ", ";
+    key_sep = ": ";
+  }
+  switch (v.type) {
+    case T::kNull: return "null";
+    case T::kUndefined: return undefined_as_null ? "null" : "undefined";
+    case T::kBool: return v.b ? "true" : "false";
+    case T::kInt: return std::to_string(v.i);
+    case T::kFloat: return std::isfinite(v.f) ? js_number(v.f) : "null";
+    case T::kString: {
+      std::string out;
+      json_string(out, v.s, opt.ensure_ascii);
+      return out;
+    }
+    case T::kArray:
+    case T::kObject:
+    case T::kNamespace: {
+      std::string indent = opt.indent > 0 ? std::string(opt.indent, ' ') : "";
+      std::string base = "\n";
+      for (int d = 0; d < depth; ++d) base += indent;
+      std::string child = base + indent;
+      bool pretty = opt.indent > 0;
+      std::vector<std::string> core;
+      if (v.type == T::kArray) {
+        for (const Value& x : *v.array) core.push_back(to_json(x, opt, undefined_as_null, depth + 1));
+        if (pretty && !core.empty()) {
+          std::string out = "[" + child;
+          for (size_t k = 0; k < core.size(); ++k) out += (k ? item_sep + child : "") + core[k];
+          return out + base + "]";
+        }
+        std::string out = "[";
+        for (size_t k = 0; k < core.size(); ++k) out += (k ? item_sep : "") + core[k];
+        return out + "]";
+      }
+      Object entries = *v.object;
+      if (opt.sort_keys) {
+        std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return utf16_less(a.first, b.first); });
+      }
+      for (const auto& [k, x] : entries) {
+        std::string key;
+        json_string(key, k, opt.ensure_ascii);
+        core.push_back((pretty ? child : "") + key + key_sep + to_json(x, opt, undefined_as_null, depth + 1));
+      }
+      std::string out = "{";
+      for (size_t k = 0; k < core.size(); ++k) out += (k ? item_sep : "") + core[k];
+      return out + (pretty && !core.empty() ? base : "") + "}";
+    }
+    case T::kFunction: fail("cannot convert a function to JSON");
+  }
+  return "";
+}
+
+std::string to_output(const Value& v) {
+  using T = Value::Type;
+  switch (v.type) {
+    case T::kUndefined:
+    case T::kNull: return "";
+    case T::kBool: return v.b ? "true" : "false";
+    case T::kInt: return std::to_string(v.i);
+    case T::kFloat: return float_output(v.f);
+    case T::kString: return v.s;
+    case T::kArray:
+    case T::kObject:
+    case T::kNamespace: return to_json(v, JsonOptions{}, false);
+    case T::kFunction: fail("cannot print a function");
+  }
+  return "";
+}
+
+Value from_json(const nlohmann::ordered_json& j) {
+  switch (j.type()) {
+    case nlohmann::ordered_json::value_t::null: return Value::null();
+    case nlohmann::ordered_json::value_t::boolean: return Value::boolean(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer: return Value::integer(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::number_unsigned: return Value::integer(static_cast<int64_t>(j.get<uint64_t>()));
+    case nlohmann::ordered_json::value_t::number_float: {
+      double d = j.get<double>();
+      if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9.2e18) return Value::integer(static_cast<int64_t>(d));
+      return Value::floating(d);
+    }
+    case nlohmann::ordered_json::value_t::string: return Value::string(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::array: {
+      Array a;
+      for (const auto& x : j) a.push_back(from_json(x));
+      return Value::array_of(std::move(a));
+    }
+    case nlohmann::ordered_json::value_t::object: {
+      // Object.entries order: array-index keys ascending, then the others in insertion order.
+      auto index_key = [](const std::string& k) -> int64_t {
+        if (k.empty() || k.size() > 10 || (k.size() > 1 && k[0] == '0')) return -1;
+        int64_t n = 0;
+        for (char c : k) {
+          if (c < '0' || c > '9') return -1;
+          n = n * 10 + (c - '0');
+        }
+        return n < 4294967295LL ? n : -1;
+      };
+      std::vector<std::pair<int64_t, std::string>> indexed;
+      Object o;
+      for (const auto& [k, x] : j.items()) {
+        int64_t n = index_key(k);
+        if (n >= 0) indexed.emplace_back(n, k);
+      }
+      std::sort(indexed.begin(), indexed.end());
+      for (const auto& [n, k] : indexed) o.emplace_back(k, from_json(j.at(k)));
+      for (const auto& [k, x] : j.items()) {
+        if (index_key(k) < 0) o.emplace_back(k, from_json(x));
+      }
+      return Value::object_of(std::move(o));
+    }
+    default: fail("unsupported JSON value in template variables");
+  }
+}
+
+bool loose_equal(const Value& a, const Value& b) {
+  using T = Value::Type;
+  bool a_nullish = a.type == T::kNull || a.type == T::kUndefined;
+  bool b_nullish = b.type == T::kNull || b.type == T::kUndefined;
+  if (a_nullish || b_nullish) return a_nullish && b_nullish;
+  bool a_num = a.is_number() || a.type == T::kBool, b_num = b.is_number() || b.type == T::kBool;
+  if (a_num && b_num) return a.number() == b.number();
+  if (a.is_string() && b.is_string()) return a.s == b.s;
+  if ((a.is_string() && b_num) || (a_num && b.is_string())) {
+    // JavaScript converts the string to a number.
+    const std::string& s = a.is_string() ? a.s : b.s;
+    double n = a.is_string() ? b.number() : a.number();
+    std::string t = js_trim(s, true, true);
+    if (t.empty()) return n == 0;
+    char* end = nullptr;
+    double v = std::strtod(t.c_str(), &end);
+    return end && *end == '\0' && v == n;
+  }
+  // Containers compare by identity.
+  if (a.type != b.type) return false;
+  if (a.type == T::kArray) return a.array == b.array;
+  if (a.type == T::kObject || a.type == T::kNamespace) return a.object == b.object;
+  if (a.type == T::kFunction) return a.fn == b.fn;
+  return false;
+}
+
+bool js_is_space(char32_t c) {
+  return c == 0x09 || c == 0x0A || c == 0x0B || c == 0x0C || c == 0x0D || c == 0x20 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000 ||
+         c == 0xFEFF;
+}
+
+std::string js_trim(std::string_view s, bool start, bool end) {
+  size_t b = 0, e = s.size();
+  if (start) {
+    size_t i = 0;
+    while (i < s.size()) {
+      size_t at = i;
+      if (!js_is_space(next_code_point(s, i))) {
+        b = at;
+        break;
+      }
+      b = i;
+    }
+  }
+  if (end) {
+    // Walk forward remembering where the last non-space character ended.
+    size_t i = b, last = b;
+    while (i < s.size()) {
+      char32_t c = next_code_point(s, i);
+      if (!js_is_space(c)) last = i;
+    }
+    e = last;
+  }
+  return std::string(s.substr(b, e > b ? e - b : 0));
+}
+
+size_t utf16_length(std::string_view s) {
+  size_t n = 0, i = 0;
+  while (i < s.size()) n += next_code_point(s, i) >= 0x10000 ? 2 : 1;
+  return n;
+}
+
+}  // namespace dsv3::jinja
