@@ -14,5 +14,7 @@ void add_tokenizer_commands(CLI::App& app);
 // cast, quantize (cmd_cast.cpp)
 void add_cast_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
 
 }  // namespace dsv3::cli

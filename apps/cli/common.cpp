@@ -6,7 +6,9 @@
 #include <fstream>
 #include <thread>
 
+#include "apps/cli/progress.h"
 #include "base/error.h"
+#include "io/prefetch.h"
 
 namespace dsv3::cli {
 
@@ -41,6 +43,13 @@ Runner load_runner(const std::string& dir, int threads, bool quiet) {
                  r.ckpt->weights.extra.size(), dir.c_str(), r.ckpt->weights.extra.front().c_str());
   }
   r.pool = std::make_unique<ThreadPool>(threads > 0 ? threads : default_threads());
+  {
+    // The shards are mapped; fault them in now, with progress when it takes a while.
+    ProgressLine line("loading " + dir, quiet);
+    prefetch_checkpoint(r.ckpt->checkpoint, r.pool.get(), [&](uint64_t b, uint64_t bt, int64_t t, int64_t tt) {
+      line.update(b, bt, t, tt);
+    });
+  }
   r.backend = std::make_unique<CpuBackend>(*r.pool);
   r.model = std::make_unique<Model>(r.ckpt->config, r.ckpt->weights, *r.backend);
   return r;
