@@ -43,7 +43,7 @@ void on_sigint(int) {
 struct ChatArgs {
   GenerationFlags gen;
   std::string system;
-  std::string echo_prompt;  // debug: append each rendered prompt to this file (JSON lines)
+  std::string echo_prompt;  // debug: write {"prompt": ...} and {"reply": ...} JSON lines here
 };
 
 void print_help() {
@@ -168,6 +168,10 @@ void run_chat(const ChatArgs& a) {
     std::printf("\n");
     std::fflush(stdout);
     history.push_back({{"role", "assistant"}, {"content", reply.text()}});
+    if (echo.is_open()) {
+      echo << Json{{"reply", reply.text()}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      echo.flush();
+    }
     last = engine.last_stats();
     have_stats = true;
   }
@@ -180,7 +184,7 @@ void add_chat_command(CLI::App& app) {
   auto* sub = app.add_subcommand("chat", "Talk with a model through its chat template (reads a pipe too)");
   add_generation_flags(sub, a->gen);
   sub->add_option("--system", a->system, "System prompt");
-  sub->add_option("--echo-prompt", a->echo_prompt, "Debug: append each rendered prompt to FILE as a JSON line")
+  sub->add_option("--echo-prompt", a->echo_prompt, "Debug: write each rendered prompt and each reply to FILE as JSON lines")
       ->group("");
   sub->callback([a] { run_chat(*a); });
 }

@@ -56,14 +56,27 @@ fs::path exe_dir() {
 }
 }  // namespace
 
+namespace {
+// Fails early, before a long load, on a directory that cannot be a chat model.
+std::string checked(const std::string& dir, const std::string& source) {
+  if (!fs::is_directory(dir)) fail("{}: model directory '{}' does not exist or is not a directory", source, dir);
+  for (const char* f : {"config.json", "tokenizer.json"})
+    if (!fs::exists(fs::path(dir) / f))
+      fail("{}: '{}' has no {}; chat and generate need a Hugging Face checkpoint directory with config.json, the "
+           "weights and the tokenizer files (tokenizer.json, tokenizer_config.json)",
+           source, dir, f);
+  return dir;
+}
+}  // namespace
+
 std::string resolve_model_dir(const std::string& flag) {
-  if (!flag.empty()) return flag;
-  if (const char* env = std::getenv("DSV3_MODEL"); env && *env) return env;
+  if (!flag.empty()) return checked(flag, "--model");
+  if (const char* env = std::getenv("DSV3_MODEL"); env && *env) return checked(env, "$DSV3_MODEL");
   std::vector<fs::path> tried;
   if (const fs::path dir = exe_dir(); !dir.empty()) tried.push_back(dir.parent_path() / "models" / "default");
   tried.push_back(fs::path("models") / "default");
   for (const auto& p : tried)
-    if (fs::exists(p / "config.json")) return p.lexically_normal().string();
+    if (fs::exists(p / "config.json")) return checked(p.lexically_normal().string(), "default model");
   fail("no --model given and there is no default model ({}); run scripts/setup.sh to make one, or pass "
        "--model /path/to/DeepSeek-V3",
        tried.front().lexically_normal().string());
