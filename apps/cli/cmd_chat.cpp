@@ -106,7 +106,10 @@ void run_chat(const ChatArgs& a) {
   uint64_t turn = 0;
   while (true) {
     const auto line = reader.read(">>> ");
-    if (!line) break;
+    if (!line) {
+      if (reader.interactive()) std::printf("\n");
+      break;
+    }
     const std::string& text = *line;
     if (text.empty()) continue;
     if (text[0] == '/') {
@@ -186,6 +189,14 @@ void add_chat_command(CLI::App& app) {
   sub->add_option("--system", a->system, "System prompt");
   sub->add_option("--echo-prompt", a->echo_prompt, "Debug: write each rendered prompt and each reply to FILE as JSON lines")
       ->group("");
+  sub->footer(
+      "In the chat:\n"
+      "  /exit          leave (Ctrl-D too)\n"
+      "  /clear         forget the conversation (the system prompt stays)\n"
+      "  /system TEXT   set the system prompt (/system alone removes it)\n"
+      "  /stats         prefill and decode speed of the last reply\n"
+      "  Ctrl-C         stop the current reply\n"
+      "Without a terminal, lines are read from stdin and replies written to stdout, one per line.");
   sub->callback([a] { run_chat(*a); });
 }
 

@@ -127,6 +127,9 @@ void add_generate_command(CLI::App& app) {
   sub->add_option("--max-step-tokens", a->max_step_tokens, "Most tokens in one forward step (prompt chunks + decodes)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
       ->capture_default_str();
+  sub->footer(
+      "Output: a 'Prompt: ...' / 'Completion: ...' block per prompt, in input order, or with --jsonl one JSON\n"
+      "object per line. Every prompt uses the same seed, so a prompt's output does not depend on the others.");
   sub->callback([a] { run_generate(*a); });
 }
 
