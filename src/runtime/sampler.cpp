@@ -49,50 +49,79 @@ int32_t argmax(std::span<const float> v) {
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) { params_.validate(); }
 
+// The nucleus: the shortest most-likely-first prefix of cand_[0, n) holding `target` mass.
+// A quickselect on mass (expected O(n)) rather than a sort: near-flat distributions (random
+// weights, high temperatures) would otherwise sort the whole vocabulary every token. Leaves
+// the nucleus in cand_[0, result) (in a deterministic order) and its mass in `mass`.
+size_t Sampler::nucleus(size_t n, double target, double& mass) {
+  const auto before = [](const Candidate& a, const Candidate& b) { return a.p != b.p ? a.p > b.p : a.id < b.id; };
+  size_t lo = 0, hi = n;  // [0, lo) is in the nucleus with mass acc; its end lies in [lo, hi]
+  double acc = 0;
+  while (hi - lo > 64) {
+    // Median of three by position; `before` is a strict total order (ties broken by id).
+    Candidate a = cand_[lo], b = cand_[lo + (hi - lo) / 2], c = cand_[hi - 1];
+    if (before(b, a)) std::swap(a, b);
+    if (before(c, b)) std::swap(b, c);
+    if (before(b, a)) std::swap(a, b);
+    const Candidate pivot = b;
+    const auto mid = std::partition(cand_.begin() + long(lo), cand_.begin() + long(hi),
+                                     [&](const Candidate& x) { return before(x, pivot); });
+    const size_t k = size_t(mid - cand_.begin());
+    double upper = 0;
+    for (size_t i = lo; i < k; ++i) upper += cand_[i].p;
+    // Put the pivot right after the candidates more likely than it.
+    for (size_t i = k; i < hi; ++i)
+      if (cand_[i].id == pivot.id) {
+        std::swap(cand_[i], cand_[k]);
+        break;
+      }
+    if (acc + upper >= target) {
+      hi = k;
+    } else if (acc + upper + pivot.p >= target) {
+      mass = acc + upper + pivot.p;
+      return k + 1;
+    } else {
+      acc += upper + pivot.p;
+      lo = k + 1;
+    }
+  }
+  std::sort(cand_.begin() + long(lo), cand_.begin() + long(hi), before);
+  size_t j = lo;
+  while (j < hi && acc < target) acc += cand_[j++].p;
+  mass = acc;
+  return std::max(j, size_t(1));
+}
+
 int32_t Sampler::sample(std::span<const float> logits) {
   DSV3_CHECK(!logits.empty(), "sample: empty logits");
   if (params_.temperature <= 0) return argmax(logits);
   const size_t n = logits.size();
-  // softmax(logits / T), computed in double so tiny temperatures do not overflow.
-  const float mx = logits[size_t(argmax(logits))];
-  probs_.resize(n);
+  // Unnormalised softmax(logits / T): the most likely token gets exactly 1, so min-p compares
+  // with min_p directly.
+  const float mx = logits[size_t(argmax(logits))], inv_t = 1.0f / params_.temperature;
+  const float floor = params_.min_p;
+  cand_.clear();
   for (size_t i = 0; i < n; ++i) {
-    const float p = float(std::exp(double(logits[i] - mx) / params_.temperature));
-    probs_[i] = p;
+    const float p = std::exp((logits[i] - mx) * inv_t);
+    if (p > 0 && p >= floor) cand_.push_back({p, int32_t(i)});
   }
-  // min-p: relative to the most likely token, whose unnormalised probability is exactly 1.
-  const float floor = params_.min_p > 0 ? params_.min_p : 0.0f;
-  ids_.clear();
-  for (size_t i = 0; i < n; ++i)
-    if (probs_[i] > 0 && probs_[i] >= floor) ids_.push_back(int32_t(i));
-  const auto by_prob = [&](int32_t a, int32_t b) { return probs_[a] != probs_[b] ? probs_[a] > probs_[b] : a < b; };
-  size_t keep = ids_.size();
+  // Most likely first, ties by id: the order, and so the draw, depend only on the logits.
+  const auto before = [](const Candidate& a, const Candidate& b) { return a.p != b.p ? a.p > b.p : a.id < b.id; };
+  size_t keep = cand_.size();
   if (params_.top_k > 0 && size_t(params_.top_k) < keep) {
-    std::partial_sort(ids_.begin(), ids_.begin() + params_.top_k, ids_.end(), by_prob);
     keep = size_t(params_.top_k);
-  } else {
-    std::sort(ids_.begin(), ids_.end(), by_prob);
+    std::partial_sort(cand_.begin(), cand_.begin() + long(keep), cand_.end(), before);
   }
   double kept_sum = 0;
-  for (size_t i = 0; i < keep; ++i) kept_sum += probs_[ids_[i]];
-  if (params_.top_p < 1) {
-    // Smallest prefix whose share of the (top-k) mass reaches top_p.
-    double acc = 0;
-    size_t i = 0;
-    while (i < keep) {
-      acc += probs_[ids_[i++]];
-      if (acc >= params_.top_p * kept_sum) break;
-    }
-    keep = i;
-    kept_sum = acc;
-  }
+  for (size_t i = 0; i < keep; ++i) kept_sum += cand_[i].p;
+  if (params_.top_p < 1) keep = nucleus(keep, params_.top_p * kept_sum, kept_sum);
   const double r = rng_.uniform() * kept_sum;
   double acc = 0;
   for (size_t i = 0; i < keep; ++i) {
-    acc += probs_[ids_[i]];
-    if (r < acc) return ids_[i];
+    acc += cand_[i].p;
+    if (r < acc) return cand_[i].id;
   }
-  return ids_[keep - 1];
+  return cand_[keep - 1].id;
 }
 
 }  // namespace dsv3

@@ -46,10 +46,15 @@ class Sampler {
   const SamplingParams& params() const { return params_; }
 
  private:
+  struct Candidate {
+    float p;  // unnormalised probability
+    int32_t id;
+  };
+  size_t nucleus(size_t n, double target, double& mass);
+
   SamplingParams params_;
   Rng rng_;
-  std::vector<int32_t> ids_;    // scratch: candidate ids
-  std::vector<float> probs_;  // scratch: by id
+  std::vector<Candidate> cand_;  // scratch
 };
 
 int32_t argmax(std::span<const float> v);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <map>
+#include <algorithm>
 #include <set>
 
 #include "base/error.h"
@@ -61,6 +62,36 @@ TEST(Sampler, TopKTopPMinPCutTheTail) {
   // min_p 0.3: keep p >= 0.12.
   EXPECT_EQ(support({.temperature = 1, .top_p = 1, .min_p = 0.3f}, l), (std::set<int32_t>{1, 2, 3}));
   EXPECT_EQ(support({.temperature = 1, .top_p = 1, .top_k = 1}, l), (std::set<int32_t>{1}));
+}
+
+TEST(Sampler, NucleusOfALargeVocabularyMatchesASortedReference) {
+  // 5000 ids: large enough for the quickselect path (the sorted reference is the definition).
+  Rng rng(3);
+  std::vector<float> l(5000);
+  for (auto& x : l) x = float(rng.uniform() * 6);
+  for (float top_p : {0.05f, 0.5f, 0.9f}) {
+    std::vector<std::pair<double, int32_t>> sorted;
+    double total = 0;
+    const float mx = *std::max_element(l.begin(), l.end());
+    for (size_t i = 0; i < l.size(); ++i) {
+      const double p = std::exp(double(l[i] - mx));
+      sorted.push_back({-p, int32_t(i)});
+      total += p;
+    }
+    std::sort(sorted.begin(), sorted.end());
+    std::set<int32_t> want;
+    double acc = 0;
+    for (const auto& [np, id] : sorted) {
+      if (acc >= top_p * total) break;
+      acc += -np;
+      want.insert(id);
+    }
+    Sampler s({.temperature = 1, .top_p = top_p, .seed = 9});
+    std::set<int32_t> seen;
+    for (int i = 0; i < 4000; ++i) seen.insert(s.sample(l));
+    for (int32_t id : seen) EXPECT_TRUE(want.count(id)) << "top_p " << top_p << ": id " << id << " is outside the nucleus";
+    EXPECT_GT(seen.size(), want.size() / 2) << top_p;
+  }
 }
 
 TEST(Sampler, LowTemperatureSharpens) {
