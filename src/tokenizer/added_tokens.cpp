@@ -41,15 +41,7 @@ AddedTokens::AddedTokens(std::vector<AddedToken> tokens) : tokens_(std::move(tok
   for (size_t i = 0; i < tokens_.size(); ++i) {
     const AddedToken& t = tokens_[i];
     if (t.content.empty()) continue;
-    Matcher& m = t.normalized ? normalized_ : raw_;
-    m.by_first_byte[static_cast<unsigned char>(t.content[0])].push_back(static_cast<int32_t>(i));
-    m.any = true;
-  }
-  for (Matcher* m : {&raw_, &normalized_}) {
-    for (auto& list : m->by_first_byte) {
-      std::stable_sort(list.begin(), list.end(),
-                       [&](int32_t a, int32_t b) { return tokens_[a].content.size() > tokens_[b].content.size(); });
-    }
+    insert(t.normalized ? normalized_ : raw_, t.content, static_cast<int32_t>(i));
   }
   word_start_ = std::make_unique<Regex>(std::string("\\A") + kWordClass, "added token word check");
   word_end_ = std::make_unique<Regex>(std::string(kWordClass) + "\\z", "added token word check");
@@ -69,12 +61,36 @@ const AddedToken* AddedTokens::find_content(std::string_view content) const {
   return nullptr;
 }
 
-int32_t AddedTokens::longest_at(const Matcher& m, std::string_view text, size_t pos) const {
-  for (int32_t i : m.by_first_byte[static_cast<unsigned char>(text[pos])]) {
-    const std::string& c = tokens_[i].content;
-    if (text.size() - pos >= c.size() && text.compare(pos, c.size(), c) == 0) return i;
+void AddedTokens::insert(Matcher& m, const std::string& content, int32_t token) {
+  int32_t node = 0;
+  for (unsigned char c : content) {
+    auto& ch = m.nodes[node].children;
+    auto it = std::lower_bound(ch.begin(), ch.end(), c, [](const auto& p, unsigned char b) { return p.first < b; });
+    if (it == ch.end() || it->first != c) {
+      int32_t next = static_cast<int32_t>(m.nodes.size());
+      it = ch.insert(it, {c, next});
+      m.nodes.emplace_back();  // invalidates `ch`, not the index we hold
+    }
+    node = it->second;
   }
-  return -1;
+  // The first of two tokens with the same content wins.
+  if (m.nodes[node].token < 0) m.nodes[node].token = token;
+  m.first_byte[static_cast<unsigned char>(content[0])] = true;
+  m.any = true;
+}
+
+int32_t AddedTokens::longest_at(const Matcher& m, std::string_view text, size_t pos) const {
+  if (!m.first_byte[static_cast<unsigned char>(text[pos])]) return -1;
+  int32_t node = 0, best = -1;
+  for (size_t i = pos; i < text.size(); ++i) {
+    const auto& ch = m.nodes[node].children;
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    auto it = std::lower_bound(ch.begin(), ch.end(), c, [](const auto& p, unsigned char b) { return p.first < b; });
+    if (it == ch.end() || it->first != c) break;
+    node = it->second;
+    if (m.nodes[node].token >= 0) best = m.nodes[node].token;
+  }
+  return best;
 }
 
 void AddedTokens::split(std::string_view text, bool normalized, std::vector<Span>& out) const {
@@ -88,6 +104,10 @@ void AddedTokens::split(std::string_view text, bool normalized, std::vector<Span
   size_t start_offset = 0;
   size_t pos = 0;
   while (pos < text.size()) {
+    if (!m.first_byte[static_cast<unsigned char>(text[pos])]) {
+      ++pos;
+      continue;
+    }
     int32_t k = longest_at(m, text, pos);
     if (k < 0) {
       ++pos;

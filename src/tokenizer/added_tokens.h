@@ -42,10 +42,17 @@ class AddedTokens {
   const AddedToken* find_content(std::string_view content) const;
 
  private:
+  // A byte trie of token contents; walking it from a position finds the longest token there.
   struct Matcher {
-    std::vector<int32_t> by_first_byte[256];  // indices into tokens_, longest first
+    struct TrieNode {
+      std::vector<std::pair<unsigned char, int32_t>> children;  // sorted by byte
+      int32_t token = -1;                                      // index into tokens_ ending here
+    };
+    std::vector<TrieNode> nodes{1};
+    bool first_byte[256] = {};
     bool any = false;
   };
+  static void insert(Matcher& m, const std::string& content, int32_t token);
   // Longest token of `m` starting at text[pos], or -1.
   int32_t longest_at(const Matcher& m, std::string_view text, size_t pos) const;
 

@@ -5,7 +5,9 @@
 // encoding works on the input bytes directly and decoding is a table lookup.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -24,6 +26,7 @@ class Bpe {
   // word that is itself in the vocabulary come out as one token.
   Bpe(std::vector<std::string> vocab, const std::vector<Merge>& merges, bool ignore_merges);
 
+
   // Appends the ids of one pre-tokenized word.
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
 
@@ -37,12 +40,35 @@ class Bpe {
     int32_t id;
   };
   const MergeResult* find_merge(int32_t left, int32_t right) const;
-  void merge_small(std::vector<int32_t>& symbols) const;
+  // Merges symbols[0, n) in place and returns the new count.
+  size_t merge_small(int32_t* symbols, size_t n) const;
   void merge_large(std::vector<int32_t>& symbols) const;
 
   std::vector<std::string> vocab_;
-  std::unordered_map<std::string_view, int32_t> ids_;  // views into vocab_
-  std::unordered_map<uint64_t, MergeResult> merges_;   // (left << 32 | right) -> result
+  // No word cache: measured on mixed text, hashing and storing words cost more than the
+  // merges they would save (see bench/tokenizer_bench.cpp).
+  // Open-addressing table of ids keyed by their bytes. A slot holds the first 8 bytes and the
+  // length, so most lookups touch one cache line and never the vocabulary strings.
+  struct IdSlot {
+    uint64_t prefix = 0;
+    uint32_t length = 0;
+    int32_t id = -1;  // -1: empty
+  };
+  std::vector<IdSlot> id_table_;
+  int id_shift_ = 64;
+  // Whole-word fast path: most words are one vocabulary token, and a token whose own bytes
+  // BPE-encode back to it can be emitted without merging. Known lazily per id (0 unknown,
+  // 1 yes, 2 no); concurrent first uses compute the same answer, so relaxed atomics suffice.
+  std::unique_ptr<std::atomic<uint8_t>[]> whole_word_;
+  // Open-addressing table (left << 32 | right) -> result: the merge lookup is the hot loop of
+  // encoding, and std::unordered_map's node chasing made it 3x slower.
+  struct Slot {
+    uint64_t key = kEmpty;
+    MergeResult value{};
+  };
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  std::vector<Slot> merge_table_;
+  int merge_shift_ = 64;
   int32_t byte_ids_[256];
   bool ignore_merges_;
 };

@@ -63,6 +63,31 @@ TEST(Jinja, ErrorsNameLineAndColumn) {
   EXPECT_NE(error_of("{{ \"unterminated }}").find("line 1"), std::string::npos);
 }
 
+// Malformed and random templates must end in a rendered string or a dsv3::Error, never a crash
+// (this runs under AddressSanitizer in scripts/test.sh).
+TEST(Jinja, RandomTemplatesFailCleanly) {
+  const std::string pieces[] = {"{{", "}}", "{%", "%}", "{#", "#}", "{%-", "-%}", "{{-", "-}}", " if ", " for ", " in ",
+                                " endif ", " endfor ", " set ", " = ", "x", "messages", "[0]", ".role", "|", "length",
+                                "'s'", "\"", "(", ")", "[", "]", "{", "}", ",", ":", "+", "-", "~", "*", "**", "/",
+                                "//", "%", "1", "2.5", " not ", " and ", " is ", " none", " else ", " elif ", "\n",
+                                " macro ", " endmacro ", "loop.index", "namespace(", "ns.a", "tojson", "trim", "[1:2]"};
+  ordered_json msgs = ordered_json::parse(R"([{"role":"user","content":"hi"}])");
+  uint64_t state = 12345;
+  auto next = [&] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<size_t>(state >> 33);
+  };
+  for (int round = 0; round < 3000; ++round) {
+    std::string src;
+    size_t n = next() % 12;
+    for (size_t k = 0; k < n; ++k) src += pieces[next() % std::size(pieces)];
+    try {
+      render(src, msgs);
+    } catch (const Error&) {
+    }
+  }
+}
+
 // Every case of tests/data/tokenizer/chat_cases.json against @huggingface/jinja's rendering,
 // recorded in expected_chat.jsonl (tests/oracle/check_tokenizer.sh re-runs the oracle itself).
 TEST(Jinja, ChatCasesMatchHuggingFaceJinja) {

@@ -80,97 +80,111 @@ void PreTokenizer::add_step(const nlohmann::json& j, const std::string& path, Pr
   }
 }
 
-void PreTokenizer::apply(const Step& step, std::vector<std::string_view>& pieces, std::deque<std::string>& storage) const {
-  std::vector<std::string_view> out;
-  out.reserve(pieces.size() * 2);
-  std::vector<std::pair<size_t, size_t>> matches;
-  for (std::string_view piece : pieces) {
-    if (step.kind == Step::Kind::kByteLevel) {
-      if (step.add_prefix_space && (piece.empty() || piece[0] != ' ')) {
-        storage.push_back(" " + std::string(piece));
-        piece = storage.back();
-      }
-      if (!step.regex) {
-        out.push_back(piece);
-        continue;
-      }
+void PreTokenizer::run(size_t k, std::string_view piece, Work& work, const Sink& sink) const {
+  if (k == steps_.size()) {
+    if (!piece.empty()) sink.call(sink.fn, piece);
+    return;
+  }
+  const Step& step = steps_[k];
+  auto next = [&](size_t b, size_t e) {
+    if (e > b) run(k + 1, piece.substr(b, e - b), work, sink);
+  };
+  if (step.kind == Step::Kind::kByteLevel) {
+    if (step.add_prefix_space && (piece.empty() || piece[0] != ' ')) {
+      work.storage.push_back(" " + std::string(piece));
+      piece = work.storage.back();
     }
-    matches.clear();
-    step.regex->find_all(piece, matches);
-    Behavior behavior = step.kind == Step::Kind::kByteLevel ? Behavior::kIsolated : step.behavior;
-    // (begin, end, is_match) spans covering the piece.
-    std::vector<std::tuple<size_t, size_t, bool>> spans;
+    if (!step.regex) return next(0, piece.size());
+  }
+  Depth& d = work.depth[k];
+  d.matches.clear();
+  step.regex->find_all(piece, d.matches, work.scratch, work.new_characters);
+  Behavior behavior = step.kind == Step::Kind::kByteLevel ? Behavior::kIsolated : step.behavior;
+  if (behavior == Behavior::kIsolated) {
+    // The common case, without building spans: gaps and matches alike become pieces.
     size_t prev = 0;
-    for (auto [b, e] : matches) {
-      if (prev < b) spans.emplace_back(prev, b, step.invert);
-      spans.emplace_back(b, e, !step.invert);
+    for (auto [b, e] : d.matches) {
+      next(prev, b);
+      next(b, e);
       prev = e;
     }
-    if (prev < piece.size()) spans.emplace_back(prev, piece.size(), step.invert);
-    switch (behavior) {
-      case Behavior::kIsolated:
-        for (auto [b, e, m] : spans) out.push_back(piece.substr(b, e - b));
-        break;
-      case Behavior::kRemoved:
-        for (auto [b, e, m] : spans) {
-          if (!m) out.push_back(piece.substr(b, e - b));
-        }
-        break;
-      case Behavior::kMergedWithPrevious: {
-        // A delimiter joins the piece before it.
-        size_t start = 0;
-        bool have = false;
-        for (auto [b, e, m] : spans) {
-          if (m && have) {
-            out.push_back(piece.substr(start, e - start));
-            have = false;
-          } else if (m) {
-            out.push_back(piece.substr(b, e - b));
-          } else {
-            if (have) out.push_back(piece.substr(start, b - start));
-            start = b;
-            have = true;
-          }
-        }
-        if (have) out.push_back(piece.substr(start));
-        break;
+    return next(prev, piece.size());
+  }
+  // (begin, end, is_match) spans covering the piece.
+  auto& spans = d.spans;
+  spans.clear();
+  size_t prev = 0;
+  for (auto [b, e] : d.matches) {
+    if (prev < b) spans.emplace_back(prev, b, step.invert);
+    spans.emplace_back(b, e, !step.invert);
+    prev = e;
+  }
+  if (prev < piece.size()) spans.emplace_back(prev, piece.size(), step.invert);
+  // `spans` may be reused by deeper steps' recursion only at other depths: iterate a copy-free
+  // index loop over this depth's vector.
+  switch (behavior) {
+    case Behavior::kIsolated: break;
+    case Behavior::kRemoved:
+      for (size_t i = 0; i < spans.size(); ++i) {
+        auto [b, e, m] = spans[i];
+        if (!m) next(b, e);
       }
-      case Behavior::kMergedWithNext: {
-        // A delimiter joins the piece after it.
-        size_t start = 0;
-        bool pending = false;
-        for (auto [b, e, m] : spans) {
-          if (m) {
-            if (pending) out.push_back(piece.substr(start, b - start));
-            start = b;
-            pending = true;
-          } else if (pending) {
-            out.push_back(piece.substr(start, e - start));
-            pending = false;
-          } else {
-            out.push_back(piece.substr(b, e - b));
-          }
+      break;
+    case Behavior::kMergedWithPrevious: {
+      // A delimiter joins the piece before it.
+      size_t start = 0;
+      bool have = false;
+      for (size_t i = 0; i < spans.size(); ++i) {
+        auto [b, e, m] = spans[i];
+        if (m && have) {
+          next(start, e);
+          have = false;
+        } else if (m) {
+          next(b, e);
+        } else {
+          if (have) next(start, b);
+          start = b;
+          have = true;
         }
-        if (pending) out.push_back(piece.substr(start));
-        break;
       }
-      case Behavior::kContiguous: {
-        // Consecutive delimiters form one piece.
-        size_t i = 0;
-        while (i < spans.size()) {
-          auto [b, e, m] = spans[i];
-          size_t j = i + 1;
-          if (m) {
-            while (j < spans.size() && std::get<2>(spans[j])) e = std::get<1>(spans[j++]);
-          }
-          out.push_back(piece.substr(b, e - b));
-          i = j;
+      if (have) next(start, piece.size());
+      break;
+    }
+    case Behavior::kMergedWithNext: {
+      // A delimiter joins the piece after it.
+      size_t start = 0;
+      bool pending = false;
+      for (size_t i = 0; i < spans.size(); ++i) {
+        auto [b, e, m] = spans[i];
+        if (m) {
+          if (pending) next(start, b);
+          start = b;
+          pending = true;
+        } else if (pending) {
+          next(start, e);
+          pending = false;
+        } else {
+          next(b, e);
         }
-        break;
       }
+      if (pending) next(start, piece.size());
+      break;
+    }
+    case Behavior::kContiguous: {
+      // Consecutive delimiters form one piece.
+      size_t i = 0;
+      while (i < spans.size()) {
+        auto [b, e, m] = spans[i];
+        size_t j = i + 1;
+        if (m) {
+          while (j < spans.size() && std::get<2>(spans[j])) e = std::get<1>(spans[j++]);
+        }
+        next(b, e);
+        i = j;
+      }
+      break;
     }
   }
-  pieces = std::move(out);
 }
 
 }  // namespace dsv3

@@ -52,6 +52,7 @@ class Tokenizer {
   int32_t token_to_id(std::string_view token_text) const;  // added token or vocabulary entry; -1 if none
   const TokenizerConfig& config() const { return config_; }
 
+
  private:
   Tokenizer() = default;
   void encode_text(std::string_view text, std::vector<int32_t>& out) const;

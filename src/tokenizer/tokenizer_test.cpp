@@ -77,6 +77,34 @@ TEST(Tokenizer, AddedTokenFlags) {
   EXPECT_EQ(t.decode(ids({'a', 301, 'b'}), true), "a[L]b");      // not special: kept
 }
 
+TEST(Tokenizer, RandomBytesEncodeOrFailCleanly) {
+  Tokenizer t = tiny();
+  uint64_t state = 7;
+  for (int round = 0; round < 2000; ++round) {
+    std::string s;
+    size_t n = (state >> 40) % 40;
+    for (size_t k = 0; k < n; ++k) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      // Mostly valid text with added-token fragments, sometimes raw bytes.
+      const char* frags[] = {"a", " ", "[L]", "[R]", "<sp>", "word", "\xC3\xA9", "\xF0\x9F\x98\x80", "\n", "he", "ll"};
+      if ((state >> 60) == 0) {
+        s += static_cast<char>(state >> 32);
+      } else {
+        s += frags[(state >> 35) % std::size(frags)];
+      }
+    }
+    try {
+      std::vector<int32_t> ids = t.encode(s, true);
+      ASSERT_FALSE(ids.empty());
+      EXPECT_EQ(ids[0], 300);  // BOS
+      EXPECT_EQ(find_invalid_utf8(t.decode(ids, false)), std::string_view::npos);
+    } catch (const Error&) {
+      EXPECT_NE(find_invalid_utf8(s), std::string_view::npos);
+    }
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+  }
+}
+
 TEST(Tokenizer, InvalidUtf8NamesTheOffset) {
   Tokenizer t = tiny();
   try {
@@ -144,7 +172,8 @@ TEST(Regex, OnigurumaWhiteSpaceBecomesExplicit) {
   EXPECT_EQ(p.find("\\S"), std::string::npos);
   Regex r(p, "test");
   std::vector<std::pair<size_t, size_t>> m;
-  r.find_all("\xE1\xA0\x8E", m);  // U+180E is not white space for Hugging Face
+  MatchScratch scratch;
+  r.find_all("\xE1\xA0\x8E", m, scratch);  // U+180E is not white space for Hugging Face
   ASSERT_EQ(m.size(), 1u);
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Generates src/tokenizer/unicode_additions.inc: the code points in general categories L, M, N,
 P and S that Hugging Face's Oniguruma (Unicode 16.0) knows but Debian 12's PCRE2 10.42 (Unicode
-14.0) does not. The pre-tokenizer adds them to \\p{L} etc. so that new emoji and scripts split as
-in Hugging Face.
+14.0) does not. The pre-tokenizer substitutes them with older characters of the same category
+before matching (regex.h) so that new emoji and scripts split as in Hugging Face.
 
 Inputs (made by the steps in tests/oracle/README.md):
   /tmp/new17.json        [[code point, category], ...]: unassigned in Python's Unicode 14 tables,

@@ -249,8 +249,7 @@ void Interpreter::evaluate_set(const Node& n, Scope& scope) {
 void Interpreter::define_macro(const Node& n, Scope& scope) {
   const Node* macro = &n;
   scope.set(n.text, Value::function([macro](std::vector<Value>& args, Interpreter& in) -> Value {
-    // The call site's scope is not reachable here; macros see the globals via the scope chain
-    // captured by evaluate_call (see there).
+    // Macro bodies see the caller's scope (dynamic scoping, as @huggingface/jinja does).
     Scope* caller = in.call_scope_;
     Scope local(caller);
     std::vector<Value> positional = args;
@@ -265,7 +264,7 @@ void Interpreter::define_macro(const Node& n, Scope& scope) {
     std::vector<std::pair<std::string, const Node*>> defaults;
     for (size_t k = 0; k < macro->items.size(); ++k) {
       const Node& p = *macro->items[k];
-      std::string name = p.kind == Kind::kIdentifier ? p.text : p.text;
+      const std::string& name = p.text;  // identifier or keyword-argument name
       Value v = Value::undefined();
       if (k < positional.size()) {
         v = positional[k];

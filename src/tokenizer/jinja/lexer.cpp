@@ -22,9 +22,92 @@ bool is_line_start(const std::string& s, size_t i) {
          (static_cast<unsigned char>(s[i - 1]) == 0xA8 || static_cast<unsigned char>(s[i - 1]) == 0xA9);
 }
 
+bool space_at(const std::string& s, size_t i, size_t* next = nullptr) {
+  if (i >= s.size()) return false;
+  size_t k = i;
+  bool r = js_is_space(next_code_point(s, k));
+  if (next) *next = k;
+  return r;
+}
+
+// {% generation %} / {% endgeneration %} (transformers' assistant-mask markers) are dropped with
+// the white space around them, unless a '-' keeps that side's white space out:
+// /(\s*){%(-?)\s*(?:end)?generation\s*(-?)%}(\s*)/ -> (lstrip ? "" : before) + (rstrip ? "" : after).
+Source strip_generation_tags(const Source& in) {
+  const std::string& s = in.text;
+  Source out;
+  size_t i = 0;
+  while (i < s.size()) {
+    // Find the next tag start; the white space run before it belongs to the match.
+    size_t tag = s.find("{%", i);
+    if (tag == std::string::npos) break;
+    size_t k = tag + 2;
+    bool lstrip = k < s.size() && s[k] == '-';
+    if (lstrip) ++k;
+    size_t n;
+    while (space_at(s, k, &n)) k = n;
+    if (s.compare(k, 3, "end") == 0) k += 3;
+    bool is_generation = s.compare(k, 10, "generation") == 0;
+    if (!is_generation) {
+      for (size_t c = i; c < tag + 2; ++c) {
+        out.text += s[c];
+        out.origin.push_back(in.origin[c]);
+      }
+      i = tag + 2;
+      continue;
+    }
+    k += 10;
+    while (space_at(s, k, &n)) k = n;
+    bool rstrip = k < s.size() && s[k] == '-';
+    if (rstrip) ++k;
+    if (s.compare(k, 2, "%}") != 0) {
+      for (size_t c = i; c < tag + 2; ++c) {
+        out.text += s[c];
+        out.origin.push_back(in.origin[c]);
+      }
+      i = tag + 2;
+      continue;
+    }
+    size_t end = k + 2;
+    // The white space run right before the tag (within [i, tag)).
+    size_t before = tag;
+    {
+      size_t p = i, run = i;
+      while (p < tag) {
+        size_t q;
+        if (space_at(s, p, &q)) {
+          p = q;
+        } else {
+          p = q;
+          run = p;
+        }
+      }
+      before = run;
+    }
+    size_t after = end;
+    while (space_at(s, after, &n)) after = n;
+    auto copy = [&](size_t b, size_t e) {
+      for (size_t c = b; c < e; ++c) {
+        out.text += s[c];
+        out.origin.push_back(in.origin[c]);
+      }
+    };
+    copy(i, before);
+    if (!lstrip) copy(before, tag);
+    if (!rstrip) copy(end, after);
+    i = after;
+  }
+  for (size_t c = i; c < s.size(); ++c) {
+    out.text += s[c];
+    out.origin.push_back(in.origin[c]);
+  }
+  out.origin.push_back(in.origin.back());
+  return out;
+}
+
 // @huggingface/jinja's preprocess: drop one trailing newline; lstrip_blocks removes spaces and
 // tabs between a line start and "{%", "{#" or "{-"; trim_blocks removes the newline after
-// "%}", "#}" or "-}". ({% generation %} markers are not supported.)
+// "%}", "#}" or "-}"; then {% generation %} markers go (strip_generation_tags).
 Source preprocess(const std::string& src) {
   std::string s = src;
   if (!s.empty() && s.back() == '\n') s.pop_back();
@@ -49,7 +132,7 @@ Source preprocess(const std::string& src) {
     }
   }
   b.origin.push_back(s.size());
-  return b;
+  return strip_generation_tags(b);
 }
 
 bool is_word(char c) {

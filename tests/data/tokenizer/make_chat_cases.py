@@ -60,6 +60,14 @@ KIMI = """{%- if tools -%}
 
 # Feature templates: each exercises a group of Jinja constructs.
 FEATURES = [
+    # {% generation %} markers (assistant masks) and their white space
+    """{%- for m in messages -%}
+{%- if m.role == 'assistant' %}
+A:  {% generation %}  {{ m.content }}  {% endgeneration %}
+{% elif m.role == 'user' %}U: {%- generation -%}   {{ m.content }}  {%- endgeneration %} |
+{% else %}{{ m.role }}: {{ m.content }}
+{% endif -%}
+{%- endfor -%}""",
     # loop variables, whitespace control, for-else, loop filters
     """{% for m in messages %}[{{ loop.index }}/{{ loop.length }} i0={{ loop.index0 }} r={{ loop.revindex }} r0={{ loop.revindex0 }}{% if loop.first %} first{% endif %}{% if loop.last %} last{% endif %}] {{ m.role }}: {{ m.content }}
 {% else %}no messages{% endfor %}
