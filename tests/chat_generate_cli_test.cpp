@@ -66,7 +66,7 @@ std::vector<Json> json_lines(const std::string& text) {
   return v;
 }
 
-class CliTest : public ::testing::Test {
+class ChatGenerateCli : public ::testing::Test {
  protected:
   // One model per binary build, shared by the test processes (made once, renamed into place).
   static void SetUpTestSuite() {
@@ -89,9 +89,9 @@ class CliTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(tmp_); }
   std::string common() const { return "--model " + model_ + " --threads 1 --quiet "; }
 };
-std::string CliTest::model_;
+std::string ChatGenerateCli::model_;
 
-TEST_F(CliTest, ChatThroughAPipeSendsTheTemplatesRenderingOfTheHistory) {
+TEST_F(ChatGenerateCli, ChatThroughAPipeSendsTheTemplatesRenderingOfTheHistory) {
   const fs::path echo = tmp_ / "echo.jsonl";
   const std::string script = "Hello there!\nAnd a second question?\n/clear\nAfter the clear\n/exit\nnever read\n";
   const RunResult r = run("chat " + common() + "--temperature 0 --max-new-tokens 6 --system 'Be brief.' --echo-prompt " +
@@ -124,7 +124,7 @@ TEST_F(CliTest, ChatThroughAPipeSendsTheTemplatesRenderingOfTheHistory) {
   EXPECT_FALSE(lines[1]["reply"].get<std::string>().empty());
 }
 
-TEST_F(CliTest, ChatStatsAndEndOfInput) {
+TEST_F(ChatGenerateCli, ChatStatsAndEndOfInput) {
   const RunResult r = run("chat " + common() + "--temperature 0 --max-new-tokens 3", "/stats\nHi\n/stats\n/system Terse.\n/nope\n");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("(no reply yet)"), std::string::npos) << r.out;
@@ -133,13 +133,13 @@ TEST_F(CliTest, ChatStatsAndEndOfInput) {
   EXPECT_NE(r.out.find("unknown command '/nope'"), std::string::npos) << r.out;
 }
 
-TEST_F(CliTest, ChatBannerSaysTheWeightsAreRandom) {
+TEST_F(ChatGenerateCli, ChatBannerSaysTheWeightsAreRandom) {
   const RunResult r = run("chat --model " + model_ + " --threads 1 --max-new-tokens 1", "");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("RANDOM"), std::string::npos) << r.err;
 }
 
-TEST_F(CliTest, GenerateBatchGivesEachPromptItsTokensAlone) {
+TEST_F(ChatGenerateCli, GenerateBatchGivesEachPromptItsTokensAlone) {
   const std::vector<std::string> prompts = {"Hi", "Tell me a long story about a lighthouse keeper and the sea, please.",
                                             "2+2=?", "Translate 'good morning' into French and German."};
   std::string file;
@@ -165,13 +165,13 @@ TEST_F(CliTest, GenerateBatchGivesEachPromptItsTokensAlone) {
   EXPECT_NE(got[0]["prompt_tokens"], got[1]["prompt_tokens"]);
 }
 
-TEST_F(CliTest, GenerateTextBlocksAndRawMode) {
+TEST_F(ChatGenerateCli, GenerateTextBlocksAndRawMode) {
   const RunResult r = run("generate " + common() + "--temperature 0 --max-new-tokens 3 --prompt 'Hello' --raw");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out.rfind("Prompt: Hello\nCompletion: ", 0), 0u) << r.out;
 }
 
-TEST_F(CliTest, SameSeedSameOutput) {
+TEST_F(ChatGenerateCli, SameSeedSameOutput) {
   const std::string args = "generate " + common() + "--temperature 1.0 --top-p 0.9 --top-k 50 --max-new-tokens 8 --jsonl --prompt 'Once upon a time' --seed ";
   const RunResult a = run(args + "7"), b = run(args + "7"), c = run(args + "8");
   ASSERT_EQ(a.rc, 0) << a.err;
@@ -179,7 +179,7 @@ TEST_F(CliTest, SameSeedSameOutput) {
   EXPECT_NE(json_lines(a.out)[0]["tokens"], json_lines(c.out)[0]["tokens"]);
 }
 
-TEST_F(CliTest, CastEqualsTheGoldenCast) {
+TEST_F(ChatGenerateCli, CastEqualsTheGoldenCast) {
   const RunResult r = run("cast --in tests/data/golden/v3-tiny-fp8 --out " + (tmp_ / "bf16").string() + " --threads 1");
   ASSERT_EQ(r.rc, 0) << r.err;
   for (const char* f : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"})
@@ -193,7 +193,7 @@ struct BadInput {
   std::string args, message;
 };
 
-TEST_F(CliTest, BadInputExitsTwoWithAMessage) {
+TEST_F(ChatGenerateCli, BadInputExitsTwoWithAMessage) {
   spit(tmp_ / "empty.txt", "\n\n");
   fs::create_directories(tmp_ / "broken");
   spit(tmp_ / "broken" / "config.json", "{ not json");
