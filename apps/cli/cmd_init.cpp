@@ -35,6 +35,10 @@ void run_init(const InitOptions& o) {
       std::fprintf(stderr, "\rinit: %.1f / %.1f MB", double(done) / 1e6, double(total) / 1e6);
     };
   const uint64_t bytes = write_random_checkpoint(config, opts);
+  // chat and generate warn about checkpoints carrying this file (cast and quantize copy it).
+  write_text_file(o.out + "/RANDOM_WEIGHTS",
+                  "This checkpoint was made by `dsv3 init`: its weights are random and its output is meaningless.\n"
+                  "For real use, run dsv3 with --model /path/to/DeepSeek-V3 (a Hugging Face checkpoint).\n");
   if (!o.quiet) std::fprintf(stderr, "\ninit: wrote %s (%.1f MB of tensors)\n", o.out.c_str(), double(bytes) / 1e6);
 }
 }  // namespace

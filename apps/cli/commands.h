@@ -12,5 +12,10 @@ void add_init_command(CLI::App& app);
 // tokenize, detokenize, template (cmd_tokenizer.cpp)
 void add_tokenizer_commands(CLI::App& app);
 void add_bench_command(CLI::App& app);
+// cast, quantize (cmd_cast.cpp)
+void add_cast_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
 
 }  // namespace dsv3::cli

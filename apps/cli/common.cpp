@@ -6,7 +6,11 @@
 #include <fstream>
 #include <thread>
 
+#include <unistd.h>
+
+#include "apps/cli/progress.h"
 #include "base/error.h"
+#include "io/prefetch.h"
 
 namespace dsv3::cli {
 
@@ -41,6 +45,19 @@ Runner load_runner(const std::string& dir, int threads, bool quiet) {
                  r.ckpt->weights.extra.size(), dir.c_str(), r.ckpt->weights.extra.front().c_str());
   }
   r.pool = std::make_unique<ThreadPool>(threads > 0 ? threads : default_threads());
+  // The shards are mapped; fault them in now, with progress when it takes a while. Not when
+  // they exceed physical memory: the first pages would be evicted before the last arrive.
+  const uint64_t ram = uint64_t(sysconf(_SC_PHYS_PAGES)) * uint64_t(sysconf(_SC_PAGESIZE));
+  if (r.ckpt->checkpoint.total_bytes() < ram / 10 * 9) {
+    ProgressLine line("loading " + dir, quiet);
+    prefetch_checkpoint(r.ckpt->checkpoint, r.pool.get(), [&](uint64_t b, uint64_t bt, int64_t t, int64_t tt) {
+      line.update(b, bt, t, tt);
+    });
+  } else if (!quiet) {
+    std::fprintf(stderr, "dsv3: note: '%s' (%s) is larger than this machine's memory (%s); weights are read from "
+                 "disk as they are used\n", dir.c_str(), format_bytes(r.ckpt->checkpoint.total_bytes()).c_str(),
+                 format_bytes(ram).c_str());
+  }
   r.backend = std::make_unique<CpuBackend>(*r.pool);
   r.model = std::make_unique<Model>(r.ckpt->config, r.ckpt->weights, *r.backend);
   return r;

@@ -26,8 +26,9 @@ struct Runner {
   std::unique_ptr<Model> model;
 };
 
-// Loads `dir` and builds the CPU backend with `threads` threads (0: all cores). Unknown extra
-// tensors are listed on stderr unless quiet.
+// Loads `dir` and builds the CPU backend with `threads` threads (0: all cores). The shards are
+// faulted in up front, with a progress line (bytes, tensors, ETA) on stderr when that takes
+// more than a second. Unknown extra tensors are listed on stderr. `quiet` silences both.
 Runner load_runner(const std::string& dir, int threads, bool quiet = false);
 
 void write_f32_file(const std::string& path, const std::vector<float>& data);

@@ -12,6 +12,10 @@ int main(int argc, char** argv) {
   dsv3::cli::add_logits_command(app);
   dsv3::cli::add_info_command(app);
   dsv3::cli::add_init_command(app);
+  dsv3::cli::add_chat_command(app);
+  dsv3::cli::add_generate_command(app);
+  dsv3::cli::add_cast_command(app);
+  dsv3::cli::add_quantize_command(app);
   dsv3::cli::add_tokenizer_commands(app);
   dsv3::cli::add_bench_command(app);
   if (argc > 1 && argv[1][0] != '-') {

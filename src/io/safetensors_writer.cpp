@@ -22,7 +22,8 @@ uint64_t write_safetensors(const std::string& path, std::vector<TensorToWrite> t
     int64_t numel = 1;
     for (auto d : t.shape) numel *= d;
     DSV3_CHECK(uint64_t(numel) * uint64_t(dtype_size(t.dtype)) == t.bytes.size(), "tensor byte size mismatch");
-    nlohmann::json e = {{"dtype", std::string(dtype_name(t.dtype))},
+    // Key order as the Python safetensors package writes it (dtype, shape, data_offsets).
+    nlohmann::ordered_json e = {{"dtype", std::string(dtype_name(t.dtype))},
                         {"shape", t.shape},
                         {"data_offsets", {offset, offset + t.bytes.size()}}};
     header += (first ? "" : ",") + nlohmann::json(t.name).dump() + ":" + e.dump();

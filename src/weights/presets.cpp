@@ -44,7 +44,7 @@ Json v3_routing(int experts, int shared, int per_tok, int groups, int topk_group
 
 }  // namespace
 
-std::vector<std::string> preset_names() { return {"v3-tiny", "v2-lite-tiny", "bench-m"}; }
+std::vector<std::string> preset_names() { return {"v3-tiny", "v2-lite-tiny", "default-small", "bench-m"}; }
 
 Json preset_config(const std::string& name) {
   Json s;
@@ -64,6 +64,16 @@ Json preset_config(const std::string& name) {
          {"scoring_func", "softmax"},   {"topk_method", "greedy"},   {"norm_topk_prob", false},
          {"q_lora_rank", nullptr},      {"kv_lora_rank", 64},        {"qk_nope_head_dim", 32},
          {"qk_rope_head_dim", 16},      {"v_head_dim", 32},          {"rope_scaling", yarn(0.707)}};
+  } else if (name == "default-small") {
+    // The out-of-the-box model (scripts/setup.sh makes models/default from it): V3's
+    // architecture and its real 129280-token vocabulary at a size that initialises in seconds
+    // (~150 MB, mostly the embedding and the head). No MTP layer: it would double that.
+    s = {{"vocab_size", 129280},         {"hidden_size", 256},      {"intermediate_size", 512},
+         {"moe_intermediate_size", 128}, {"num_hidden_layers", 3},  {"num_nextn_predict_layers", 0},
+         {"num_attention_heads", 8}};
+    s.update(v3_routing(16, 1, 4, 4, 2));
+    s.update(Json{{"q_lora_rank", 192}, {"kv_lora_rank", 64}, {"qk_nope_head_dim", 32}, {"qk_rope_head_dim", 16},
+                  {"v_head_dim", 32}, {"rope_scaling", yarn(1.0)}});
   } else if (name == "bench-m") {
     s = {{"vocab_size", 129280},          {"hidden_size", 2048},    {"intermediate_size", 10944},
          {"moe_intermediate_size", 1408}, {"num_hidden_layers", 4}, {"num_nextn_predict_layers", 1},

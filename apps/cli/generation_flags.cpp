@@ -1,0 +1,96 @@
+#include "apps/cli/generation_flags.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+#include "base/error.h"
+
+namespace dsv3::cli {
+
+namespace fs = std::filesystem;
+
+void add_generation_flags(CLI::App* sub, GenerationFlags& f) {
+  sub->add_option("--model", f.model,
+                  "Checkpoint directory (Hugging Face layout, with tokenizer.json and tokenizer_config.json). "
+                  "Default: $DSV3_MODEL, else models/default (made by scripts/setup.sh; random weights)");
+  sub->add_option("--threads", f.threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  sub->add_flag("--quiet", f.quiet, "No loading progress, banner or statistics on stderr");
+  auto* g = sub->add_option_group("Sampling");
+  g->add_option("--temperature", f.sampling.temperature, "Softmax temperature; 0 = greedy (argmax)")
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
+  g->add_option("--top-p", f.sampling.top_p, "Nucleus sampling: smallest set of tokens with this much probability (1 = off)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  g->add_option("--top-k", f.sampling.top_k, "Keep the k most likely tokens (0 = off)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
+  g->add_option("--min-p", f.sampling.min_p, "Drop tokens less likely than min-p times the most likely one (0 = off)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  g->add_option("--seed", f.seed, "Random seed: the same seed gives the same output (default: a random seed)")
+      ->check(CLI::Range(int64_t(0), std::numeric_limits<int64_t>::max()));
+  g->add_option("--max-new-tokens", f.max_new_tokens, "Most tokens to generate per reply")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30))
+      ->capture_default_str();
+  g->add_option("--stop", f.stop, "Stop when the reply contains this text (repeatable); the text is not shown");
+  g->add_flag("--ignore-eos", f.ignore_eos, "Do not stop at the end-of-sequence token");
+}
+
+SamplingParams resolve_sampling(const GenerationFlags& f) {
+  SamplingParams p = f.sampling;
+  p.seed = f.seed >= 0 ? uint64_t(f.seed) : (uint64_t(std::random_device{}()) << 31) ^ std::random_device{}();
+  p.validate();
+  return p;
+}
+
+namespace {
+fs::path exe_dir() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path() : exe.parent_path();
+}
+}  // namespace
+
+namespace {
+// Fails early, before a long load, on a directory that cannot be a chat model.
+std::string checked(const std::string& dir, const std::string& source) {
+  if (!fs::is_directory(dir)) fail("{}: model directory '{}' does not exist or is not a directory", source, dir);
+  for (const char* f : {"config.json", "tokenizer.json"})
+    if (!fs::exists(fs::path(dir) / f))
+      fail("{}: '{}' has no {}; chat and generate need a Hugging Face checkpoint directory with config.json, the "
+           "weights and the tokenizer files (tokenizer.json, tokenizer_config.json)",
+           source, dir, f);
+  return dir;
+}
+}  // namespace
+
+std::string resolve_model_dir(const std::string& flag) {
+  if (!flag.empty()) return checked(flag, "--model");
+  if (const char* env = std::getenv("DSV3_MODEL"); env && *env) return checked(env, "$DSV3_MODEL");
+  std::vector<fs::path> tried;
+  if (const fs::path dir = exe_dir(); !dir.empty()) tried.push_back(dir.parent_path() / "models" / "default");
+  tried.push_back(fs::path("models") / "default");
+  for (const auto& p : tried)
+    if (fs::exists(p / "config.json")) return checked(p.lexically_normal().string(), "default model");
+  fail("no --model given and there is no default model ({}); run scripts/setup.sh to make one, or pass "
+       "--model /path/to/DeepSeek-V3",
+       tried.front().lexically_normal().string());
+}
+
+bool has_random_weights(const std::string& dir) { return fs::exists(fs::path(dir) / kRandomWeightsMarker); }
+
+std::vector<int32_t> end_ids(const Tokenizer& tok, const ModelConfig& config, bool ignore_eos) {
+  std::vector<int32_t> ids;
+  if (ignore_eos) return ids;
+  if (tok.eos_id() >= 0) ids.push_back(tok.eos_id());
+  for (int64_t id : config.eos_token_ids)
+    if (std::find(ids.begin(), ids.end(), int32_t(id)) == ids.end()) ids.push_back(int32_t(id));
+  return ids;
+}
+
+}  // namespace dsv3::cli

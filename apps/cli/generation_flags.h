@@ -1,0 +1,49 @@
+// What `dsv3 chat` and `dsv3 generate` share: the model to load (with the default model when
+// --model is absent), sampling and stopping flags, and the end-of-sequence ids.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "io/model_config.h"
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsv3::cli {
+
+struct GenerationFlags {
+  std::string model;  // empty: the default model
+  int threads = 0;
+  bool quiet = false;
+  SamplingParams sampling;
+  int64_t seed = -1;  // -1: a random seed, printed by /stats and --jsonl
+  int64_t max_new_tokens = 256;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+};
+
+// --model, --threads, --quiet, --temperature, --top-p, --top-k, --min-p, --seed,
+// --max-new-tokens, --stop, --ignore-eos, with their defaults in --help.
+void add_generation_flags(CLI::App* sub, GenerationFlags& f);
+
+// Validated sampling parameters with the seed resolved (random when --seed is not given).
+SamplingParams resolve_sampling(const GenerationFlags& f);
+
+// --model, or the default model: $DSV3_MODEL, else models/default beside the build directory
+// holding this binary (scripts/setup.sh makes it), else ./models/default. Throws Error saying
+// how to get one when none exists.
+std::string resolve_model_dir(const std::string& flag);
+
+// True for checkpoints made by `dsv3 init` (they carry RANDOM_WEIGHTS).
+bool has_random_weights(const std::string& dir);
+// The file `dsv3 init` writes into every checkpoint it makes.
+inline constexpr const char* kRandomWeightsMarker = "RANDOM_WEIGHTS";
+
+// Token ids that end a reply: the tokenizer's EOS and config.json's eos_token_id (unless
+// --ignore-eos).
+std::vector<int32_t> end_ids(const Tokenizer& tok, const ModelConfig& config, bool ignore_eos);
+
+}  // namespace dsv3::cli

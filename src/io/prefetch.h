@@ -1,0 +1,19 @@
+// Faults a checkpoint's mapped shards into memory before the first forward step, so that a
+// long load (hundreds of GB from disk) happens once, up front, with progress, instead of
+// stalling the first tokens. madvise(WILLNEED) starts readahead; touching one byte per page
+// makes sure the pages are resident.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "base/thread_pool.h"
+#include "io/checkpoint.h"
+
+namespace dsv3 {
+
+// progress(bytes_done, bytes_total, tensors_done, tensors_total) after each tensor.
+void prefetch_checkpoint(const Checkpoint& ckpt, ThreadPool* pool,
+                         const std::function<void(uint64_t, uint64_t, int64_t, int64_t)>& progress);
+
+}  // namespace dsv3
