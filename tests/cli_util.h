@@ -1,4 +1,4 @@
-// Running the dsv3 binary from tests: DSV3_BIN is set by CTest (see dsv3_add_test).
+// Running the dsv3 binary from tests: $DSV3_BIN, else the build's own (see dsv3_add_test).
 #pragma once
 
 #include <sys/wait.h>
@@ -16,7 +16,7 @@ struct CommandResult {
 
 inline std::string dsv3_bin() {
   const char* b = std::getenv("DSV3_BIN");
-  return b ? b : "build/dsv3";
+  return b ? b : DSV3_DEFAULT_BIN;
 }
 
 // Runs `dsv3 ARGS` through the shell (ARGS already quoted as needed).
