@@ -41,7 +41,8 @@ void PreTokenizer::add_step(const nlohmann::json& j, const std::string& path, Pr
       add_step(j["pretokenizers"][i], fmt::format("{}.pretokenizers[{}]", path, i), out);
     }
   } else if (type == "Split") {
-    Step s{.kind = Step::Kind::kSplit};
+    Step s;
+    s.kind = Step::Kind::kSplit;
     const auto& pat = j.value("pattern", nlohmann::json());
     std::string pcre;
     if (pat.is_object() && pat.contains("Regex") && pat["Regex"].is_string()) {
@@ -70,7 +71,8 @@ void PreTokenizer::add_step(const nlohmann::json& j, const std::string& path, Pr
     s.invert = get_bool(j, "invert", false, path);
     out.steps_.push_back(std::move(s));
   } else if (type == "ByteLevel") {
-    Step s{.kind = Step::Kind::kByteLevel};
+    Step s;
+    s.kind = Step::Kind::kByteLevel;
     s.add_prefix_space = get_bool(j, "add_prefix_space", true, path);
     if (get_bool(j, "use_regex", true, path)) s.regex = std::make_shared<Regex>(onig_to_pcre2(kByteLevelPattern), path);
     out.steps_.push_back(std::move(s));
@@ -91,7 +93,8 @@ void PreTokenizer::run(size_t k, std::string_view piece, Work& work, const Sink&
   };
   if (step.kind == Step::Kind::kByteLevel) {
     if (step.add_prefix_space && (piece.empty() || piece[0] != ' ')) {
-      work.storage.push_back(" " + std::string(piece));
+      std::string& spaced = work.storage.emplace_back(1, ' ');
+      spaced.append(piece);
       piece = work.storage.back();
     }
     if (!step.regex) return next(0, piece.size());

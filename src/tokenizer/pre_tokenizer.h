@@ -40,7 +40,7 @@ class PreTokenizer {
  private:
   enum class Behavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
   struct Step {
-    enum class Kind { kSplit, kByteLevel } kind;
+    enum class Kind { kSplit, kByteLevel } kind = Kind::kSplit;
     std::shared_ptr<Regex> regex;  // Split, or ByteLevel with use_regex
     Behavior behavior = Behavior::kIsolated;
     bool invert = false;

@@ -147,7 +147,7 @@ std::string onig_to_pcre2(std::string_view p) {
 Regex::Regex(const std::string& pattern, const std::string& what) {
   int err = 0;
   PCRE2_SIZE offset = 0;
-  code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK,
+  code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE | PCRE2_NO_UTF_CHECK,
                         &err, &offset, nullptr);
   if (!code_) {
     PCRE2_UCHAR msg[256];

@@ -45,7 +45,8 @@ class MatchScratch {
 
 class Regex {
  public:
-  // `pattern` is in PCRE2 syntax; `what` names it in error messages.
+  // `pattern` is in PCRE2 syntax; `what` names it in error messages. Compiled multiline: in
+  // Oniguruma's Ruby syntax, which Hugging Face uses, ^ and $ match at every line.
   Regex(const std::string& pattern, const std::string& what);
   ~Regex();
   Regex(Regex&& o) noexcept : code_(std::exchange(o.code_, nullptr)), jit_(o.jit_) {}

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # CTest conformance check against the oracles (run from the source root):
-#   check_tokenizer.sh DSV3_BIN encode|decode|template|jinja2
+#   check_tokenizer.sh DSV3_BIN encode|decode|template|jinja2|variants
 # encode:   Hugging Face `tokenizers` vs `dsv3 tokenize --no-bos --jsonl` on the corpus, every id.
 # decode:   Hugging Face decode (with and without skip_special_tokens) vs `dsv3 detokenize`.
 # template: @huggingface/jinja vs `dsv3 template` on every chat case, every byte.
+# variants: the corpus through tokenizer.json variants with other pre-tokenizer settings.
 # jinja2:   Python's jinja2 (second oracle) on the DeepSeek-V3 template cases; skipped without it.
 # Missing node_modules is a failure, not a skip: scripts/setup.sh installs them.
 set -euo pipefail
@@ -70,6 +71,22 @@ if bad:
 print(f"OK: {len(exp)} chat cases rendered byte for byte as @huggingface/jinja")
 PY
   ;;
+variants)
+  # The same corpus through variants of the tokenizer.json (other pre-tokenizer settings).
+  bad=0
+  for v in $(python3 $oracle/make_variants.py $models/tokenizer.json "$tmp"); do
+    node $oracle/hf_encode.mjs "$tmp/$v/tokenizer.json" $data/corpus.jsonl > "$tmp/$v/expected.jsonl"
+    "$bin" tokenize --model "$tmp/$v" --no-bos --jsonl $data/corpus.jsonl > "$tmp/$v/got.jsonl"
+    if cmp -s "$tmp/$v/expected.jsonl" "$tmp/$v/got.jsonl"; then
+      echo "OK: variant $v"
+    else
+      echo "FAIL: variant $v differs from Hugging Face tokenizers" >&2
+      diff <(nl -ba "$tmp/$v/expected.jsonl") <(nl -ba "$tmp/$v/got.jsonl") | head -6 >&2
+      bad=1
+    fi
+  done
+  exit $bad
+  ;;
 jinja2)
   # Second oracle: Python's jinja2 with transformers' settings, on the cases that use the
   # DeepSeek-V3 template itself (the other templates target @huggingface/jinja's dialect).
@@ -106,7 +123,7 @@ print(f"OK: {n} DeepSeek-V3 chat cases rendered as Python jinja2 does")
 PY
   ;;
 *)
-  echo "usage: $0 DSV3_BIN encode|decode|template|jinja2" >&2
+  echo "usage: $0 DSV3_BIN encode|decode|template|jinja2|variants" >&2
   exit 2
   ;;
 esac

@@ -28,7 +28,8 @@ std::string raw_string(const Value& v) {
       std::string out;
       for (size_t k = 0; k < v.array->size(); ++k) {
         const Value& e = (*v.array)[k];
-        out += (k ? "," : "") + (e.is_null() ? std::string("null") : e.is_undefined() ? "undefined" : to_output(e));
+        if (k) out += ',';
+        out += e.is_null() ? std::string("null") : e.is_undefined() ? std::string("undefined") : to_output(e);
       }
       return out;
     }
