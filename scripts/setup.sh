@@ -10,6 +10,11 @@ packages=(cmake ninja-build g++ pkg-config git nodejs npm python3
   libedit-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev)
 missing=()
 for p in "${packages[@]}"; do
+  # NodeSource's nodejs package bundles npm, and Debian's npm then conflicts with it: accept
+  # working node/npm commands whatever package provides them.
+  if { [ "$p" = nodejs ] && command -v node > /dev/null; } || { [ "$p" = npm ] && command -v npm > /dev/null; }; then
+    continue
+  fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then

@@ -1,6 +1,7 @@
 #include "tokenizer/added_tokens.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "tokenizer/utf8.h"
 
@@ -75,7 +76,9 @@ void AddedTokens::insert(Matcher& m, const std::string& content, int32_t token) 
   }
   // The first of two tokens with the same content wins.
   if (m.nodes[node].token < 0) m.nodes[node].token = token;
-  m.first_byte[static_cast<unsigned char>(content[0])] = true;
+  auto first = static_cast<unsigned char>(content[0]);
+  m.single_first_byte = !m.any ? first : m.single_first_byte == first ? first : -2;
+  m.first_byte[first] = true;
   m.any = true;
 }
 
@@ -104,7 +107,11 @@ void AddedTokens::split(std::string_view text, bool normalized, std::vector<Span
   size_t start_offset = 0;
   size_t pos = 0;
   while (pos < text.size()) {
-    if (!m.first_byte[static_cast<unsigned char>(text[pos])]) {
+    if (m.single_first_byte >= 0) {
+      const void* hit = std::memchr(text.data() + pos, m.single_first_byte, text.size() - pos);
+      if (!hit) break;
+      pos = static_cast<const char*>(hit) - text.data();
+    } else if (!m.first_byte[static_cast<unsigned char>(text[pos])]) {
       ++pos;
       continue;
     }

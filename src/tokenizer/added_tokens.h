@@ -50,6 +50,7 @@ class AddedTokens {
     };
     std::vector<TrieNode> nodes{1};
     bool first_byte[256] = {};
+    int single_first_byte = -1;  // when all tokens start with one byte (DeepSeek: '<'), memchr finds candidates
     bool any = false;
   };
   static void insert(Matcher& m, const std::string& content, int32_t token);

@@ -1,7 +1,11 @@
 #include "tokenizer/bpe.h"
 
 #include <cstring>
+#include <memory>
 #include <queue>
+#include <type_traits>
+
+#include <sys/mman.h>
 
 #include "base/error.h"
 
@@ -31,6 +35,19 @@ uint64_t prefix8(std::string_view s) {
 constexpr size_t kSmallWord = 48;
 
 }  // namespace
+
+template <typename T>
+void HugeArray<T>::assign(size_t n, const T& value) {
+  static_assert(std::is_trivially_destructible_v<T>, "HugeArray frees without destroying");
+  constexpr size_t kHugePage = size_t{2} << 20;
+  size_t bytes = (n * sizeof(T) + kHugePage - 1) / kHugePage * kHugePage;
+  T* p = static_cast<T*>(std::aligned_alloc(kHugePage, bytes));
+  DSV3_CHECK(p != nullptr, "out of memory for the BPE tables");
+  madvise(p, bytes, MADV_HUGEPAGE);  // a hint; without it the table still works
+  std::uninitialized_fill_n(p, n, value);
+  data_.reset(p);
+  size_ = n;
+}
 
 Bpe::Bpe(std::vector<std::string> vocab, const std::vector<Merge>& merges, bool ignore_merges)
     : vocab_(std::move(vocab)), ignore_merges_(ignore_merges) {

@@ -7,13 +7,31 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace dsv3 {
+
+// A fixed-size array on 2 MB pages where the kernel allows (madvise): the merge and id tables
+// are a few MB read at random, and with 4 kB pages most lookups also missed the TLB.
+template <typename T>
+class HugeArray {
+ public:
+  void assign(size_t n, const T& value);
+  T& operator[](size_t i) { return data_.get()[i]; }
+  const T& operator[](size_t i) const { return data_.get()[i]; }
+  size_t size() const { return size_; }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> data_;
+  size_t size_ = 0;
+};
 
 class Bpe {
  public:
@@ -25,7 +43,6 @@ class Bpe {
   // never produced). `merges` are in rank order. `ignore_merges` (tokenizer.json field) makes a
   // word that is itself in the vocabulary come out as one token.
   Bpe(std::vector<std::string> vocab, const std::vector<Merge>& merges, bool ignore_merges);
-
 
   // Appends the ids of one pre-tokenized word.
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
@@ -44,9 +61,9 @@ class Bpe {
   size_t merge_small(int32_t* symbols, size_t n) const;
   void merge_large(std::vector<int32_t>& symbols) const;
 
+  // There is no cache of encoded words (Hugging Face has one): measured on mixed text, hashing
+  // and storing words under a lock cost more than the merges they saved.
   std::vector<std::string> vocab_;
-  // No word cache: measured on mixed text, hashing and storing words cost more than the
-  // merges they would save (see bench/tokenizer_bench.cpp).
   // Open-addressing table of ids keyed by their bytes. A slot holds the first 8 bytes and the
   // length, so most lookups touch one cache line and never the vocabulary strings.
   struct IdSlot {
@@ -54,7 +71,7 @@ class Bpe {
     uint32_t length = 0;
     int32_t id = -1;  // -1: empty
   };
-  std::vector<IdSlot> id_table_;
+  HugeArray<IdSlot> id_table_;
   int id_shift_ = 64;
   // Whole-word fast path: most words are one vocabulary token, and a token whose own bytes
   // BPE-encode back to it can be emitted without merging. Known lazily per id (0 unknown,
@@ -67,7 +84,7 @@ class Bpe {
     MergeResult value{};
   };
   static constexpr uint64_t kEmpty = ~uint64_t{0};
-  std::vector<Slot> merge_table_;
+  HugeArray<Slot> merge_table_;
   int merge_shift_ = 64;
   int32_t byte_ids_[256];
   bool ignore_merges_;

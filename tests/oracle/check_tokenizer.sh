@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # CTest conformance check against the oracles (run from the source root):
-#   check_tokenizer.sh DSV3_BIN encode|decode|template
+#   check_tokenizer.sh DSV3_BIN encode|decode|template|jinja2
 # encode:   Hugging Face `tokenizers` vs `dsv3 tokenize --no-bos --jsonl` on the corpus, every id.
 # decode:   Hugging Face decode (with and without skip_special_tokens) vs `dsv3 detokenize`.
 # template: @huggingface/jinja vs `dsv3 template` on every chat case, every byte.
+# jinja2:   Python's jinja2 (second oracle) on the DeepSeek-V3 template cases; skipped without it.
 # Missing node_modules is a failure, not a skip: scripts/setup.sh installs them.
 set -euo pipefail
 bin=$1
@@ -69,8 +70,43 @@ if bad:
 print(f"OK: {len(exp)} chat cases rendered byte for byte as @huggingface/jinja")
 PY
   ;;
+jinja2)
+  # Second oracle: Python's jinja2 with transformers' settings, on the cases that use the
+  # DeepSeek-V3 template itself (the other templates target @huggingface/jinja's dialect).
+  python3 -c "import jinja2" 2> /dev/null || { echo "SKIP: python3 jinja2 is not installed"; exit 77; }
+  "$bin" template --model $models --cases $data/chat_cases.json > "$tmp/got.jsonl"
+  python3 - $models/tokenizer_config.json $data/chat_cases.json "$tmp/got.jsonl" <<'PY'
+import json, sys
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+cfg = json.load(open(sys.argv[1]))
+cases = json.load(open(sys.argv[2]))
+got = [json.loads(l) for l in open(sys.argv[3], encoding="utf-8")]
+env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+def raise_exception(message):
+    raise ValueError(message)
+env.globals["raise_exception"] = raise_exception
+template = env.from_string(cfg["chat_template"])
+text = lambda t: t["content"] if isinstance(t, dict) else t
+n = bad = 0
+for i, (c, g) in enumerate(zip(cases, got)):
+    if "template" in c:
+        continue
+    n += 1
+    try:
+        want = template.render(bos_token=text(cfg["bos_token"]), eos_token=text(cfg["eos_token"]), **c)
+    except Exception as e:
+        want = {"error": str(e)}
+    if want != g and not (isinstance(want, dict) and isinstance(g, dict)):
+        bad += 1
+        print(f"case {i}: jinja2 {want!r:.300}\n        dsv3   {g!r:.300}", file=sys.stderr)
+if bad:
+    print(f"FAIL: {bad} of {n} DeepSeek-V3 chat cases differ from jinja2", file=sys.stderr)
+    sys.exit(1)
+print(f"OK: {n} DeepSeek-V3 chat cases rendered as Python jinja2 does")
+PY
+  ;;
 *)
-  echo "usage: $0 DSV3_BIN encode|decode|template" >&2
+  echo "usage: $0 DSV3_BIN encode|decode|template|jinja2" >&2
   exit 2
   ;;
 esac

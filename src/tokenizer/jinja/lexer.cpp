@@ -1,5 +1,7 @@
 #include "tokenizer/jinja/lexer.h"
 
+#include <algorithm>
+
 #include "base/error.h"
 #include "tokenizer/jinja/value.h"
 #include "tokenizer/utf8.h"
@@ -44,7 +46,7 @@ Source strip_generation_tags(const Source& in) {
     size_t k = tag + 2;
     bool lstrip = k < s.size() && s[k] == '-';
     if (lstrip) ++k;
-    size_t n;
+    size_t n = 0;
     while (space_at(s, k, &n)) k = n;
     if (s.compare(k, 3, "end") == 0) k += 3;
     bool is_generation = s.compare(k, 10, "generation") == 0;
@@ -74,7 +76,7 @@ Source strip_generation_tags(const Source& in) {
     {
       size_t p = i, run = i;
       while (p < tag) {
-        size_t q;
+        size_t q = p + 1;
         if (space_at(s, p, &q)) {
           p = q;
         } else {
@@ -178,7 +180,12 @@ constexpr Mapping kMappings[] = {
 
 class Lexer {
  public:
-  explicit Lexer(const std::string& original) : original_(original), src_(preprocess(original)), s_(src_.text) {}
+  explicit Lexer(const std::string& original) : original_(original), src_(preprocess(original)), s_(src_.text) {
+    line_starts_.push_back(0);
+    for (size_t k = 0; k < original_.size(); ++k) {
+      if (original_[k] == '\n') line_starts_.push_back(k + 1);
+    }
+  }
 
   std::vector<Token> run();
 
@@ -188,17 +195,15 @@ class Lexer {
     fail("{}: {}", position(line, col), what);
   }
   std::pair<int, int> line_col(size_t at) const {
-    size_t orig = src_.origin[std::min(at, src_.origin.size() - 1)];
-    int line = 1, col = 1;
-    for (size_t k = 0; k < orig && k < original_.size(); ++k) {
-      if (original_[k] == '\n') {
-        ++line;
-        col = 1;
-      } else if ((static_cast<unsigned char>(original_[k]) & 0xC0) != 0x80) {
-        ++col;
-      }
+    size_t orig = std::min(src_.origin[std::min(at, src_.origin.size() - 1)], original_.size());
+    // Line: how many line starts lie at or before `orig`; column: characters since that start.
+    auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), orig);
+    size_t start = *(it - 1);
+    int col = 1;
+    for (size_t k = start; k < orig; ++k) {
+      if ((static_cast<unsigned char>(original_[k]) & 0xC0) != 0x80) ++col;
     }
-    return {line, col};
+    return {static_cast<int>(it - line_starts_.begin()), col};
   }
   void push(std::string value, TokenType type, size_t at) {
     auto [line, col] = line_col(at);
@@ -222,6 +227,7 @@ class Lexer {
   std::string string_literal(char quote);
 
   const std::string& original_;
+  std::vector<size_t> line_starts_;  // byte offsets in original_
   Source src_;
   const std::string& s_;
   size_t pos_ = 0;
