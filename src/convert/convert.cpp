@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <unordered_map>
 
@@ -157,6 +159,30 @@ struct OutShard {
   void copy(const TensorInfo& t) { tensors.push_back({t.name, t.dtype, t.shape, {t.data, size_t(t.nbytes)}}); }
 };
 
+// Rewrites every shard under its own name, one tensor at a time through `convert_tensor`
+// (which appends what it writes to the shard), reporting progress after each tensor: one shard
+// in memory at a time, so a 671B checkpoint never needs its own size in RAM.
+void rewrite_shards(const Source& s, const ConvertOptions& opts, const fs::path& out,
+                    const std::map<std::string, std::string>& metadata, ConvertReport& report,
+                    const std::function<void(const TensorInfo&, OutShard&)>& convert_tensor) {
+  ConvertProgress p{.n_shards = int(s.shards.size()), .file = {}, .bytes_total = s.total_bytes, .tensors_total = s.total_tensors};
+  for (size_t is = 0; is < s.shards.size(); ++is) {
+    const SafetensorsFile& shard = *s.shards[is];
+    p.shard = int(is);
+    p.file = fs::path(shard.path()).filename().string();
+    OutShard o;
+    for (const TensorInfo& t : shard.tensors()) {
+      convert_tensor(t, o);
+      p.bytes_done += t.nbytes;
+      ++p.tensors_done;
+      if (opts.progress) opts.progress(p);
+    }
+    report.n_tensors_written += int64_t(o.tensors.size());
+    report.bytes_written += write_safetensors((out / p.file).string(), std::move(o.tensors), metadata);
+    if (opts.progress) opts.progress(p);
+  }
+}
+
 void write_index(const fs::path& out, const OrderedJson& metadata, const OrderedJson& weight_map) {
   OrderedJson index = {{"metadata", metadata}, {"weight_map", weight_map}};
   write_text_file((out / kIndexName).string(), index.dump(2));
@@ -184,13 +210,8 @@ ConvertReport cast_fp8_to_bf16(const ConvertOptions& opts) {
   fs::create_directories(out);
   ConvertReport report;
   std::vector<std::string> converted;
-  ConvertProgress p{.n_shards = int(s.shards.size()), .file = {}, .bytes_total = s.total_bytes, .tensors_total = s.total_tensors};
-  for (size_t is = 0; is < s.shards.size(); ++is) {
-    const SafetensorsFile& shard = *s.shards[is];
-    p.shard = int(is);
-    p.file = fs::path(shard.path()).filename().string();
-    OutShard o;
-    for (const TensorInfo& t : shard.tensors()) {
+  // The official script saves without metadata.
+  rewrite_shards(s, opts, out, {}, report, [&](const TensorInfo& t, OutShard& o) {
       if (ends_with(t.name, "_scale_inv")) {
         // dropped
       } else if (dtype_size(t.dtype) == 1) {
@@ -219,15 +240,7 @@ ConvertReport cast_fp8_to_bf16(const ConvertOptions& opts) {
       } else {
         o.copy(t);
       }
-      p.bytes_done += t.nbytes;
-      ++p.tensors_done;
-      if (opts.progress) opts.progress(p);
-    }
-    report.n_tensors_written += int64_t(o.tensors.size());
-    // The official script saves without metadata.
-    report.bytes_written += write_safetensors((out / p.file).string(), std::move(o.tensors));
-    if (opts.progress) opts.progress(p);
-  }
+  });
   report.n_converted = int64_t(converted.size());
 
   if (!s.index.is_null()) {
@@ -250,13 +263,7 @@ ConvertReport quantize_bf16_to_fp8(const ConvertOptions& opts) {
   fs::create_directories(out);
   ConvertReport report;
   std::vector<std::string> converted;
-  ConvertProgress p{.n_shards = int(s.shards.size()), .file = {}, .bytes_total = s.total_bytes, .tensors_total = s.total_tensors};
-  for (size_t is = 0; is < s.shards.size(); ++is) {
-    const SafetensorsFile& shard = *s.shards[is];
-    p.shard = int(is);
-    p.file = fs::path(shard.path()).filename().string();
-    OutShard o;
-    for (const TensorInfo& t : shard.tensors()) {
+  rewrite_shards(s, opts, out, {{"format", "pt"}}, report, [&](const TensorInfo& t, OutShard& o) {
       if (t.dtype == DType::F8_E4M3 || ends_with(t.name, "_scale_inv"))
         fail("'{}': tensor '{}' is already FP8 (or its scale); quantize takes a BF16/F16/F32 checkpoint", *t.file,
              t.name);
@@ -282,14 +289,7 @@ ConvertReport quantize_bf16_to_fp8(const ConvertOptions& opts) {
       } else {
         o.copy(t);
       }
-      p.bytes_done += t.nbytes;
-      ++p.tensors_done;
-      if (opts.progress) opts.progress(p);
-    }
-    report.n_tensors_written += int64_t(o.tensors.size());
-    report.bytes_written += write_safetensors((out / p.file).string(), std::move(o.tensors), {{"format", "pt"}});
-    if (opts.progress) opts.progress(p);
-  }
+  });
   report.n_converted = int64_t(converted.size());
 
   if (!s.index.is_null()) {
@@ -307,10 +307,7 @@ ConvertReport quantize_bf16_to_fp8(const ConvertOptions& opts) {
   }
   if (!s.config.is_null()) {
     OrderedJson config = s.config;
-    config["quantization_config"] = {{"activation_scheme", "dynamic"},
-                                     {"fmt", "e4m3"},
-                                     {"quant_method", "fp8"},
-                                     {"weight_block_size", {kFp8BlockSize, kFp8BlockSize}}};
+    config["quantization_config"] = fp8_quantization_config();
     write_text_file((out / "config.json").string(), config.dump(2) + "\n");
   }
   report.copied = copy_side_files(s, out);

@@ -35,4 +35,11 @@ void dequantize_fp8_blocks(std::span<const uint8_t> codes, std::span<const float
       out[r * cols + c] = e4m3_to_f32(codes[size_t(r * cols + c)]) * scale_inv[size_t((r / B) * sc + c / B)];
 }
 
+nlohmann::ordered_json fp8_quantization_config() {
+  return {{"activation_scheme", "dynamic"},
+          {"fmt", "e4m3"},
+          {"quant_method", "fp8"},
+          {"weight_block_size", {kFp8BlockSize, kFp8BlockSize}}};
+}
+
 }  // namespace dsv3

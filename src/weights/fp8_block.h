@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace dsv3 {
 
 struct Fp8Block {
@@ -18,5 +20,8 @@ Fp8Block quantize_fp8_blocks(std::span<const float> w, int64_t rows, int64_t col
 // out [rows, cols] f32 (the exact products DeepSeek's fp8_cast_bf16.py computes before rounding).
 void dequantize_fp8_blocks(std::span<const uint8_t> codes, std::span<const float> scale_inv, int64_t rows,
                            int64_t cols, float* out);
+
+// The config.json "quantization_config" DeepSeek ships with these weights.
+nlohmann::ordered_json fp8_quantization_config();
 
 }  // namespace dsv3

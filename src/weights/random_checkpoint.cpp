@@ -67,7 +67,7 @@ struct Generated {
   std::vector<uint8_t> data, scale;
 };
 
-Generated generate(const Planned& p, const ModelConfig& c, uint64_t seed) {
+Generated generate(const Planned& p, uint64_t seed) {
   Normal rng(seed, p.source);
   const int64_t rows = p.spec.shape.size() == 2 ? p.spec.shape[0] : 1, cols = p.spec.shape.back();
   std::vector<float> w(static_cast<size_t>(rows * cols));
@@ -94,7 +94,6 @@ Generated generate(const Planned& p, const ModelConfig& c, uint64_t seed) {
     auto* out = reinterpret_cast<uint16_t*>(g.data.data());
     for (size_t i = 0; i < w.size(); ++i) out[i] = f32_to_bf16(w[i]);
   }
-  (void)c;
   return g;
 }
 
@@ -129,10 +128,7 @@ uint64_t write_random_checkpoint(const nlohmann::ordered_json& config_in, const 
   for (const auto& p : plan) total += p.bytes;
   fs::create_directories(opts.out_dir);
   if (opts.fp8)
-    config["quantization_config"] = {{"activation_scheme", "dynamic"},
-                                     {"fmt", "e4m3"},
-                                     {"quant_method", "fp8"},
-                                     {"weight_block_size", {kFp8BlockSize, kFp8BlockSize}}};
+    config["quantization_config"] = fp8_quantization_config();
   write_text_file((fs::path(opts.out_dir) / "config.json").string(), config.dump(2) + "\n");
 
   // Contiguous runs of the sorted names, balanced by bytes; a weight and its scale stay together.
@@ -148,7 +144,7 @@ uint64_t write_random_checkpoint(const nlohmann::ordered_json& config_in, const 
     while (end < plan.size() && (acc < target || s == opts.shards - 1)) acc += plan[end++].bytes;
     std::vector<Generated> gen(end - next);
     auto make = [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) gen[size_t(i)] = generate(plan[next + size_t(i)], c, opts.seed);
+      for (int64_t i = b; i < e; ++i) gen[size_t(i)] = generate(plan[next + size_t(i)], opts.seed);
     };
     if (opts.pool)
       opts.pool->parallel_for(int64_t(gen.size()), make);
