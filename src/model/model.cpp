@@ -92,11 +92,11 @@ void Model::forward_mtp(std::span<const StepEntry> entries, const float* hidden_
     std::copy_n(e + i * H, H, cat + i * 2 * H);
     std::copy_n(hn + i * H, H, cat + i * 2 * H + H);
   }
-  std::vector<float> x(static_cast<size_t>(n * H));
-  backend_.linear(m.eh_proj, cat, n, x.data());
-  block(m.layer, il, x.data(), entries, caches, opts);
-  backend_.rms_norm(x.data(), n, m.shared_head_norm, float(config_.rms_norm_eps), x.data());
-  backend_.linear(m.shared_head_head, x.data(), n, logits);
+  float* x = grow(mtp_x_, n * H);
+  backend_.linear(m.eh_proj, cat, n, x);
+  block(m.layer, il, x, entries, caches, opts);
+  backend_.rms_norm(x, n, m.shared_head_norm, float(config_.rms_norm_eps), x);
+  backend_.linear(m.shared_head_head, x, n, logits);
 }
 
 void Model::block(const LayerWeights& lw, int64_t il, float* x, std::span<const StepEntry> entries,

@@ -75,7 +75,7 @@ class Model {
   MlaShape mla_shape_;
   RouteShape route_shape_;
   // Step scratch, reused across calls (grows only).
-  std::vector<float> h_, a_, q_, qa_, kv_, o_, gate_logits_, route_w_, cat_;
+  std::vector<float> h_, a_, q_, qa_, kv_, o_, gate_logits_, route_w_, cat_, mtp_x_;
   std::vector<int32_t> route_e_, positions_, ids_;
   std::vector<LatentRows> ctx_;
   mutable std::vector<int64_t> next_pos_;  // validate()
