@@ -8,14 +8,23 @@
 
 namespace dsv3::cpu {
 
-struct BandwidthProbe {
-  double gb_s = 0;     // best pass, 1e9 bytes per second
-  int64_t bytes = 0;   // buffer size
-  int passes = 0;
-};
+class ReadBandwidthProbe {
+ public:
+  // Maps and fills `bytes` (rounded down to floats), each thread first-touching the slice it
+  // later reads. The pages go back to the system when the probe is destroyed.
+  ReadBandwidthProbe(ThreadPool& pool, int64_t bytes);
+  ~ReadBandwidthProbe();
+  ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
+  ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
 
-// Allocates and fills `bytes` (rounded down to floats), then sums it `passes` times with all
-// pool threads; reports the fastest pass. The buffer is freed before returning.
-BandwidthProbe measure_read_bandwidth(ThreadPool& pool, int64_t bytes = int64_t(2) << 30, int passes = 5);
+  // Sums the buffer `passes` times with all pool threads; the fastest pass in 1e9 bytes/s.
+  double measure(int passes);
+  int64_t bytes() const { return int64_t(size_); }
+
+ private:
+  ThreadPool& pool_;
+  float* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 }  // namespace dsv3::cpu

@@ -83,6 +83,62 @@ TEST(CpuKernels, MatvecRowsMatchesReference) {
   });
 }
 
+// Every e4m3 code (subnormals, zeros of both signs, the largest finite) through the one-token
+// decode kernel, with one-hot activations so that the answer is the code's value times its block
+// scale times x. Scales and x have few significant bits, so every product is exact in f32 and the
+// kernel must reproduce it bit for bit, including activations far from 1 (its scaled copy of x
+// must neither overflow nor push products into the subnormal range).
+TEST(CpuKernels, MatvecEveryE4m3CodeIsExact) {
+  const int64_t cols = 300;  // blocks 0, 1 and a partial block 2 (scalar tail included)
+  std::vector<uint8_t> codes;
+  for (int b = 0; b < 256; ++b)
+    if ((b & 0x7f) != 0x7f) codes.push_back(uint8_t(b));  // 0x7f / 0xff are NaN
+  const int64_t rows = int64_t(codes.size());
+  std::vector<uint8_t> data(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) std::fill_n(data.begin() + r * cols, cols, codes[size_t(r)]);
+  const int64_t sr = (rows + 127) / 128, sc = 3;
+  std::vector<float> scales(size_t(sr * sc));
+  for (size_t i = 0; i < scales.size(); ++i) scales[i] = std::ldexp(1.0f + float(i) / 8.0f, -int(i) - 3);
+  Weight w{.name = "codes", .dtype = DType::F8_E4M3, .rows = rows, .cols = cols, .data = data.data(),
+           .scale_inv = scales.data()};
+  for_each_target([&] {
+    for (int64_t hot : {0, 130, 290, 299})
+      for (float xv : {1.0f, -3.0f, std::ldexp(1.0f + 1.0f / 4096, -70), std::ldexp(-1.25f, 50)}) {
+        std::vector<float> x(size_t(cols), 0.0f), y(size_t(rows), NAN);
+        x[size_t(hot)] = xv;
+        cpu::matvec_rows(w, 0, rows, x.data(), 1, cols, y.data(), rows);
+        for (int64_t r = 0; r < rows; ++r) {
+          const float want = e4m3_to_f32(codes[size_t(r)]) * scales[size_t((r / 128) * sc + hot / 128)] * xv;
+          ASSERT_EQ(y[size_t(r)], want) << "code 0x" << std::hex << int(codes[size_t(r)]) << std::dec << " col " << hot
+                                        << " x " << xv;
+        }
+      }
+  });
+}
+
+// Rows wider than the decode kernel's activation segment (8192 columns) are summed in pieces.
+TEST(CpuKernels, MatvecWideRows) {
+  for_each_target([] {
+    for (DType dt : {DType::F8_E4M3, DType::BF16})
+      for (int64_t cols : {8192, 8200, 16384 + 300}) {
+        const int64_t rows = 3;
+        auto w = random_weight(dt, rows, cols, uint32_t(cols));
+        auto x = random_vector(cols, 17, 4.0f);
+        std::vector<float> y(size_t(rows), NAN), row(static_cast<size_t>(cols));
+        cpu::matvec_rows(w->w, 0, rows, x.data(), 1, cols, y.data(), rows);
+        for (int64_t r = 0; r < rows; ++r) {
+          ref::dequant_row(w->w, r, row.data());
+          double want = 0, abs_sum = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            want += double(row[size_t(c)]) * x[size_t(c)];
+            abs_sum += std::fabs(double(row[size_t(c)]) * x[size_t(c)]);
+          }
+          ASSERT_NEAR(y[size_t(r)], want, bound(cols, abs_sum)) << dtype_name(dt) << " cols " << cols << " r " << r;
+        }
+      }
+  });
+}
+
 TEST(CpuKernels, MatvecTRowsMatchesReference) {
   for_each_target([] {
     for (DType dt : kDtypes)
