@@ -209,69 +209,94 @@ HWY_INLINE VF LoadE4m3Bits(DF df, const uint8_t* p) {
   return hn::BitCast(df, hn::And(hn::ShiftLeft<20>(v), hn::Set(di, static_cast<int32_t>(0x87F00000u))));
 }
 
-// The one-token FP8 decode kernel: rows [r0, r1) against x, y[r - r0] = Σ W[r, c] x[c].
-// x is scaled by 2^k into a stack buffer (a segment of up to kFp8Segment columns at a time; only
-// matrices wider than that visit their rows more than once), k chosen so that max |x| · 2^k is
-// about 2^100: weights times 2^-120 times the scaled x then stay far from both the f32 subnormal
-// range and overflow, whatever the activations' magnitude. Each 128-column block sum is scaled by
-// its scale_inv, and a row's sum by 2^(120 - k) (a power of two: exact).
+// The FP8 decode kernel: kT (1-4) tokens against rows [r0, r1),
+// y[j * y_stride + r - r0] = Σ_c W[r, c] x[j * x_stride + c].
+// Each token's x is scaled by 2^k_j into a stack buffer, a segment of columns at a time (8192 / kT
+// rounded to whole blocks; only matrices wider than that visit their rows more than once), k_j
+// chosen so that max |x_j| · 2^k_j is about 2^100: weights times 2^-120 times the scaled x then
+// stay far from both the f32 subnormal range and overflow, whatever the activations' magnitude.
+// Each 128-column block sum is scaled by its scale_inv, and a row's sum by 2^(120 - k_j) (a power
+// of two: exact).
 constexpr int64_t kFp8Segment = 8192;
 
-HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
+template <int kT>
+HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, float* y,
+                           int64_t y_stride) {
   const DF df;
-  constexpr int64_t kB = kFp8BlockSize;
+  constexpr int64_t kB = kFp8BlockSize, kSeg = kFp8Segment / kT / kB * kB;
+  constexpr int kC = kT == 1 ? 4 : kT == 2 ? 2 : 1;  // independent chains per token (FMA latency)
   const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols, sc = w.scale_cols();
   const auto* base = static_cast<const uint8_t*>(w.data);
   // Software prefetch ~24 KiB ahead: the hardware prefetcher alone keeps too few lines in flight
   // for a kernel this slow per byte (FP8 rows streamed at ~6 vs ~9.5 GB/s per core with the f16
   // route here; ~4% with this one).
   const int64_t ahead = std::max<int64_t>(1, 24576 / cols) * cols;
-  alignas(64) float xs[kFp8Segment];
-  for (int64_t s0 = 0; s0 < cols; s0 += kFp8Segment) {
-    const int64_t s1 = std::min(cols, s0 + kFp8Segment), len = s1 - s0;
-    float amax = 0.0f;
-    for (int64_t c = 0; c < len; ++c) amax = std::max(amax, std::fabs(x[s0 + c]));
-    int e = 0;
-    std::frexp(amax, &e);  // amax < 2^e
-    const int k = std::clamp(100 - e, -126, 127);
-    const VF vx = hn::Set(df, std::ldexp(1.0f, k));
-    const double unscale = std::ldexp(1.0, 120 - k);
-    int64_t c = 0;
-    for (; c + N <= len; c += N) hn::Store(hn::Mul(hn::LoadU(df, x + s0 + c), vx), df, xs + c);
-    for (; c < len; ++c) xs[c] = std::ldexp(x[s0 + c], k);
+  alignas(64) float xs[kT * kSeg];
+  double unscale[kT];
+  for (int64_t s0 = 0; s0 < cols; s0 += kSeg) {
+    const int64_t len = std::min(cols, s0 + kSeg) - s0;
+    for (int j = 0; j < kT; ++j) {
+      const float* xj = x + j * x_stride + s0;
+      float amax = 0.0f;
+      for (int64_t c = 0; c < len; ++c) amax = std::max(amax, std::fabs(xj[c]));
+      int e = 0;
+      std::frexp(amax, &e);  // amax < 2^e
+      const int k = std::clamp(100 - e, -126, 127);
+      unscale[j] = std::ldexp(1.0, 120 - k);
+      const VF vx = hn::Set(df, std::ldexp(1.0f, k));
+      float* xsj = xs + j * kSeg;
+      int64_t c = 0;
+      for (; c + N <= len; c += N) hn::Store(hn::Mul(hn::LoadU(df, xj + c), vx), df, xsj + c);
+      for (; c < len; ++c) xsj[c] = std::ldexp(xj[c], k);
+    }
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* wr = base + r * cols + s0;
       const float* srow = w.scale_inv + (r / kB) * sc + s0 / kB;
-      VF t = hn::Zero(df);
-      float tail = 0.0f;
+      VF t[kT];
+      float tail[kT];
+      for (int j = 0; j < kT; ++j) t[j] = hn::Zero(df), tail[j] = 0.0f;
       for (int64_t c0 = 0; c0 < len; c0 += kB) {
         const int64_t c1 = std::min(len, c0 + kB);
         for (int64_t off = 0; off < c1 - c0; off += 64) hwy::Prefetch(wr + ahead + c0 + off);
-        VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+        VF a[kT][kC];
+        for (int j = 0; j < kT; ++j)
+          for (int q = 0; q < kC; ++q) a[j][q] = hn::Zero(df);
         int64_t cc = c0;
-        if (c1 - c0 == kB && kB % (4 * N) == 0) {
-#pragma GCC unroll 8
-          for (; cc < c1; cc += 4 * N) {
-            a0 = hn::MulAdd(LoadE4m3Bits(df, wr + cc), hn::Load(df, xs + cc), a0);
-            a1 = hn::MulAdd(LoadE4m3Bits(df, wr + cc + N), hn::Load(df, xs + cc + N), a1);
-            a2 = hn::MulAdd(LoadE4m3Bits(df, wr + cc + 2 * N), hn::Load(df, xs + cc + 2 * N), a2);
-            a3 = hn::MulAdd(LoadE4m3Bits(df, wr + cc + 3 * N), hn::Load(df, xs + cc + 3 * N), a3);
-          }
+        if (c1 - c0 == kB && kB % (kC * N) == 0) {
+          for (; cc < c1; cc += kC * N)
+            for (int q = 0; q < kC; ++q) {
+              const VF wv = LoadE4m3Bits(df, wr + cc + q * N);
+              for (int j = 0; j < kT; ++j) a[j][q] = hn::MulAdd(wv, hn::Load(df, xs + j * kSeg + cc + q * N), a[j][q]);
+            }
         } else {
-          for (; cc + N <= c1; cc += N) a0 = hn::MulAdd(LoadE4m3Bits(df, wr + cc), hn::LoadU(df, xs + cc), a0);
-          for (; cc < c1; ++cc) tail += e4m3_to_f32(wr[cc]) * srow[c0 / kB] * x[s0 + cc];
+          for (; cc + N <= c1; cc += N) {
+            const VF wv = LoadE4m3Bits(df, wr + cc);
+            for (int j = 0; j < kT; ++j) a[j][0] = hn::MulAdd(wv, hn::LoadU(df, xs + j * kSeg + cc), a[j][0]);
+          }
+          for (; cc < c1; ++cc) {
+            const float wv = e4m3_to_f32(wr[cc]) * srow[c0 / kB];
+            for (int j = 0; j < kT; ++j) tail[j] += wv * x[j * x_stride + s0 + cc];
+          }
         }
-        t = hn::MulAdd(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), hn::Set(df, srow[c0 / kB]), t);
+        const VF vs = hn::Set(df, srow[c0 / kB]);
+        for (int j = 0; j < kT; ++j) {
+          VF sum = a[j][0];
+          for (int q = 1; q < kC; ++q) sum = hn::Add(sum, a[j][q]);
+          t[j] = hn::MulAdd(sum, vs, t[j]);
+        }
       }
-      const float sum = float(double(hn::GetLane(hn::SumOfLanes(df, t))) * unscale) + tail;
-      y[r - r0] = s0 == 0 ? sum : y[r - r0] + sum;
+      for (int j = 0; j < kT; ++j) {
+        const float sum = float(double(hn::GetLane(hn::SumOfLanes(df, t[j]))) * unscale[j]) + tail[j];
+        float& out = y[j * y_stride + (r - r0)];
+        out = s0 == 0 ? sum : out + sum;
+      }
     }
   }
 }
 
 template <class A>
 HWY_INLINE void DotRowPairs(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
-  if constexpr (std::is_same_v<A, Fp8Access>) return DotRowsFp8(w, r0, r1, x, y);
+  if constexpr (std::is_same_v<A, Fp8Access>) return DotRowsFp8<1>(w, r0, r1, x, 0, y, 0);
   int64_t r = DotRowGroups<A, kDecodeRows>(w, r0, r1, x, y);
   if (kDecodeRows > 2) r = DotRowGroups<A, 2>(w, r, r1, x, y + (r - r0));
   if (r < r1) DotRows<A, 1>(w, r, r1, x, 0, y + (r - r0), 1);
@@ -281,6 +306,17 @@ template <class A>
 void MatvecRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t n, int64_t x_stride, float* y,
                  int64_t y_stride) {
   int64_t i = 0;
+  if constexpr (std::is_same_v<A, Fp8Access>) {
+    for (; i + 4 <= n; i += 4) DotRowsFp8<4>(w, r0, r1, x + i * x_stride, x_stride, y + i * y_stride, y_stride);
+    const float* xi = x + i * x_stride;
+    float* yi = y + i * y_stride;
+    switch (n - i) {
+      case 3: return DotRowsFp8<3>(w, r0, r1, xi, x_stride, yi, y_stride);
+      case 2: return DotRowsFp8<2>(w, r0, r1, xi, x_stride, yi, y_stride);
+      case 1: return DotRowsFp8<1>(w, r0, r1, xi, x_stride, yi, y_stride);
+      default: return;
+    }
+  }
   for (; i + 4 <= n; i += 4) DotRows<A, 4>(w, r0, r1, x + i * x_stride, x_stride, y + i * y_stride, y_stride);
   const float* xi = x + i * x_stride;
   float* yi = y + i * y_stride;

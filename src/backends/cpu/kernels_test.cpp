@@ -104,38 +104,48 @@ TEST(CpuKernels, MatvecEveryE4m3CodeIsExact) {
   for_each_target([&] {
     for (int64_t hot : {0, 130, 290, 299})
       for (float xv : {1.0f, -3.0f, std::ldexp(1.0f + 1.0f / 4096, -70), std::ldexp(-1.25f, 50)}) {
-        std::vector<float> x(size_t(cols), 0.0f), y(size_t(rows), NAN);
-        x[size_t(hot)] = xv;
-        cpu::matvec_rows(w, 0, rows, x.data(), 1, cols, y.data(), rows);
-        for (int64_t r = 0; r < rows; ++r) {
-          const float want = e4m3_to_f32(codes[size_t(r)]) * scales[size_t((r / 128) * sc + hot / 128)] * xv;
-          ASSERT_EQ(y[size_t(r)], want) << "code 0x" << std::hex << int(codes[size_t(r)]) << std::dec << " col " << hot
-                                        << " x " << xv;
+        // n tokens (the batched kernels too); token i's activation is xv * 2^i.
+        for (int64_t n : {1, 2, 3, 4, 7}) {
+          std::vector<float> x(size_t(n * cols), 0.0f), y(size_t(n * rows), NAN);
+          for (int64_t i = 0; i < n; ++i) x[size_t(i * cols + hot)] = std::ldexp(xv, int(i));
+          cpu::matvec_rows(w, 0, rows, x.data(), n, cols, y.data(), rows);
+          for (int64_t i = 0; i < n; ++i)
+            for (int64_t r = 0; r < rows; ++r) {
+              const float want =
+                  e4m3_to_f32(codes[size_t(r)]) * scales[size_t((r / 128) * sc + hot / 128)] * std::ldexp(xv, int(i));
+              ASSERT_EQ(y[size_t(i * rows + r)], want) << "code 0x" << std::hex << int(codes[size_t(r)]) << std::dec
+                                                       << " col " << hot << " x " << xv << " n " << n << " token " << i;
+            }
         }
       }
   });
 }
 
-// Rows wider than the decode kernel's activation segment (8192 columns) are summed in pieces.
+// Rows wider than the FP8 decode kernel's activation segment (8192 / tokens columns) are summed
+// in pieces.
 TEST(CpuKernels, MatvecWideRows) {
   for_each_target([] {
     for (DType dt : {DType::F8_E4M3, DType::BF16})
-      for (int64_t cols : {8192, 8200, 16384 + 300}) {
-        const int64_t rows = 3;
-        auto w = random_weight(dt, rows, cols, uint32_t(cols));
-        auto x = random_vector(cols, 17, 4.0f);
-        std::vector<float> y(size_t(rows), NAN), row(static_cast<size_t>(cols));
-        cpu::matvec_rows(w->w, 0, rows, x.data(), 1, cols, y.data(), rows);
-        for (int64_t r = 0; r < rows; ++r) {
-          ref::dequant_row(w->w, r, row.data());
-          double want = 0, abs_sum = 0;
-          for (int64_t c = 0; c < cols; ++c) {
-            want += double(row[size_t(c)]) * x[size_t(c)];
-            abs_sum += std::fabs(double(row[size_t(c)]) * x[size_t(c)]);
+      for (int64_t cols : {2700, 8192, 8200, 16384 + 300})
+        for (int64_t n : {1, 3, 4}) {
+          const int64_t rows = 3;
+          auto w = random_weight(dt, rows, cols, uint32_t(cols));
+          auto x = random_vector(n * cols, 17, 4.0f);
+          std::vector<float> y(size_t(n * rows), NAN), row(static_cast<size_t>(cols));
+          cpu::matvec_rows(w->w, 0, rows, x.data(), n, cols, y.data(), rows);
+          for (int64_t r = 0; r < rows; ++r) {
+            ref::dequant_row(w->w, r, row.data());
+            for (int64_t i = 0; i < n; ++i) {
+              double want = 0, abs_sum = 0;
+              for (int64_t c = 0; c < cols; ++c) {
+                want += double(row[size_t(c)]) * x[size_t(i * cols + c)];
+                abs_sum += std::fabs(double(row[size_t(c)]) * x[size_t(i * cols + c)]);
+              }
+              ASSERT_NEAR(y[size_t(i * rows + r)], want, bound(cols, abs_sum))
+                  << dtype_name(dt) << " cols " << cols << " n " << n << " r " << r << " i " << i;
+            }
           }
-          ASSERT_NEAR(y[size_t(r)], want, bound(cols, abs_sum)) << dtype_name(dt) << " cols " << cols << " r " << r;
         }
-      }
   });
 }
 
