@@ -237,16 +237,18 @@ HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float*
     const int64_t len = std::min(cols, s0 + kSeg) - s0;
     for (int j = 0; j < kT; ++j) {
       const float* xj = x + j * x_stride + s0;
-      float amax = 0.0f;
-      for (int64_t c = 0; c < len; ++c) amax = std::max(amax, std::fabs(xj[c]));
+      VF vmax = hn::Zero(df);
+      int64_t c = 0;
+      for (; c + N <= len; c += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xj + c)));
+      float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+      for (; c < len; ++c) amax = std::max(amax, std::fabs(xj[c]));
       int e = 0;
       std::frexp(amax, &e);  // amax < 2^e
       const int k = std::clamp(100 - e, -126, 127);
       unscale[j] = std::ldexp(1.0, 120 - k);
       const VF vx = hn::Set(df, std::ldexp(1.0f, k));
       float* xsj = xs + j * kSeg;
-      int64_t c = 0;
-      for (; c + N <= len; c += N) hn::Store(hn::Mul(hn::LoadU(df, xj + c), vx), df, xsj + c);
+      for (c = 0; c + N <= len; c += N) hn::Store(hn::Mul(hn::LoadU(df, xj + c), vx), df, xsj + c);
       for (; c < len; ++c) xsj[c] = std::ldexp(xj[c], k);
     }
     for (int64_t r = r0; r < r1; ++r) {
@@ -255,35 +257,42 @@ HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float*
       VF t[kT];
       float tail[kT];
       for (int j = 0; j < kT; ++j) t[j] = hn::Zero(df), tail[j] = 0.0f;
-      for (int64_t c0 = 0; c0 < len; c0 += kB) {
-        const int64_t c1 = std::min(len, c0 + kB);
-        for (int64_t off = 0; off < c1 - c0; off += 64) hwy::Prefetch(wr + ahead + c0 + off);
+      const int64_t full = kB % (kC * N) == 0 ? len / kB * kB : 0;
+      int64_t c0 = 0;
+      for (; c0 < full; c0 += kB) {  // whole blocks: fixed trip counts, fully unrolled
+#pragma GCC unroll 4
+        for (int64_t off = 0; off < kB; off += 64) hwy::Prefetch(wr + ahead + c0 + off);
         VF a[kT][kC];
         for (int j = 0; j < kT; ++j)
           for (int q = 0; q < kC; ++q) a[j][q] = hn::Zero(df);
-        int64_t cc = c0;
-        if (c1 - c0 == kB && kB % (kC * N) == 0) {
-          for (; cc < c1; cc += kC * N)
-            for (int q = 0; q < kC; ++q) {
-              const VF wv = LoadE4m3Bits(df, wr + cc + q * N);
-              for (int j = 0; j < kT; ++j) a[j][q] = hn::MulAdd(wv, hn::Load(df, xs + j * kSeg + cc + q * N), a[j][q]);
-            }
-        } else {
-          for (; cc + N <= c1; cc += N) {
-            const VF wv = LoadE4m3Bits(df, wr + cc);
-            for (int j = 0; j < kT; ++j) a[j][0] = hn::MulAdd(wv, hn::LoadU(df, xs + j * kSeg + cc), a[j][0]);
+#pragma GCC unroll 16
+        for (int64_t cc = c0; cc < c0 + kB; cc += kC * N)
+          for (int q = 0; q < kC; ++q) {
+            const VF wv = LoadE4m3Bits(df, wr + cc + q * N);
+            for (int j = 0; j < kT; ++j) a[j][q] = hn::MulAdd(wv, hn::Load(df, xs + j * kSeg + cc + q * N), a[j][q]);
           }
-          for (; cc < c1; ++cc) {
-            const float wv = e4m3_to_f32(wr[cc]) * srow[c0 / kB];
-            for (int j = 0; j < kT; ++j) tail[j] += wv * x[j * x_stride + s0 + cc];
-          }
-        }
         const VF vs = hn::Set(df, srow[c0 / kB]);
         for (int j = 0; j < kT; ++j) {
           VF sum = a[j][0];
           for (int q = 1; q < kC; ++q) sum = hn::Add(sum, a[j][q]);
           t[j] = hn::MulAdd(sum, vs, t[j]);
         }
+      }
+      for (; c0 < len; c0 += kB) {  // the last, partial block (or every block on tiny vectors)
+        const int64_t c1 = std::min(len, c0 + kB);
+        VF a[kT];
+        for (int j = 0; j < kT; ++j) a[j] = hn::Zero(df);
+        int64_t cc = c0;
+        for (; cc + N <= c1; cc += N) {
+          const VF wv = LoadE4m3Bits(df, wr + cc);
+          for (int j = 0; j < kT; ++j) a[j] = hn::MulAdd(wv, hn::LoadU(df, xs + j * kSeg + cc), a[j]);
+        }
+        for (; cc < c1; ++cc) {
+          const float wv = e4m3_to_f32(wr[cc]) * srow[c0 / kB];
+          for (int j = 0; j < kT; ++j) tail[j] += wv * x[j * x_stride + s0 + cc];
+        }
+        const VF vs = hn::Set(df, srow[c0 / kB]);
+        for (int j = 0; j < kT; ++j) t[j] = hn::MulAdd(a[j], vs, t[j]);
       }
       for (int j = 0; j < kT; ++j) {
         const float sum = float(double(hn::GetLane(hn::SumOfLanes(df, t[j]))) * unscale[j]) + tail[j];
@@ -294,9 +303,46 @@ HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float*
   }
 }
 
+// One token: the same computation as DotRowsFp8<1>, written as one plain loop nest.
+HWY_INLINE void DotRowsFp8One(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
+  const DF df;
+  constexpr int64_t kB = kFp8BlockSize;
+  const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols, sc = w.scale_cols();
+  if (cols > kFp8Segment || cols % kB != 0 || kB % (4 * N) != 0) return DotRowsFp8<1>(w, r0, r1, x, 0, y, 0);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t ahead = std::max<int64_t>(1, 24576 / cols) * cols;
+  alignas(64) float xs[kFp8Segment];
+  VF vmax = hn::Zero(df);
+  for (int64_t c = 0; c < cols; c += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, x + c)));
+  int e = 0;
+  std::frexp(hn::GetLane(hn::MaxOfLanes(df, vmax)), &e);
+  const int k = std::clamp(100 - e, -126, 127);
+  const double unscale = std::ldexp(1.0, 120 - k);
+  const VF vx = hn::Set(df, std::ldexp(1.0f, k));
+  for (int64_t c = 0; c < cols; c += N) hn::Store(hn::Mul(hn::LoadU(df, x + c), vx), df, xs + c);
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* wr = base + r * cols;
+    const float* srow = w.scale_inv + (r / kB) * sc;
+    VF t = hn::Zero(df);
+    for (int64_t c0 = 0, b = 0; c0 < cols; c0 += kB, ++b) {
+      hwy::Prefetch(wr + ahead + c0);
+      hwy::Prefetch(wr + ahead + c0 + 64);
+      VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+      for (int64_t c = c0; c < c0 + kB; c += 4 * N) {
+        a0 = hn::MulAdd(LoadE4m3Bits(df, wr + c), hn::Load(df, xs + c), a0);
+        a1 = hn::MulAdd(LoadE4m3Bits(df, wr + c + N), hn::Load(df, xs + c + N), a1);
+        a2 = hn::MulAdd(LoadE4m3Bits(df, wr + c + 2 * N), hn::Load(df, xs + c + 2 * N), a2);
+        a3 = hn::MulAdd(LoadE4m3Bits(df, wr + c + 3 * N), hn::Load(df, xs + c + 3 * N), a3);
+      }
+      t = hn::MulAdd(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), hn::Set(df, srow[b]), t);
+    }
+    y[r - r0] = float(double(hn::GetLane(hn::SumOfLanes(df, t))) * unscale);
+  }
+}
+
 template <class A>
 HWY_INLINE void DotRowPairs(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
-  if constexpr (std::is_same_v<A, Fp8Access>) return DotRowsFp8<1>(w, r0, r1, x, 0, y, 0);
+  if constexpr (std::is_same_v<A, Fp8Access>) return DotRowsFp8One(w, r0, r1, x, y);
   int64_t r = DotRowGroups<A, kDecodeRows>(w, r0, r1, x, y);
   if (kDecodeRows > 2) r = DotRowGroups<A, 2>(w, r, r1, x, y + (r - r0));
   if (r < r1) DotRows<A, 1>(w, r, r1, x, 0, y + (r - r0), 1);
@@ -313,7 +359,7 @@ void MatvecRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_
     switch (n - i) {
       case 3: return DotRowsFp8<3>(w, r0, r1, xi, x_stride, yi, y_stride);
       case 2: return DotRowsFp8<2>(w, r0, r1, xi, x_stride, yi, y_stride);
-      case 1: return DotRowsFp8<1>(w, r0, r1, xi, x_stride, yi, y_stride);
+      case 1: return DotRowsFp8One(w, r0, r1, xi, yi);
       default: return;
     }
   }
