@@ -89,36 +89,40 @@ TEST(CpuKernels, MatvecRowsMatchesReference) {
 // kernel must reproduce it bit for bit, including activations far from 1 (its scaled copy of x
 // must neither overflow nor push products into the subnormal range).
 TEST(CpuKernels, MatvecEveryE4m3CodeIsExact) {
-  const int64_t cols = 300;  // blocks 0, 1 and a partial block 2 (scalar tail included)
   std::vector<uint8_t> codes;
   for (int b = 0; b < 256; ++b)
     if ((b & 0x7f) != 0x7f) codes.push_back(uint8_t(b));  // 0x7f / 0xff are NaN
   const int64_t rows = int64_t(codes.size());
-  std::vector<uint8_t> data(size_t(rows * cols));
-  for (int64_t r = 0; r < rows; ++r) std::fill_n(data.begin() + r * cols, cols, codes[size_t(r)]);
-  const int64_t sr = (rows + 127) / 128, sc = 3;
-  std::vector<float> scales(size_t(sr * sc));
-  for (size_t i = 0; i < scales.size(); ++i) scales[i] = std::ldexp(1.0f + float(i) / 8.0f, -int(i) - 3);
-  Weight w{.name = "codes", .dtype = DType::F8_E4M3, .rows = rows, .cols = cols, .data = data.data(),
-           .scale_inv = scales.data()};
-  for_each_target([&] {
-    for (int64_t hot : {0, 130, 290, 299})
-      for (float xv : {1.0f, -3.0f, std::ldexp(1.0f + 1.0f / 4096, -70), std::ldexp(-1.25f, 50)}) {
-        // n tokens (the batched kernels too); token i's activation is xv * 2^i.
-        for (int64_t n : {1, 2, 3, 4, 7}) {
-          std::vector<float> x(size_t(n * cols), 0.0f), y(size_t(n * rows), NAN);
-          for (int64_t i = 0; i < n; ++i) x[size_t(i * cols + hot)] = std::ldexp(xv, int(i));
-          cpu::matvec_rows(w, 0, rows, x.data(), n, cols, y.data(), rows);
-          for (int64_t i = 0; i < n; ++i)
-            for (int64_t r = 0; r < rows; ++r) {
-              const float want =
-                  e4m3_to_f32(codes[size_t(r)]) * scales[size_t((r / 128) * sc + hot / 128)] * std::ldexp(xv, int(i));
-              ASSERT_EQ(y[size_t(i * rows + r)], want) << "code 0x" << std::hex << int(codes[size_t(r)]) << std::dec
-                                                       << " col " << hot << " x " << xv << " n " << n << " token " << i;
-            }
+  // 256 columns: whole blocks (the one-token kernel's fast loop); 300: blocks 0, 1 and a partial
+  // block 2 (vector and scalar tails).
+  for (int64_t cols : {256, 300}) {
+    std::vector<uint8_t> data(size_t(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) std::fill_n(data.begin() + r * cols, cols, codes[size_t(r)]);
+    const int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
+    std::vector<float> scales(size_t(sr * sc));
+    for (size_t i = 0; i < scales.size(); ++i) scales[i] = std::ldexp(1.0f + float(i) / 8.0f, -int(i) - 3);
+    Weight w{.name = "codes", .dtype = DType::F8_E4M3, .rows = rows, .cols = cols, .data = data.data(),
+             .scale_inv = scales.data()};
+    for_each_target([&] {
+      for (int64_t hot : {int64_t(0), int64_t(130), cols - 10, cols - 1})
+        for (float xv : {1.0f, -3.0f, std::ldexp(1.0f + 1.0f / 4096, -70), std::ldexp(-1.25f, 50)}) {
+          // n tokens (the batched kernels too); token i's activation is xv * 2^i.
+          for (int64_t n : {1, 2, 3, 4, 7}) {
+            std::vector<float> x(size_t(n * cols), 0.0f), y(size_t(n * rows), NAN);
+            for (int64_t i = 0; i < n; ++i) x[size_t(i * cols + hot)] = std::ldexp(xv, int(i));
+            cpu::matvec_rows(w, 0, rows, x.data(), n, cols, y.data(), rows);
+            for (int64_t i = 0; i < n; ++i)
+              for (int64_t r = 0; r < rows; ++r) {
+                const float want =
+                    e4m3_to_f32(codes[size_t(r)]) * scales[size_t((r / 128) * sc + hot / 128)] * std::ldexp(xv, int(i));
+                ASSERT_EQ(y[size_t(i * rows + r)], want) << "code 0x" << std::hex << int(codes[size_t(r)]) << std::dec
+                                                         << " cols " << cols << " col " << hot << " x " << xv << " n "
+                                                         << n << " token " << i;
+              }
+          }
         }
-      }
-  });
+    });
+  }
 }
 
 // Rows wider than the FP8 decode kernel's activation segment (8192 / tokens columns) are summed
