@@ -269,7 +269,8 @@ void add_bench_command(CLI::App& app) {
   sub->add_flag("--json", o->json, "Print one JSON object");
   sub->add_flag("--fp8-head", o->fp8_head,
                 "Quantise lm_head to FP8 (128x128 blocks, scale = amax/448) in memory at load");
-  sub->add_option("--probe-mb", o->probe_mb, "Bandwidth probe buffer in MiB")
+  sub->add_option("--probe-mb", o->probe_mb,
+                  "Bandwidth probe buffer in MiB, read by all threads after each decode round (not counted in peak memory)")
       ->check(CLI::Range(int64_t(64), int64_t(1) << 20))
       ->capture_default_str();
   sub->callback([o] { run_bench(*o); });
