@@ -45,21 +45,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// VmHWM (peak resident set) of this process from /proc/self/status, in bytes.
-uint64_t peak_rss_bytes() {
+// A "Key:   N kB" line of /proc/self/status (VmHWM: peak resident set, VmRSS: current), in bytes.
+uint64_t proc_status_bytes(const std::string& key) {
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-  return 0;
-}
-
-// VmRSS (current resident set) of this process, in bytes.
-uint64_t current_rss_bytes() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    if (line.rfind(key, 0) == 0) return std::stoull(line.substr(key.size())) * 1024;
   return 0;
 }
 
@@ -164,7 +155,7 @@ void run_bench(const BenchOptions& o) {
 
   // Peak memory of the engine itself: every buffer a step needs exists after the warm-up and the
   // prefill (decode steps do not allocate), and the probe buffer below must not count.
-  const uint64_t peak_before_probe = peak_rss_bytes();
+  const uint64_t peak_before_probe = proc_status_bytes("VmHWM:");
 
   // Decode in rounds with a bandwidth probe after each: this machine's bandwidth drifts (other
   // tenants) by tens of percent within seconds, so each round's tokens/s is set against the
@@ -199,7 +190,7 @@ void run_bench(const BenchOptions& o) {
     round_probe.push_back(gb_s);
     if (n_round > 0) round_fraction.push_back((double(fixed) * double(n_round) + double(round_routed)) / s / 1e9 / gb_s);
   }
-  const uint64_t rss_now = current_rss_bytes(), probe_bytes = uint64_t(probe.bytes());
+  const uint64_t rss_now = proc_status_bytes("VmRSS:"), probe_bytes = uint64_t(probe.bytes());
   const uint64_t peak = std::max(peak_before_probe, rss_now > probe_bytes ? rss_now - probe_bytes : 0);
 
   const double prefill_tok_s = double(P) / prefill_s;

@@ -218,6 +218,24 @@ HWY_INLINE VF LoadE4m3Bits(DF df, const uint8_t* p) {
 // of two: exact).
 constexpr int64_t kFp8Segment = 8192;
 
+// xs[0 .. len) = x[0 .. len) times 2^k, k chosen so that max |x| · 2^k is about 2^100 (see
+// DotRowsFp8); returns 2^(120 - k), the factor that takes a row sum back to true units.
+HWY_INLINE double ScaleActivations(DF df, const float* x, int64_t len, float* xs) {
+  const int64_t N = int64_t(hn::Lanes(df));
+  VF vmax = hn::Zero(df);
+  int64_t c = 0;
+  for (; c + N <= len; c += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, x + c)));
+  float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  for (; c < len; ++c) amax = std::max(amax, std::fabs(x[c]));
+  int e = 0;
+  std::frexp(amax, &e);  // amax < 2^e
+  const int k = std::clamp(100 - e, -126, 127);
+  const VF vx = hn::Set(df, std::ldexp(1.0f, k));
+  for (c = 0; c + N <= len; c += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + c), vx), df, xs + c);
+  for (; c < len; ++c) xs[c] = std::ldexp(x[c], k);
+  return std::ldexp(1.0, 120 - k);
+}
+
 template <int kT>
 HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, float* y,
                            int64_t y_stride) {
@@ -234,22 +252,7 @@ HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float*
   double unscale[kT];
   for (int64_t s0 = 0; s0 < cols; s0 += kSeg) {
     const int64_t len = std::min(cols, s0 + kSeg) - s0;
-    for (int j = 0; j < kT; ++j) {
-      const float* xj = x + j * x_stride + s0;
-      VF vmax = hn::Zero(df);
-      int64_t c = 0;
-      for (; c + N <= len; c += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xj + c)));
-      float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
-      for (; c < len; ++c) amax = std::max(amax, std::fabs(xj[c]));
-      int e = 0;
-      std::frexp(amax, &e);  // amax < 2^e
-      const int k = std::clamp(100 - e, -126, 127);
-      unscale[j] = std::ldexp(1.0, 120 - k);
-      const VF vx = hn::Set(df, std::ldexp(1.0f, k));
-      float* xsj = xs + j * kSeg;
-      for (c = 0; c + N <= len; c += N) hn::Store(hn::Mul(hn::LoadU(df, xj + c), vx), df, xsj + c);
-      for (; c < len; ++c) xsj[c] = std::ldexp(xj[c], k);
-    }
+    for (int j = 0; j < kT; ++j) unscale[j] = ScaleActivations(df, x + j * x_stride + s0, len, xs + j * kSeg);
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* wr = base + r * cols + s0;
       const float* srow = w.scale_inv + (r / kB) * sc + s0 / kB;
@@ -314,14 +317,7 @@ HWY_INLINE void DotRowsFp8One(const Weight& w, int64_t r0, int64_t r1, const flo
   const auto* base = static_cast<const uint8_t*>(w.data);
   const int64_t ahead = std::max<int64_t>(1, 24576 / cols) * cols;
   alignas(64) float xs[kFp8Segment];
-  VF vmax = hn::Zero(df);
-  for (int64_t c = 0; c < cols; c += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, x + c)));
-  int e = 0;
-  std::frexp(hn::GetLane(hn::MaxOfLanes(df, vmax)), &e);
-  const int k = std::clamp(100 - e, -126, 127);
-  const double unscale = std::ldexp(1.0, 120 - k);
-  const VF vx = hn::Set(df, std::ldexp(1.0f, k));
-  for (int64_t c = 0; c < cols; c += N) hn::Store(hn::Mul(hn::LoadU(df, x + c), vx), df, xs + c);
+  const double unscale = ScaleActivations(df, x, cols, xs);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wr = base + r * cols;
     const float* srow = w.scale_inv + (r / kB) * sc;
