@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/cpu/gemm.h"
 #include "backends/cpu/kernels.h"
 #include "base/error.h"
 #include "model/scratch.h"
@@ -12,10 +13,13 @@
 namespace dsv3 {
 
 namespace {
-// Rows per dequantised tile in the sgemm path. OpenBLAS packs both operands on every call, so a
-// tile is as tall as ~2 MiB allows (x [n, cols] is packed once per tile); its row stride is
-// padded (kernels.h padded_stride), which took the packing from 24% to 9% of prefill here.
-int64_t tile_rows(int64_t cols) { return std::clamp<int64_t>((int64_t(2) << 20) / (cols * 4), 64, 256); }
+// Rows per dequantised tile in the many-token path (gemm.h): a whole number of register blocks,
+// about 2 MiB of f32: 1-2 MiB tiles prefilled bench-m's 512 tokens fastest here, 256 KiB ones
+// ~10% slower. The row stride is padded (kernels.h padded_stride).
+int64_t tile_rows(int64_t cols) {
+  const int64_t rows = (int64_t(2) << 20) / (cols * 4) / cpu::kGemmRowBlock * cpu::kGemmRowBlock;
+  return std::clamp<int64_t>(rows, cpu::kGemmRowBlock, 240);
+}
 }  // namespace
 
 CpuBackend::CpuBackend(ThreadPool& pool) : pool_(pool), scratch_(size_t(pool.size())) {
@@ -43,7 +47,7 @@ void CpuBackend::add(float* y, const float* x, int64_t count) {
   for (int64_t i = 0; i < count; ++i) y[i] += x[i];
 }
 
-void CpuBackend::linear_rows(int t, const LinearJob& job, int64_t r0, int64_t r1) {
+void CpuBackend::linear_rows(int t, const LinearJob& job, const float* packed, int64_t r0, int64_t r1) {
   const Weight& w = *job.w;
   if (r0 >= r1 || job.n == 0) return;
   if (job.n < kGemmMinTokens) {
@@ -55,22 +59,20 @@ void CpuBackend::linear_rows(int t, const LinearJob& job, int64_t r0, int64_t r1
   float* tile = thread_scratch(t, rows_per_tile * ld);
   for (int64_t r = r0; r < r1; r += rows_per_tile) {
     const int64_t tr = std::min(rows_per_tile, r1 - r);
-    cpu::dequant_rows(w, r, r + tr, tile, ld);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(job.n), int(tr), int(w.cols), 1.0f, job.x, int(w.cols),
-                tile, int(ld), 0.0f, job.y + r, int(w.rows));
+    cpu::dequant_rows(w, r, r + tr, tile, ld);  // rows past tr are read by the kernel but unused
+    cpu::gemm_tile(tile, ld, tr, packed, job.n, w.cols, job.y + r, w.rows);
   }
 }
 
 void CpuBackend::linear_jobs(std::span<const LinearJob> jobs) {
   // Chunks of rows handed out dynamically (ThreadPool::for_chunks), about 8 per thread so that a
-  // thread slowed by other work on its core leaves its share to the others; an sgemm chunk is
-  // one dequantised tile.
+  // thread slowed by other work on its core leaves its share to the others; a many-token chunk
+  // is one dequantised tile.
   int64_t total = 0;
   for (const auto& j : jobs) total += j.w->rows * j.w->cols;
   const int64_t target = std::max<int64_t>(total / (int64_t(pool_.size()) * 8), int64_t(1) << 15);
+  pack_jobs(jobs);
   chunks_.clear();
-  for (const auto& j : jobs)
-    if (j.n >= kGemmMinTokens) reserve_thread_scratch(tile_rows(j.w->cols) * cpu::padded_stride(j.w->cols));
   for (size_t ij = 0; ij < jobs.size(); ++ij) {
     const auto& j = jobs[ij];
     if (j.n == 0) continue;
@@ -80,8 +82,42 @@ void CpuBackend::linear_jobs(std::span<const LinearJob> jobs) {
   }
   pool_.for_chunks(int64_t(chunks_.size()), [&](int64_t c, int t) {
     const RowChunk& ch = chunks_[size_t(c)];
-    linear_rows(t, jobs[size_t(ch.job)], ch.r0, ch.r1);
+    linear_rows(t, jobs[size_t(ch.job)], packed_[size_t(ch.job)], ch.r0, ch.r1);
   });
+}
+
+void CpuBackend::pack_jobs(std::span<const LinearJob> jobs) {
+  // Each many-token job's x in the token panels of gemm.h, once (jobs that share their x, like
+  // gate_proj and up_proj, share the packing), the panels split over the threads.
+  packed_.assign(jobs.size(), nullptr);
+  std::vector<int64_t>& offset = pack_offset_;
+  offset.assign(jobs.size() + 1, 0);
+  for (size_t ij = 0; ij < jobs.size(); ++ij) {
+    const auto& j = jobs[ij];
+    const bool shares = ij > 0 && jobs[ij - 1].x == j.x && jobs[ij - 1].n == j.n && jobs[ij - 1].w->cols == j.w->cols;
+    const bool own = j.n >= kGemmMinTokens && !shares;
+    offset[ij + 1] = offset[ij] + (own ? cpu::gemm_packed_floats(j.n, j.w->cols) : 0);
+  }
+  if (offset.back() == 0) return;
+  float* xp = grow(xp_, offset.back());
+  units_.clear();
+  for (size_t ij = 0; ij < jobs.size(); ++ij) {
+    const auto& j = jobs[ij];
+    if (j.n < kGemmMinTokens) continue;
+    if (offset[ij + 1] == offset[ij]) {  // shares the previous job's packing
+      packed_[ij] = packed_[ij - 1];
+      continue;
+    }
+    packed_[ij] = xp + offset[ij];
+    for (int64_t p = 0; p < cpu::gemm_panels(j.n); ++p) units_.push_back({int32_t(ij), p, p + 1});
+  }
+  pool_.for_chunks(int64_t(units_.size()), [&](int64_t c, int) {
+    const RowChunk& u = units_[size_t(c)];
+    const auto& j = jobs[size_t(u.job)];
+    cpu::gemm_pack_panels(j.x, j.n, j.w->cols, u.r0, u.r1, packed_[size_t(u.job)]);
+  });
+  for (const auto& j : jobs)
+    if (j.n >= kGemmMinTokens) reserve_thread_scratch(tile_rows(j.w->cols) * cpu::padded_stride(j.w->cols));
 }
 
 void CpuBackend::linear(const Weight& w, const float* x, int64_t n, float* y) {

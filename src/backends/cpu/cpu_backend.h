@@ -1,7 +1,7 @@
 // The CPU backend: SIMD kernels (kernels.h, Highway runtime dispatch) over weights as stored,
-// OpenBLAS sgemm on dequantised tiles for many-token batches, and our own thread pool (passed
-// in). Decode steps reuse grow-only scratch: after the first steps at a given context length
-// they do not allocate. Ops it does not override (embed, rope, naive attention) run
+// our f32 GEMM (gemm.h) on dequantised tiles for many-token batches, and our own thread pool
+// (passed in). Decode steps reuse grow-only scratch: after the first steps at a given context
+// length they do not allocate. Ops it does not override (embed, rope, naive attention) run
 // the scalar reference.
 #pragma once
 
@@ -39,13 +39,18 @@ class CpuBackend : public ReferenceBackend {
   };
   void linear_jobs(std::span<const LinearJob> jobs);
 
-  // Batches of at least this many tokens go through sgemm on dequantised tiles; smaller ones
-  // through the matrix-vector kernel that decodes each weight once per 4 tokens.
-  static constexpr int64_t kGemmMinTokens = 8;
+  // Batches of at least this many tokens go through gemm.h on dequantised tiles; smaller ones
+  // through the matrix-vector kernel that decodes each weight once per 4 tokens (as fast per
+  // token below one full panel of 16 tokens: 8, 16 and 24 measured within noise at pp512, 16
+  // ahead at 10-24-token prompts here).
+  static constexpr int64_t kGemmMinTokens = 16;
 
  private:
   // Rows [r0, r1) of one job on thread t.
-  void linear_rows(int t, const LinearJob& job, int64_t r0, int64_t r1);
+  // `packed` is the job's x in gemm.h's token panels (many-token jobs only).
+  void linear_rows(int t, const LinearJob& job, const float* packed, int64_t r0, int64_t r1);
+  // Packs the x of every many-token job (packed_[job]) and reserves the threads' tile scratch.
+  void pack_jobs(std::span<const LinearJob> jobs);
   float* thread_scratch(int t, int64_t count);
   // Grows every thread's scratch to `count` floats here, before a region: which thread runs which
   // chunk varies from call to call, and a steady decode step must not allocate in any of them.
@@ -65,6 +70,10 @@ class CpuBackend : public ReferenceBackend {
     int64_t r0, r1;
   };
   std::vector<RowChunk> chunks_;
+  std::vector<RowChunk> units_;  // packing units: panels [r0, r1) of a job's x
+  std::vector<float*> packed_;  // per job: its x packed (gemm.h), or null
+  std::vector<int64_t> pack_offset_;
+  std::vector<float> xp_;
 };
 
 }  // namespace dsv3

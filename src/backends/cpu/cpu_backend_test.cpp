@@ -1,8 +1,8 @@
 // CpuBackend ops against ReferenceBackend at 1 and 2 threads, for token counts on both sides
-// of the sgemm threshold (kGemmMinTokens) and odd shapes (non-multiples of 128 and of the SIMD
+// of the many-token threshold (kGemmMinTokens) and odd shapes (non-multiples of 128 and of the SIMD
 // width).
 //
-// Tolerance: weights dequantise exactly; the backend accumulates in f32 (SIMD or sgemm) where the
+// Tolerance: weights dequantise exactly; the backend accumulates in f32 (SIMD kernels) where the
 // reference uses double, so each dot of length K errs by at most ~K * 2^-24 * Σ|terms|. The
 // composite ops chain two or three such products plus exp/silu in f32; we allow 1e-5 relative to
 // the largest output magnitude (about 100 ulp of f32 at K <= 1000), far below a wrong index or
@@ -39,7 +39,7 @@ TEST_P(CpuBackendTest, Linear) {
   CpuBackend cpu(pool);
   for (DType dt : {DType::F8_E4M3, DType::BF16})
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{300, 129}, {7, 7}, {129, 256}, {200, 72}})
-      for (int64_t n : {1, 3, 7, 8, 17}) {
+      for (int64_t n : {1, 3, 7, 15, 16, 17, 40}) {
         auto w = random_weight(dt, rows, cols, uint32_t(rows + cols));
         auto x = random_vector(n * cols, uint32_t(n));
         std::vector<float> got(static_cast<size_t>(n * rows)), want(static_cast<size_t>(n * rows));
@@ -73,7 +73,7 @@ TEST_P(CpuBackendTest, MlpAndMoe) {
   const int64_t E = 8, H = 72, inter = 40, K = 3;
   for (DType dt : {DType::F8_E4M3, DType::BF16}) {
     Experts ex = make_experts(dt, E, H, inter, 2 * inter);
-    for (int64_t n : {1, 2, 5, 20}) {
+    for (int64_t n : {1, 2, 5, 20, 60}) {  // 60: ~22 tokens per expert, past kGemmMinTokens
       auto x = random_vector(n * H, uint32_t(n));
       std::mt19937 rng(static_cast<uint32_t>(n));
       std::vector<int32_t> experts(static_cast<size_t>(n * K));
@@ -104,7 +104,7 @@ TEST_P(CpuBackendTest, AbsorbedAttention) {
     MlaShape s{.n_heads = nh, .qk_nope_head_dim = nope, .qk_rope_head_dim = R, .v_head_dim = vd, .kv_lora_rank = L,
                .softmax_scale = 0.1f, .kv_b_proj = &kvb->w};
     auto cache = random_vector(40 * (L + R), 3);
-    for (int64_t n : {1, 2, 9, 12}) {
+    for (int64_t n : {1, 2, 9, 17}) {
       // Entries at the last n positions of a 40-row cache, as a prefill (or a decode for n=1) sees them.
       std::vector<LatentRows> ctx;
       for (int64_t i = 0; i < n; ++i) ctx.push_back({cache.data(), 40 - n + i + 1});

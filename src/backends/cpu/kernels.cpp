@@ -427,6 +427,15 @@ void DequantRowsT(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t o
       int64_t c = c0;
       if (w.scale_inv) {
         const VF vs = hn::Set(df, s);
+        if constexpr (std::is_same_v<A, Fp8Access>) {
+          // The conversion-free route (LoadE4m3Bits, value times 2^-120) where the scale times
+          // 2^120 stays finite: one rounding of the same real product, ~2x faster than F16C here.
+          const float s120 = s / A::kPre * 0x1p120f;
+          if (std::isfinite(s120)) {
+            const VF v120 = hn::Set(df, s120);
+            for (; c + N <= c1; c += N) hn::StoreU(hn::Mul(LoadE4m3Bits(df, wr + c), v120), df, o + c);
+          }
+        }
         for (; c + N <= c1; c += N) hn::StoreU(hn::Mul(A::Load(df, wr + c), vs), df, o + c);
         for (; c < c1; ++c) o[c] = A::Scalar(wr + c) * (s / A::kPre);
       } else {

@@ -1,7 +1,7 @@
 // DeepSeekMoE on the CPU backend. Tokens are grouped by expert (a counting sort of the routing),
 // so each selected expert's weights are read once per step for all the tokens that chose it: in
 // decode only the top_k selected experts are touched, in prefill each expert runs one batched
-// linear (sgemm) over its tokens. All experts' gate/up projections run in one parallel region and
+// linear (gemm.h) over its tokens. All experts' gate/up projections run in one parallel region and
 // all down projections in a second one.
 #include <algorithm>
 
