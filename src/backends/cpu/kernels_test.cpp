@@ -125,6 +125,33 @@ TEST(CpuKernels, MatvecEveryE4m3CodeIsExact) {
   }
 }
 
+// dequant_rows turns every e4m3 code into e4m3_to_f32(code) · scale rounded once, for scales
+// whose 2^120 multiple is finite (the conversion-free route), scales where it is not (2^8 and
+// up: the F16C route) and scales that make products subnormal in f32.
+TEST(CpuKernels, DequantEveryE4m3CodeIsExact) {
+  const int64_t rows = 256, cols = 300, sc = 3;
+  std::vector<uint8_t> data(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) data[size_t(r * cols + c)] = uint8_t((r + c) & 0xff);
+  for (float big : {0.1f, 300.0f, std::ldexp(1.0f, 100)}) {
+    const std::vector<float> scales = {1.5f, std::ldexp(1.0f, -140), big, std::ldexp(3.0f, -9), 7.0f, big};
+    Weight w{.name = "codes", .dtype = DType::F8_E4M3, .rows = rows, .cols = cols, .data = data.data(),
+             .scale_inv = scales.data()};
+    for_each_target([&] {
+      std::vector<float> got(size_t(rows * cols));
+      cpu::dequant_rows(w, 0, rows, got.data(), cols);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          const uint8_t code = data[size_t(r * cols + c)];
+          if ((code & 0x7f) == 0x7f) continue;  // NaN
+          const float want = e4m3_to_f32(code) * scales[size_t((r / 128) * sc + c / 128)];
+          ASSERT_EQ(got[size_t(r * cols + c)], want) << "code 0x" << std::hex << int(code) << std::dec << " at " << r
+                                                     << "," << c << " scale big " << big;
+        }
+    });
+  }
+}
+
 // Rows wider than the FP8 decode kernel's activation segment (8192 / tokens columns) are summed
 // in pieces.
 TEST(CpuKernels, MatvecWideRows) {
