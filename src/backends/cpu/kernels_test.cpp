@@ -152,14 +152,14 @@ TEST(CpuKernels, DequantEveryE4m3CodeIsExact) {
   }
 }
 
-// Rows wider than the FP8 decode kernel's activation segment (8192 / tokens columns) are summed
-// in pieces.
+// Rows wider than the FP8 decode kernel's activation segment (8192 / tokens columns) or the
+// 16-bit one-token kernel's column segment (4096) are summed in pieces.
 TEST(CpuKernels, MatvecWideRows) {
   for_each_target([] {
-    for (DType dt : {DType::F8_E4M3, DType::BF16})
-      for (int64_t cols : {2700, 8192, 8200, 16384 + 300})
-        for (int64_t n : {1, 3, 4}) {
-          const int64_t rows = 3;
+    for (DType dt : kDtypes)
+      for (int64_t cols : {2700, 4096 + 100, 8192, 8200, 16384 + 300})
+        for (int64_t n : {1, 3, 4})
+          for (int64_t rows : {3, 37}) {  // 37: blocks of rows per segment and a partial block
           auto w = random_weight(dt, rows, cols, uint32_t(cols));
           auto x = random_vector(n * cols, 17, 4.0f);
           std::vector<float> y(size_t(n * rows), NAN), row(static_cast<size_t>(cols));
@@ -173,7 +173,7 @@ TEST(CpuKernels, MatvecWideRows) {
                 abs_sum += std::fabs(double(row[size_t(c)]) * x[size_t(i * cols + c)]);
               }
               ASSERT_NEAR(y[size_t(i * rows + r)], want, bound(cols, abs_sum))
-                  << dtype_name(dt) << " cols " << cols << " n " << n << " r " << r << " i " << i;
+                  << dtype_name(dt) << " " << rows << "x" << cols << " n " << n << " r " << r << " i " << i;
             }
           }
         }
