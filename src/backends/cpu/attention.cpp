@@ -5,8 +5,8 @@
 // cache row gives a score.
 //
 // Decode (few tokens): each head runs all three steps in one parallel region, reading kv_b_proj
-// as stored. Prefill: kv_b_proj head blocks are
-// dequantised once per call and the three steps run as sgemm, with the scores split by entry.
+// as stored. Prefill: kv_b_proj head blocks are dequantised once per call and the three steps
+// run as sgemm, the scores in blocks of consecutive entries of one sequence.
 #include <cblas.h>
 
 #include <algorithm>
@@ -20,17 +20,24 @@ namespace dsv3 {
 
 namespace {
 
+// Scores r[0 .. len) -> probabilities, in place; r[len .. m) (positions this query may not see)
+// -> 0.
+void softmax_row(float* r, int64_t len, int64_t m) {
+  const float mx = *std::max_element(r, r + len);
+  double sum = 0;
+  for (int64_t t = 0; t < len; ++t) sum += (r[t] = std::exp(r[t] - mx));
+  const float inv = float(1.0 / sum);
+  for (int64_t t = 0; t < len; ++t) r[t] *= inv;
+  std::fill(r + len, r + m, 0.0f);
+}
+
 // Scores of hc heads against ctx rows -> probabilities (rows of length m), in place.
 void softmax_rows(float* p, int64_t hc, int64_t m) {
-  for (int64_t h = 0; h < hc; ++h) {
-    float* r = p + h * m;
-    const float mx = *std::max_element(r, r + m);
-    double sum = 0;
-    for (int64_t t = 0; t < m; ++t) sum += (r[t] = std::exp(r[t] - mx));
-    const float inv = float(1.0 / sum);
-    for (int64_t t = 0; t < m; ++t) r[t] *= inv;
-  }
+  for (int64_t h = 0; h < hc; ++h) softmax_row(p + h * m, m, m);
 }
+
+// Prefill entries per attention block (see attend_block below).
+constexpr int64_t kAttendBlock = 16;
 
 }  // namespace
 
@@ -49,7 +56,7 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   const bool batched = n >= kGemmMinTokens;
   int64_t max_ctx = 0;
   for (int64_t i = 0; i < n; ++i) max_ctx = std::max(max_ctx, ctx[size_t(i)].n_ctx);
-  reserve_thread_scratch(std::max(nh * max_ctx, batched ? std::max(nope, vd) * cpu::padded_stride(L) : 0));
+  reserve_thread_scratch(std::max(kAttendBlock * nh * max_ctx, batched ? std::max(nope, vd) * cpu::padded_stride(L) : 0));
 
   // Step 1 for heads [h0, h1): qcat.
   auto absorb_q = [&](int t, int64_t h0, int64_t h1) {
@@ -78,6 +85,21 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
     softmax_rows(p, hc, m);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(hc), int(L), int(m), 1.0f, p, int(m), c, int(row),
                 0.0f, olat + (i * nh + h0) * L, int(L));
+  };
+  // Step 2 for entries [i0, i1) that read the same cache rows, each one more than the one
+  // before (a prompt's tokens): one pair of sgemms for all their heads against the last entry's
+  // rows, the rows an earlier entry may not see masked out of its softmax (probability 0). Per
+  // entry, OpenBLAS packed the same cache rows again for every token (M = n_heads rows each).
+  auto attend_block = [&](int t, int64_t i0, int64_t i1) {
+    const int64_t rows_q = (i1 - i0) * nh, m = ctx[size_t(i1 - 1)].n_ctx;
+    const float* c = ctx[size_t(i0)].rows;
+    float* p = thread_scratch(t, rows_q * m);  // [rows_q, m]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows_q), int(m), int(row), s.softmax_scale,
+                qcat + i0 * nh * row, int(row), c, int(row), 0.0f, p, int(m));
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t h = 0; h < nh; ++h) softmax_row(p + ((i - i0) * nh + h) * m, ctx[size_t(i)].n_ctx, m);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows_q), int(L), int(m), 1.0f, p, int(m), c, int(row),
+                0.0f, olat + i0 * nh * L, int(L));
   };
   // Step 3 for heads [h0, h1): out[:, h] = W_v,h · olat[:, h].
   auto project_out = [&](int t, int64_t h0, int64_t h1) {
@@ -108,7 +130,18 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
     return;
   }
   pool_.for_chunks(nh, [&](int64_t h, int t) { absorb_q(t, h, h + 1); });
-  pool_.for_chunks(n, [&](int64_t i, int t) { attend(t, i, 0, nh); });
+  std::vector<int64_t>& starts = block_starts_;  // entry blocks for attend_block
+  starts.clear();
+  for (int64_t i = 0; i < n; ++i)
+    if (i == 0 || i - starts.back() == kAttendBlock || ctx[size_t(i)].rows != ctx[size_t(i - 1)].rows ||
+        ctx[size_t(i)].n_ctx != ctx[size_t(i - 1)].n_ctx + 1)
+      starts.push_back(i);
+  starts.push_back(n);
+  pool_.for_chunks(int64_t(starts.size()) - 1, [&](int64_t b, int t) {
+    const int64_t i0 = starts[size_t(b)], i1 = starts[size_t(b + 1)];
+    if (i1 - i0 == 1) return attend(t, i0, 0, nh);
+    attend_block(t, i0, i1);
+  });
   pool_.for_chunks(nh, [&](int64_t h, int t) { project_out(t, h, h + 1); });
 }
 

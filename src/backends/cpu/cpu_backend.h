@@ -63,6 +63,7 @@ class CpuBackend : public ReferenceBackend {
   // Step scratch (grow-only).
   std::vector<float> g_, u_, gs_, us_, xg_, yg_, ys_, qcat_, olat_;
   std::vector<int32_t> count_, slot_, route_i_;
+  std::vector<int64_t> block_starts_;
   std::vector<float> route_f_;
   std::vector<LinearJob> jobs_;
   struct RowChunk {

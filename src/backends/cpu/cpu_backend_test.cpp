@@ -104,10 +104,14 @@ TEST_P(CpuBackendTest, AbsorbedAttention) {
     MlaShape s{.n_heads = nh, .qk_nope_head_dim = nope, .qk_rope_head_dim = R, .v_head_dim = vd, .kv_lora_rank = L,
                .softmax_scale = 0.1f, .kv_b_proj = &kvb->w};
     auto cache = random_vector(40 * (L + R), 3);
-    for (int64_t n : {1, 2, 9, 17}) {
-      // Entries at the last n positions of a 40-row cache, as a prefill (or a decode for n=1) sees them.
+    auto cache2 = random_vector(40 * (L + R), 4);
+    for (int64_t n : {1, 2, 9, 17, 35, 24}) {
+      // Entries at the last n positions of a 40-row cache, as a prefill (or a decode for n=1) sees
+      // them; n = 24: two sequences of 12 in one batch, the second (its own cache) prefilled from
+      // row 12, so that only the cache pointer tells the sequences apart.
       std::vector<LatentRows> ctx;
-      for (int64_t i = 0; i < n; ++i) ctx.push_back({cache.data(), 40 - n + i + 1});
+      for (int64_t i = 0; i < n; ++i)
+        ctx.push_back({n == 24 && i >= 12 ? cache2.data() : cache.data(), n == 24 ? i + 1 : 40 - n + i + 1});
       auto q = random_vector(n * nh * (nope + R), uint32_t(n));
       std::vector<float> got(static_cast<size_t>(n * nh * vd)), want(static_cast<size_t>(n * nh * vd));
       cpu.mla_attention(s, q.data(), n, ctx, got.data(), true);
