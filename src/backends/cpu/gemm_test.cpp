@@ -5,7 +5,6 @@
 #include "backends/cpu/gemm.h"
 
 #include <gtest/gtest.h>
-#include <hwy/targets.h>
 
 #include <cmath>
 #include <limits>
@@ -15,17 +14,9 @@
 namespace dsv3 {
 namespace {
 
+using testing::for_each_target;
 using testing::random_vector;
 
-template <typename F>
-void for_each_target(F body) {
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
-    body();
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
 
 // Packs x in two calls (panels split at half) as a caller splitting over threads would.
 std::vector<float> pack(const std::vector<float>& x, int64_t n, int64_t cols) {

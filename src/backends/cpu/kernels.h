@@ -23,9 +23,10 @@ void matvec_t_rows(const Weight& w, int64_t r0, int64_t r1, const float* q, floa
 // (ref::dequant_row's values).
 void dequant_rows(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t out_stride);
 
-// Row stride for a dequantised tile of `cols` floats that sgemm packs quickly: a stride of a
-// multiple of 4 KiB (cols = 1024, 2048, ...) maps every row to the same cache sets and made
-// OpenBLAS's packing of the tile 2-3x slower (39 vs 68 GFLOP/s at 24 tokens x 2048 here).
+// Row stride for a dequantised tile of `cols` floats (gemm.h reads 12 of its rows at once,
+// attention's sgemm packs it): a stride of a multiple of 4 KiB (cols = 1024, 2048, ...) maps
+// every row to the same cache sets and made OpenBLAS's packing of the tile 2-3x slower (39 vs 68
+// GFLOP/s at 24 tokens x 2048 here).
 inline int64_t padded_stride(int64_t cols) { return (cols + 15) / 16 * 16 + 16; }
 
 // Σ p[0 .. n) in f32 with several accumulators: the streaming read of the bandwidth probe.

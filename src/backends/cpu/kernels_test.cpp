@@ -8,7 +8,6 @@
 #include "backends/cpu/kernels.h"
 
 #include <gtest/gtest.h>
-#include <hwy/targets.h>
 
 #include <cmath>
 
@@ -18,6 +17,7 @@
 namespace dsv3 {
 namespace {
 
+using testing::for_each_target;
 using testing::random_vector;
 using testing::random_weight;
 
@@ -25,16 +25,6 @@ const DType kDtypes[] = {DType::F8_E4M3, DType::BF16, DType::F16, DType::F32};
 const std::pair<int64_t, int64_t> kShapes[] = {{1, 1},     {7, 7},     {1, 128},   {3, 127},  {128, 129},
                                                {129, 300}, {300, 256}, {130, 33},  {5, 1000}, {257, 64}};
 
-// Runs body once per compiled-and-supported target, with the dispatcher pinned to it.
-template <typename F>
-void for_each_target(F body) {
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
-    body();
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
 
 double bound(int64_t k, double abs_sum) { return 2.0 * double(k) * std::ldexp(1.0, -24) * abs_sum + 1e-30; }
 

@@ -1,5 +1,9 @@
-// Random weights in every stored format, owning their bytes, for the CPU backend's tests.
+// Random weights in every stored format, owning their bytes, and a loop over the Highway targets,
+// for the CPU backend's tests.
 #pragma once
+
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include <cstring>
 #include <memory>
@@ -11,6 +15,17 @@
 #include "weights/weight.h"
 
 namespace dsv3::testing {
+
+// Runs body once per compiled-and-supported target, with the dispatcher pinned to it.
+template <typename F>
+void for_each_target(F body) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    body();
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
 
 struct OwnedWeight {
   Weight w;
