@@ -189,7 +189,11 @@ HWY_INLINE int64_t DotRowGroups(const Weight& w, int64_t r0, int64_t r1, const f
     }
     float tail[kR] = {};
     if (full < s1) {
-      // The last, partial block: vectors then scalars.
+      // The last, partial block: vectors then scalars (prefetched too: rows of 1000 BF16 columns
+      // decoded at ~50% of the probe without it, their last 208 bytes missing every row).
+      for (int j = 0; j < kR; ++j)
+        for (int64_t off = 0; off < (s1 - full) * int64_t(sizeof(typename A::T)); off += 64)
+          PrefetchL2(reinterpret_cast<const uint8_t*>(w0 + j * cols + ahead + full) + off);
       VF a[kR];
       for (int j = 0; j < kR; ++j) a[j] = hn::Zero(df);
       int64_t c = full;
@@ -293,6 +297,7 @@ HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float*
       }
       for (; c0 < len; c0 += kB) {  // the last, partial block (or every block on tiny vectors)
         const int64_t c1 = std::min(len, c0 + kB);
+        for (int64_t off = 0; off < c1 - c0; off += 64) PrefetchL2(wr + ahead + c0 + off);
         VF a[kT];
         for (int j = 0; j < kT; ++j) a[j] = hn::Zero(df);
         int64_t cc = c0;
