@@ -56,7 +56,9 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   const bool batched = n >= kGemmMinTokens;
   int64_t max_ctx = 0;
   for (int64_t i = 0; i < n; ++i) max_ctx = std::max(max_ctx, ctx[size_t(i)].n_ctx);
-  reserve_thread_scratch(std::max(kAttendBlock * nh * max_ctx, batched ? std::max(nope, vd) * cpu::padded_stride(L) : 0));
+  // Scores of one entry's heads (decode), or of a block of entries (prefill, attend_block).
+  const int64_t score_rows = (batched ? std::min(kAttendBlock, n) : 1) * nh;
+  reserve_thread_scratch(std::max(score_rows * max_ctx, batched ? std::max(nope, vd) * cpu::padded_stride(L) : 0));
 
   // Step 1 for heads [h0, h1): qcat.
   auto absorb_q = [&](int t, int64_t h0, int64_t h1) {
