@@ -72,6 +72,8 @@ void CpuBackend::linear_jobs(std::span<const LinearJob> jobs) {
   for (const auto& j : jobs) total += j.w->rows * j.w->cols;
   const int64_t target = std::max<int64_t>(total / (int64_t(pool_.size()) * 8), int64_t(1) << 15);
   pack_jobs(jobs);
+  for (const auto& j : jobs)
+    if (j.n >= kGemmMinTokens) reserve_thread_scratch(tile_rows(j.w->cols) * cpu::padded_stride(j.w->cols));
   chunks_.clear();
   for (size_t ij = 0; ij < jobs.size(); ++ij) {
     const auto& j = jobs[ij];
@@ -116,8 +118,6 @@ void CpuBackend::pack_jobs(std::span<const LinearJob> jobs) {
     const auto& j = jobs[size_t(u.job)];
     cpu::gemm_pack_panels(j.x, j.n, j.w->cols, u.r0, u.r1, packed_[size_t(u.job)]);
   });
-  for (const auto& j : jobs)
-    if (j.n >= kGemmMinTokens) reserve_thread_scratch(tile_rows(j.w->cols) * cpu::padded_stride(j.w->cols));
 }
 
 void CpuBackend::linear(const Weight& w, const float* x, int64_t n, float* y) {

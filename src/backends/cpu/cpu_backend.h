@@ -49,7 +49,7 @@ class CpuBackend : public ReferenceBackend {
   // Rows [r0, r1) of one job on thread t.
   // `packed` is the job's x in gemm.h's token panels (many-token jobs only).
   void linear_rows(int t, const LinearJob& job, const float* packed, int64_t r0, int64_t r1);
-  // Packs the x of every many-token job (packed_[job]) and reserves the threads' tile scratch.
+  // Packs the x of every many-token job into packed_[job] (gemm.h's token panels).
   void pack_jobs(std::span<const LinearJob> jobs);
   float* thread_scratch(int t, int64_t count);
   // Grows every thread's scratch to `count` floats here, before a region: which thread runs which
