@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 
 #include "backends/cpu/test_weights.h"
 #include "ops/reference/reference.h"
@@ -45,6 +46,26 @@ TEST(CpuKernels, DequantRowsMatchesReferenceExactly) {
   });
 }
 
+// matvec_rows over rows [r0, r1) of n tokens (x row stride xs, y row stride ys) against the double
+// product of the reference's dequantised rows, within bound().
+void expect_matvec_matches(const Weight& w, int64_t r0, int64_t r1, const std::vector<float>& x, int64_t n,
+                           int64_t xs, int64_t ys, const std::string& what) {
+  const int64_t cols = w.cols;
+  std::vector<float> y(static_cast<size_t>(n * ys), NAN), row(static_cast<size_t>(cols));
+  cpu::matvec_rows(w, r0, r1, x.data(), n, xs, y.data(), ys);
+  for (int64_t r = r0; r < r1; ++r) {
+    ref::dequant_row(w, r, row.data());
+    for (int64_t i = 0; i < n; ++i) {
+      double want = 0, abs_sum = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        want += double(row[size_t(c)]) * x[size_t(i * xs + c)];
+        abs_sum += std::fabs(double(row[size_t(c)]) * x[size_t(i * xs + c)]);
+      }
+      ASSERT_NEAR(y[size_t(i * ys + r - r0)], want, bound(cols, abs_sum)) << what << " r=" << r << " i=" << i;
+    }
+  }
+}
+
 TEST(CpuKernels, MatvecRowsMatchesReference) {
   for_each_target([] {
     for (DType dt : kDtypes)
@@ -54,21 +75,10 @@ TEST(CpuKernels, MatvecRowsMatchesReference) {
           const int64_t xs = cols + 3, ys = rows + 2;  // strides wider than the rows
           auto x = random_vector(n * xs, uint32_t(n));
           // A band of rows in the middle, as a thread would get.
-          const int64_t r0 = rows / 3, r1 = rows;
-          std::vector<float> y(static_cast<size_t>(n * ys), NAN), row(static_cast<size_t>(cols));
-          cpu::matvec_rows(w->w, r0, r1, x.data(), n, xs, y.data(), ys);
-          for (int64_t r = r0; r < r1; ++r) {
-            ref::dequant_row(w->w, r, row.data());
-            for (int64_t i = 0; i < n; ++i) {
-              double want = 0, abs_sum = 0;
-              for (int64_t c = 0; c < cols; ++c) {
-                want += double(row[size_t(c)]) * x[size_t(i * xs + c)];
-                abs_sum += std::fabs(double(row[size_t(c)]) * x[size_t(i * xs + c)]);
-              }
-              ASSERT_NEAR(y[size_t(i * ys + r - r0)], want, bound(cols, abs_sum))
-                  << dtype_name(dt) << " " << rows << "x" << cols << " n=" << n << " r=" << r << " i=" << i;
-            }
-          }
+          ASSERT_NO_FATAL_FAILURE(expect_matvec_matches(
+              w->w, rows / 3, rows, x, n, xs, ys,
+              std::string(dtype_name(dt)) + " " + std::to_string(rows) + "x" + std::to_string(cols) +
+                  " n=" + std::to_string(n)));
         }
   });
 }
@@ -150,23 +160,13 @@ TEST(CpuKernels, MatvecWideRows) {
       for (int64_t cols : {2700, 4096 + 100, 8192, 8200, 16384 + 300})
         for (int64_t n : {1, 3, 4})
           for (int64_t rows : {3, 37}) {  // 37: blocks of rows per segment and a partial block
-          auto w = random_weight(dt, rows, cols, uint32_t(cols));
-          auto x = random_vector(n * cols, 17, 4.0f);
-          std::vector<float> y(size_t(n * rows), NAN), row(static_cast<size_t>(cols));
-          cpu::matvec_rows(w->w, 0, rows, x.data(), n, cols, y.data(), rows);
-          for (int64_t r = 0; r < rows; ++r) {
-            ref::dequant_row(w->w, r, row.data());
-            for (int64_t i = 0; i < n; ++i) {
-              double want = 0, abs_sum = 0;
-              for (int64_t c = 0; c < cols; ++c) {
-                want += double(row[size_t(c)]) * x[size_t(i * cols + c)];
-                abs_sum += std::fabs(double(row[size_t(c)]) * x[size_t(i * cols + c)]);
-              }
-              ASSERT_NEAR(y[size_t(i * rows + r)], want, bound(cols, abs_sum))
-                  << dtype_name(dt) << " " << rows << "x" << cols << " n " << n << " r " << r << " i " << i;
-            }
+            auto w = random_weight(dt, rows, cols, uint32_t(cols));
+            auto x = random_vector(n * cols, 17, 4.0f);
+            ASSERT_NO_FATAL_FAILURE(expect_matvec_matches(
+                w->w, 0, rows, x, n, cols, rows,
+                std::string(dtype_name(dt)) + " " + std::to_string(rows) + "x" + std::to_string(cols) +
+                    " n=" + std::to_string(n)));
           }
-        }
   });
 }
 
