@@ -96,15 +96,19 @@ TEST(CpuKernels, MatvecEveryE4m3CodeIsExact) {
   // 256 columns: whole blocks (the one-token kernel's fast loop); 300: blocks 0, 1 and a partial
   // block 2 (vector and scalar tails).
   for (int64_t cols : {256, 300}) {
+    // Row r, column c holds code (r + 7c) mod rows: each column has every code once, and a
+    // kernel that reads a column's neighbour gets another code.
+    auto code_at = [&](int64_t r, int64_t c) { return codes[size_t((r + 7 * c) % rows)]; };
     std::vector<uint8_t> data(size_t(rows * cols));
-    for (int64_t r = 0; r < rows; ++r) std::fill_n(data.begin() + r * cols, cols, codes[size_t(r)]);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) data[size_t(r * cols + c)] = code_at(r, c);
     const int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
     std::vector<float> scales(size_t(sr * sc));
     for (size_t i = 0; i < scales.size(); ++i) scales[i] = std::ldexp(1.0f + float(i) / 8.0f, -int(i) - 3);
     Weight w{.name = "codes", .dtype = DType::F8_E4M3, .rows = rows, .cols = cols, .data = data.data(),
              .scale_inv = scales.data()};
     for_each_target([&] {
-      for (int64_t hot : {int64_t(0), int64_t(130), cols - 10, cols - 1})
+      for (int64_t hot : {int64_t(0), int64_t(1), int64_t(2), int64_t(3), int64_t(130), cols - 10, cols - 1})
         for (float xv : {1.0f, -3.0f, std::ldexp(1.0f + 1.0f / 4096, -70), std::ldexp(-1.25f, 50)}) {
           // n tokens (the batched kernels too); token i's activation is xv * 2^i.
           for (int64_t n : {1, 2, 3, 4, 7}) {
@@ -114,8 +118,8 @@ TEST(CpuKernels, MatvecEveryE4m3CodeIsExact) {
             for (int64_t i = 0; i < n; ++i)
               for (int64_t r = 0; r < rows; ++r) {
                 const float want =
-                    e4m3_to_f32(codes[size_t(r)]) * scales[size_t((r / 128) * sc + hot / 128)] * std::ldexp(xv, int(i));
-                ASSERT_EQ(y[size_t(i * rows + r)], want) << "code 0x" << std::hex << int(codes[size_t(r)]) << std::dec
+                    e4m3_to_f32(code_at(r, hot)) * scales[size_t((r / 128) * sc + hot / 128)] * std::ldexp(xv, int(i));
+                ASSERT_EQ(y[size_t(i * rows + r)], want) << "code 0x" << std::hex << int(code_at(r, hot)) << std::dec
                                                          << " cols " << cols << " col " << hot << " x " << xv << " n "
                                                          << n << " token " << i;
               }
