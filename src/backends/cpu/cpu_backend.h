@@ -61,7 +61,7 @@ class CpuBackend : public ReferenceBackend {
   ThreadPool& pool_;
   std::vector<std::vector<float>> scratch_;  // per thread: dequantised tiles, attention rows
   // Step scratch (grow-only).
-  std::vector<float> g_, u_, gs_, us_, xg_, yg_, ys_, qcat_, olat_;
+  std::vector<float> g_, u_, gs_, us_, xg_, yg_, ys_, qcat_, olat_, opart_;
   std::vector<int32_t> count_, slot_, route_i_;
   std::vector<int64_t> block_starts_;
   std::vector<float> route_f_;
@@ -72,6 +72,10 @@ class CpuBackend : public ReferenceBackend {
   };
   std::vector<RowChunk> chunks_;
   std::vector<RowChunk> units_;  // packing units: panels [r0, r1) of a job's x
+  struct ContextPart {  // decode attention: part `part` of `parts` of entry `entry`'s context
+    int32_t entry, part, parts;
+  };
+  std::vector<ContextPart> context_parts_;
   std::vector<float*> packed_;  // per job: its x packed (gemm.h), or null
   std::vector<int64_t> pack_offset_;
   std::vector<float> xp_;

@@ -121,6 +121,32 @@ TEST_P(CpuBackendTest, AbsorbedAttention) {
   }
 }
 
+// Decode over contexts long enough to be split into parts (each part's softmax rescaled into
+// one), short ones that are not, and entries of different sequences in one step.
+TEST_P(CpuBackendTest, AbsorbedAttentionDecodeLongContexts) {
+  ThreadPool pool(GetParam());
+  CpuBackend cpu(pool);
+  for (DType dt : {DType::F8_E4M3, DType::BF16}) {
+    const int64_t nh = 5, nope = 32, R = 16, vd = 24, L = 160;
+    auto kvb = random_weight(dt, nh * (nope + vd), L, 9);
+    MlaShape s{.n_heads = nh, .qk_nope_head_dim = nope, .qk_rope_head_dim = R, .v_head_dim = vd, .kv_lora_rank = L,
+               .softmax_scale = 0.3f, .kv_b_proj = &kvb->w};
+    auto cache = random_vector(1100 * (L + R), 5);
+    auto cache2 = random_vector(300 * (L + R), 6);
+    const std::vector<std::vector<LatentRows>> steps = {
+        {{cache.data(), 1100}},
+        {{cache.data(), 700}, {cache2.data(), 300}, {cache.data(), 129}, {cache2.data(), 5}}};
+    for (const auto& ctx : steps) {
+      const int64_t n = int64_t(ctx.size());
+      auto q = random_vector(n * nh * (nope + R), uint32_t(n + 20));
+      std::vector<float> got(static_cast<size_t>(n * nh * vd)), want(static_cast<size_t>(n * nh * vd));
+      cpu.mla_attention(s, q.data(), n, ctx, got.data(), true);
+      ref::mla_attention_absorbed(s, q.data(), n, ctx, want.data());
+      expect_close(got, want, 1e-5, std::string(dtype_name(dt)) + " n=" + std::to_string(n));
+    }
+  }
+}
+
 TEST_P(CpuBackendTest, RmsNorm) {
   ThreadPool pool(GetParam());
   CpuBackend cpu(pool);
