@@ -61,7 +61,7 @@ class CpuBackend : public ReferenceBackend {
   ThreadPool& pool_;
   std::vector<std::vector<float>> scratch_;  // per thread: dequantised tiles, attention rows
   // Step scratch (grow-only).
-  std::vector<float> g_, u_, gs_, us_, xg_, yg_, ys_, qcat_, olat_, opart_;
+  std::vector<float> g_, u_, gs_, us_, xg_, yg_, ys_, qcat_, olat_, opart_, norm_w_;
   std::vector<int32_t> count_, slot_, route_i_;
   std::vector<int64_t> block_starts_;
   std::vector<float> route_f_;
