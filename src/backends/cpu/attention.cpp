@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/cpu/attend_kernels.h"
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/kernels.h"
 #include "model/scratch.h"
@@ -148,8 +149,7 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
       const float* c = ctx[size_t(i)].rows + j0 * row;
       float* sc = thread_scratch(t, nh * mp);  // [nh, mp]
       float* o = opart + (i * max_parts + p) * nh * (L + 2);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nh), int(mp), int(row), s.softmax_scale,
-                  qcat + i * nh * row, int(row), c, int(row), 0.0f, sc, int(mp));
+      cpu::attend_scores(qcat + i * nh * row, nh, row, c, row, mp, s.softmax_scale, sc, mp);
       for (int64_t h = 0; h < nh; ++h) {
         float* r = sc + h * mp;
         const float mx = *std::max_element(r, r + mp);
@@ -158,8 +158,7 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
         o[nh * L + 2 * h] = mx;
         o[nh * L + 2 * h + 1] = float(sum);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nh), int(L), int(mp), 1.0f, sc, int(mp), c, int(row),
-                  0.0f, o, int(L));
+      cpu::attend_values(sc, nh, mp, c, row, mp, L, o);
     });
     // Combine the parts (olat = Σ_p o_p · e^(max_p - max) / Σ_p sum_p · e^(max_p - max)), then
     // project, per group of heads.
