@@ -14,7 +14,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <memory>
 #include <random>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "backends/cpu/test_weights.h"
 
@@ -95,16 +99,41 @@ TEST_P(CpuBackendTest, MlpAndMoe) {
   }
 }
 
+// An absorbed-MLA shape with odd sizes (L = 160: not a multiple of 128) over a random kv_b_proj.
+struct TestMla {
+  std::unique_ptr<testing::OwnedWeight> kv_b_proj;
+  MlaShape s;
+};
+TestMla test_mla(DType dt, int64_t nh, float softmax_scale, uint32_t seed) {
+  const int64_t nope = 32, R = 16, vd = 24, L = 160;
+  TestMla m{random_weight(dt, nh * (nope + vd), L, seed), {}};
+  m.s = MlaShape{.n_heads = nh, .qk_nope_head_dim = nope, .qk_rope_head_dim = R, .v_head_dim = vd,
+                 .kv_lora_rank = L, .softmax_scale = softmax_scale, .kv_b_proj = &m.kv_b_proj->w};
+  return m;
+}
+// Cache rows of the test shape's width (kv_lora_rank + qk_rope_head_dim).
+std::vector<float> test_cache(const MlaShape& s, int64_t rows, uint32_t seed) {
+  return random_vector(rows * (s.kv_lora_rank + s.qk_rope_head_dim), seed);
+}
+
+// One step's entries (their contexts `ctx`) through the backend and the reference.
+void expect_attention_matches(CpuBackend& cpu, const MlaShape& s, const std::vector<LatentRows>& ctx, uint32_t seed,
+                              std::string_view what) {
+  const int64_t n = int64_t(ctx.size()), nh = s.n_heads;
+  auto q = random_vector(n * nh * (s.qk_nope_head_dim + s.qk_rope_head_dim), seed);
+  std::vector<float> got(size_t(n * nh * s.v_head_dim)), want(size_t(n * nh * s.v_head_dim));
+  cpu.mla_attention(s, q.data(), n, ctx, got.data(), true);
+  ref::mla_attention_absorbed(s, q.data(), n, ctx, want.data());
+  expect_close(got, want, 1e-5, std::string(what) + " n=" + std::to_string(n));
+}
+
 TEST_P(CpuBackendTest, AbsorbedAttention) {
   ThreadPool pool(GetParam());
   CpuBackend cpu(pool);
   for (DType dt : {DType::F8_E4M3, DType::BF16}) {
-    const int64_t nh = 3, nope = 32, R = 16, vd = 24, L = 160;
-    auto kvb = random_weight(dt, nh * (nope + vd), L, 7);
-    MlaShape s{.n_heads = nh, .qk_nope_head_dim = nope, .qk_rope_head_dim = R, .v_head_dim = vd, .kv_lora_rank = L,
-               .softmax_scale = 0.1f, .kv_b_proj = &kvb->w};
-    auto cache = random_vector(40 * (L + R), 3);
-    auto cache2 = random_vector(40 * (L + R), 4);
+    const TestMla m = test_mla(dt, 3, 0.1f, 7);
+    auto cache = test_cache(m.s, 40, 3);
+    auto cache2 = test_cache(m.s, 40, 4);
     for (int64_t n : {1, 2, 9, 17, 35, 24}) {
       // Entries at the last n positions of a 40-row cache, as a prefill (or a decode for n=1) sees
       // them; n = 24: two sequences of 12 in one batch, the second (its own cache) prefilled from
@@ -112,11 +141,7 @@ TEST_P(CpuBackendTest, AbsorbedAttention) {
       std::vector<LatentRows> ctx;
       for (int64_t i = 0; i < n; ++i)
         ctx.push_back({n == 24 && i >= 12 ? cache2.data() : cache.data(), n == 24 ? i + 1 : 40 - n + i + 1});
-      auto q = random_vector(n * nh * (nope + R), uint32_t(n));
-      std::vector<float> got(static_cast<size_t>(n * nh * vd)), want(static_cast<size_t>(n * nh * vd));
-      cpu.mla_attention(s, q.data(), n, ctx, got.data(), true);
-      ref::mla_attention_absorbed(s, q.data(), n, ctx, want.data());
-      expect_close(got, want, 1e-5, std::string(dtype_name(dt)) + " n=" + std::to_string(n));
+      expect_attention_matches(cpu, m.s, ctx, uint32_t(n), dtype_name(dt));
     }
   }
 }
@@ -127,23 +152,13 @@ TEST_P(CpuBackendTest, AbsorbedAttentionDecodeLongContexts) {
   ThreadPool pool(GetParam());
   CpuBackend cpu(pool);
   for (DType dt : {DType::F8_E4M3, DType::BF16}) {
-    const int64_t nh = 5, nope = 32, R = 16, vd = 24, L = 160;
-    auto kvb = random_weight(dt, nh * (nope + vd), L, 9);
-    MlaShape s{.n_heads = nh, .qk_nope_head_dim = nope, .qk_rope_head_dim = R, .v_head_dim = vd, .kv_lora_rank = L,
-               .softmax_scale = 0.3f, .kv_b_proj = &kvb->w};
-    auto cache = random_vector(1100 * (L + R), 5);
-    auto cache2 = random_vector(300 * (L + R), 6);
-    const std::vector<std::vector<LatentRows>> steps = {
-        {{cache.data(), 1100}},
-        {{cache.data(), 700}, {cache2.data(), 300}, {cache.data(), 129}, {cache2.data(), 5}}};
-    for (const auto& ctx : steps) {
-      const int64_t n = int64_t(ctx.size());
-      auto q = random_vector(n * nh * (nope + R), uint32_t(n + 20));
-      std::vector<float> got(static_cast<size_t>(n * nh * vd)), want(static_cast<size_t>(n * nh * vd));
-      cpu.mla_attention(s, q.data(), n, ctx, got.data(), true);
-      ref::mla_attention_absorbed(s, q.data(), n, ctx, want.data());
-      expect_close(got, want, 1e-5, std::string(dtype_name(dt)) + " n=" + std::to_string(n));
-    }
+    const TestMla m = test_mla(dt, 5, 0.3f, 9);
+    auto cache = test_cache(m.s, 1100, 5);
+    auto cache2 = test_cache(m.s, 300, 6);
+    expect_attention_matches(cpu, m.s, {{cache.data(), 1100}}, 21, dtype_name(dt));
+    expect_attention_matches(
+        cpu, m.s, {{cache.data(), 700}, {cache2.data(), 300}, {cache.data(), 129}, {cache2.data(), 5}}, 24,
+        dtype_name(dt));
   }
 }
 
