@@ -5,12 +5,13 @@
 //   the sign and the low 7 bits (mask 0xBF80): the f16 with exponent field 0eeee and mantissa
 //   mmm0000000 is the e4m3 value times 2^-8 (subnormals included: both formats put them at
 //   exponent field 0), which F16C / AVX-512 widen to f32; the 2^8 goes into the block scale.
-// - f32 (the one-token decode kernel): sign-extend the byte to 32 bits, shift left by 20 and keep
-//   the sign and bits 26..20 (mask 0x87F00000): the f32 with exponent field 0000eeee is the e4m3
-//   value times 2^-120 (e4m3 subnormals become f32 subnormals, which multiply exactly). The
-//   products stay clear of the subnormal range because x is scaled up first (see DotRowsFp8).
-//   No conversion instruction at all: on Zen 4, vcvtph2ps zmm issues once per ~3 cycles and
-//   capped the f16 route at ~5.5 weights per cycle per core; the f32 route runs ~6.5 (in L2).
+// - f32 (the decode kernels, tiles of FP8 in prefill): sign-extend the byte to 32 bits, shift
+//   left by 20 and keep the sign and bits 26..20 (mask 0x87F00000): the f32 with exponent field
+//   0000eeee is the e4m3 value times 2^-120 (e4m3 subnormals become f32 subnormals, which multiply
+//   exactly). The products stay clear of the subnormal range because x is scaled up first (see
+//   DotRowsFp8). No conversion instruction at all: on Zen 4, vcvtph2ps zmm issues once per ~3
+//   cycles and capped the f16 route at ~5.5 weights per cycle per core; the f32 route runs ~6.5
+//   (in L2), and ~8 with four vectors' bytes moved into place together (LoadE4m3Quads).
 // A 256-entry table gather measured 5-6x slower than either.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "backends/cpu/kernels.cpp"
@@ -251,12 +252,61 @@ HWY_INLINE double ScaleActivations(DF df, const float* x, int64_t len, float* xs
   return std::ldexp(1.0, 120 - k);
 }
 
+// 4N e4m3 bytes -> four f32 vectors, each value times 2^-120 (exact, as LoadE4m3Bits), lane j
+// of q[k] holding byte 4j + k. The bytes are read as 16-bit lanes and an arithmetic shift right
+// by 4 puts a lane's high byte where LoadE4m3Bits' shift puts it (sign at bit 15, eeeemmm at bits
+// 10..4); the low byte gets there after a shift left by 8. Masked at 32 bits, the upper 16-bit
+// lane of each 32-bit lane is then that f32's bit pattern, and the lower one after a shift left
+// by 16. 5 shifts and 4 ANDs for 4N weights against 4 widenings, 4 shifts and 4 ANDs: on Zen 4
+// the widenings and shifts share two pipes, and this decoded FP8 rows in L2 ~25% faster (29 vs
+// 23 weights/ns on one core). The activations go in the same order (ScaleActivationsQuads).
+#if HWY_TARGET != HWY_SCALAR  // one-lane vectors have no 16-bit halves
+HWY_INLINE void LoadE4m3Quads(DF df, const uint8_t* p, VF q[4]) {
+  const hn::RebindToSigned<DF> di;
+  const hn::Repartition<int16_t, DF> d16;
+  const auto v = hn::LoadU(d16, reinterpret_cast<const int16_t*>(p));
+  const auto hi = hn::BitCast(di, hn::ShiftRight<4>(v));                   // bytes 4j + 3 and 4j + 1
+  const auto lo = hn::BitCast(di, hn::ShiftRight<4>(hn::ShiftLeft<8>(v)));  // bytes 4j + 2 and 4j
+  const auto m = hn::Set(di, static_cast<int32_t>(0x87F00000u));
+  q[0] = hn::BitCast(df, hn::And(hn::ShiftLeft<16>(lo), m));
+  q[1] = hn::BitCast(df, hn::And(hn::ShiftLeft<16>(hi), m));
+  q[2] = hn::BitCast(df, hn::And(lo, m));
+  q[3] = hn::BitCast(df, hn::And(hi, m));
+}
+
+// ScaleActivations, with the columns below quad_len (a multiple of 4N) in LoadE4m3Quads' order:
+// within each group of 4N columns, xs[g + k * N + j] = x[g + 4j + k] times 2^k.
+HWY_INLINE double ScaleActivationsQuads(DF df, const float* x, int64_t len, int64_t quad_len, float* xs) {
+  const int64_t N = int64_t(hn::Lanes(df));
+  const double unscale = ScaleActivations(df, x, len, xs);
+  for (int64_t g = 0; g < quad_len; g += 4 * N) {
+    VF v0, v1, v2, v3;
+    hn::LoadInterleaved4(df, xs + g, v0, v1, v2, v3);
+    hn::Store(v0, df, xs + g);
+    hn::Store(v1, df, xs + g + N);
+    hn::Store(v2, df, xs + g + 2 * N);
+    hn::Store(v3, df, xs + g + 3 * N);
+  }
+  return unscale;
+}
+#endif
+
 template <int kT>
 HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, float* y,
                            int64_t y_stride) {
   const DF df;
   constexpr int64_t kB = kFp8BlockSize, kSeg = kFp8Segment / kT / kB * kB;
-  constexpr int kC = kT == 1 ? 4 : kT == 2 ? 2 : 1;  // independent chains per token (FMA latency)
+  // Whole blocks read by LoadE4m3Quads: kT x 4 accumulators, which fit the registers of
+  // AVX-512 for any kT and of 16-register targets for kT <= 2 (the others read a vector at a
+  // time with kC chains). 2 tokens in L2 on one Zen 4 core: ~40% more weights per ns.
+#if HWY_TARGET == HWY_SCALAR
+  constexpr bool kQuads = false;
+#elif HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  constexpr bool kQuads = true;
+#else
+  constexpr bool kQuads = kT <= 2;
+#endif
+  constexpr int kC = kQuads ? 4 : kT == 1 ? 4 : kT == 2 ? 2 : 1;  // independent chains per token
   const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols, sc = w.scale_cols();
   const auto* base = static_cast<const uint8_t*>(w.data);
   // Software prefetch ~24 KiB ahead: the hardware prefetcher alone keeps too few lines in flight
@@ -267,14 +317,19 @@ HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float*
   double unscale[kT];
   for (int64_t s0 = 0; s0 < cols; s0 += kSeg) {
     const int64_t len = std::min(cols, s0 + kSeg) - s0;
-    for (int j = 0; j < kT; ++j) unscale[j] = ScaleActivations(df, x + j * x_stride + s0, len, xs + j * kSeg);
+    const int64_t full = kB % (kC * N) == 0 ? len / kB * kB : 0;
+    for (int j = 0; j < kT; ++j) {
+      if constexpr (kQuads)
+        unscale[j] = ScaleActivationsQuads(df, x + j * x_stride + s0, len, full, xs + j * kSeg);
+      else
+        unscale[j] = ScaleActivations(df, x + j * x_stride + s0, len, xs + j * kSeg);
+    }
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* wr = base + r * cols + s0;
       const float* srow = w.scale_inv + (r / kB) * sc + s0 / kB;
       VF t[kT];
       float tail[kT];
       for (int j = 0; j < kT; ++j) t[j] = hn::Zero(df), tail[j] = 0.0f;
-      const int64_t full = kB % (kC * N) == 0 ? len / kB * kB : 0;
       int64_t c0 = 0;
       for (; c0 < full; c0 += kB) {  // whole blocks: fixed trip counts, fully unrolled
 #pragma GCC unroll 4
@@ -283,11 +338,15 @@ HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float*
         for (int j = 0; j < kT; ++j)
           for (int q = 0; q < kC; ++q) a[j][q] = hn::Zero(df);
 #pragma GCC unroll 16
-        for (int64_t cc = c0; cc < c0 + kB; cc += kC * N)
-          for (int q = 0; q < kC; ++q) {
-            const VF wv = LoadE4m3Bits(df, wr + cc + q * N);
-            for (int j = 0; j < kT; ++j) a[j][q] = hn::MulAdd(wv, hn::Load(df, xs + j * kSeg + cc + q * N), a[j][q]);
-          }
+        for (int64_t cc = c0; cc < c0 + kB; cc += kC * N) {
+          VF wv[kC];
+          if constexpr (kQuads)
+            LoadE4m3Quads(df, wr + cc, wv);
+          else
+            for (int q = 0; q < kC; ++q) wv[q] = LoadE4m3Bits(df, wr + cc + q * N);
+          for (int q = 0; q < kC; ++q)
+            for (int j = 0; j < kT; ++j) a[j][q] = hn::MulAdd(wv[q], hn::Load(df, xs + j * kSeg + cc + q * N), a[j][q]);
+        }
         const VF vs = hn::Set(df, srow[c0 / kB]);
         for (int j = 0; j < kT; ++j) {
           VF sum = a[j][0];
@@ -321,45 +380,6 @@ HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float*
   }
 }
 
-// 4N e4m3 bytes -> four f32 vectors, each value times 2^-120 (exact, as LoadE4m3Bits), lane j
-// of q[k] holding byte 4j + k. The bytes are read as 16-bit lanes and an arithmetic shift right
-// by 4 puts a lane's high byte where LoadE4m3Bits' shift puts it (sign at bit 15, eeeemmm at bits
-// 10..4); the low byte gets there after a shift left by 8. Masked at 32 bits, the upper 16-bit
-// lane of each 32-bit lane is then that f32's bit pattern, and the lower one after a shift left
-// by 16. 5 shifts and 4 ANDs for 4N weights against 4 widenings, 4 shifts and 4 ANDs: on Zen 4
-// the widenings and shifts share two pipes, and this decoded FP8 rows in L2 ~25% faster (29 vs
-// 23 weights/ns on one core). The activations go in the same order (ScaleActivationsQuads).
-#if HWY_TARGET != HWY_SCALAR  // one-lane vectors have no 16-bit halves
-HWY_INLINE void LoadE4m3Quads(DF df, const uint8_t* p, VF q[4]) {
-  const hn::RebindToSigned<DF> di;
-  const hn::Repartition<int16_t, DF> d16;
-  const auto v = hn::LoadU(d16, reinterpret_cast<const int16_t*>(p));
-  const auto hi = hn::BitCast(di, hn::ShiftRight<4>(v));                   // bytes 4j + 3 and 4j + 1
-  const auto lo = hn::BitCast(di, hn::ShiftRight<4>(hn::ShiftLeft<8>(v)));  // bytes 4j + 2 and 4j
-  const auto m = hn::Set(di, static_cast<int32_t>(0x87F00000u));
-  q[0] = hn::BitCast(df, hn::And(hn::ShiftLeft<16>(lo), m));
-  q[1] = hn::BitCast(df, hn::And(hn::ShiftLeft<16>(hi), m));
-  q[2] = hn::BitCast(df, hn::And(lo, m));
-  q[3] = hn::BitCast(df, hn::And(hi, m));
-}
-
-// ScaleActivations, its output in LoadE4m3Quads' order: within each group of 4N columns,
-// xs[g + k * N + j] = x[g + 4j + k] times 2^k. len is a multiple of 4N.
-HWY_INLINE double ScaleActivationsQuads(DF df, const float* x, int64_t len, float* xs) {
-  const int64_t N = int64_t(hn::Lanes(df));
-  const double unscale = ScaleActivations(df, x, len, xs);
-  for (int64_t g = 0; g < len; g += 4 * N) {
-    VF v0, v1, v2, v3;
-    hn::LoadInterleaved4(df, xs + g, v0, v1, v2, v3);
-    hn::Store(v0, df, xs + g);
-    hn::Store(v1, df, xs + g + N);
-    hn::Store(v2, df, xs + g + 2 * N);
-    hn::Store(v3, df, xs + g + 3 * N);
-  }
-  return unscale;
-}
-#endif
-
 // One token, rows of whole blocks up to kFp8Segment wide (every DeepSeek projection but the
 // dense down_proj): DotRowsFp8<1> with the weights read by LoadE4m3Quads, as one plain loop nest
 // (the generic template form streamed FP8 rows from memory ~20% slower here: same inner
@@ -378,7 +398,7 @@ HWY_INLINE void DotRowsFp8One(const Weight& w, int64_t r0, int64_t r1, const flo
   // thread the same). Without any prefetch it streams at a third of that.
   const int64_t ahead = std::max<int64_t>(1, 8192 / cols) * cols;
   alignas(64) float xs[kFp8Segment];
-  const double unscale = ScaleActivationsQuads(df, x, cols, xs);
+  const double unscale = ScaleActivationsQuads(df, x, cols, cols, xs);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wr = base + r * cols;
     const float* srow = w.scale_inv + (r / kB) * sc;
