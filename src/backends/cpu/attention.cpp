@@ -124,11 +124,12 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   };
 
   if (!batched) {
-    // Decode: each entry's cache rows are read once for all heads (one M = n_heads sgemm per
-    // pass), in parts of its context spread over the threads; each part keeps its scores'
-    // maximum and exp-sum per head, and the parts combine exactly as one softmax would
-    // (rescaled by exp(max_part - max)). Per group of heads, every group had read the whole
-    // cache twice: 8 reads per layer at two threads, ~10% of bench-m's decode at 600 tokens.
+    // Decode: each entry's cache rows are read for all heads at once (attend_kernels.h: scores,
+    // then values, the part still in L2), in parts of its context spread over the threads; each
+    // part keeps its scores' maximum and exp-sum per head, and the parts combine exactly as one
+    // softmax would (rescaled by exp(max_part - max)). Groups of heads had each read the whole
+    // cache twice through OpenBLAS, which packed it first: 8 reads and 8 copies per layer at two
+    // threads, ~10% of bench-m's decode at 600 tokens of context and ~30% at 2000.
     const int64_t groups = std::min<int64_t>(nh, 2 * int64_t(T));
     const int64_t max_parts = 2 * int64_t(T);
     auto parts_of = [&](int64_t m) { return std::clamp<int64_t>(m / kDecodePartRows, 1, max_parts); };
