@@ -34,10 +34,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
-// Rows per pass of the one-token decode kernel. One row at a time keeps each thread on a single
-// sequential stream; 4 rows in lockstep (4 streams one row apart) decoded bench-m 25-35% slower
+// The one-token decode kernels take one row at a time, which keeps each thread on a single
+// sequential stream: 4 rows in lockstep (4 streams one row apart) decoded bench-m 25-35% slower
 // here (FP8 ~23 vs ~29 tok/s, BF16 ~19 vs ~26 tok/s at 2 threads, alternating runs).
-constexpr int kDecodeRows = 1;
 
 // Software prefetch of weight rows (8-24 KiB ahead, per kernel) goes to L2, not L1 (prefetcht1;
 // GCC's locality 2): the row window plus the activations would fill Zen 4's 32 KiB L1, evicting
@@ -147,73 +146,55 @@ HWY_INLINE void DotRows(const Weight& w, int64_t r0, int64_t r1, const float* x,
   }
 }
 
-// One token, kR rows at a time, columns [s0, s1) (s0 a multiple of 128): the x loads are shared
-// by the rows, a 128-column block is fully unrolled with two chains per row, and each block's sum
-// is scaled once. y gets the segment's sums (s0 == 0) or adds them. This is the decode kernel of
-// the 16-bit and f32 dtypes.
-template <class A, int kR>
-HWY_INLINE int64_t DotRowGroups(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y, int64_t s0,
-                                int64_t s1) {
+// One token against rows [r0, r1), columns [s0, s1) (s0 a multiple of 128): a 128-column block
+// fully unrolled with two chains, each block's sum scaled once, software prefetch ~24 KiB ahead.
+// y gets the segment's sums (s0 == 0) or adds them. The decode kernel of F16 and F32 rows, and of
+// BF16 rows that DotRowsBf16One does not take. Returns false (nothing done) where a 128-column
+// block is not a whole number of vector pairs.
+template <class A>
+HWY_INLINE bool DotRowSegment(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y, int64_t s0,
+                              int64_t s1) {
   const DF df;
   constexpr int64_t kB = kFp8BlockSize;
   const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols, full = s0 + (s1 - s0) / kB * kB;
+  if (kB % (2 * N) != 0) return false;
   const auto* base = static_cast<const typename A::T*>(w.data);
-  // Software prefetch ~24 KiB of segments ahead (a whole number of row groups).
-  const int64_t ahead =
-      std::max<int64_t>(kR, 24576 / int64_t((s1 - s0) * sizeof(typename A::T)) / kR * kR) * cols;
-  int64_t r = r0;
-  if (kB % (2 * N) != 0) return r;
-  for (; r + kR <= r1; r += kR) {
-    const auto* w0 = base + r * cols;
-    VF t[kR];
-    for (int j = 0; j < kR; ++j) t[j] = hn::Zero(df);
+  const int64_t ahead = std::max<int64_t>(1, 24576 / int64_t((s1 - s0) * sizeof(typename A::T))) * cols;
+  for (int64_t r = r0; r < r1; ++r) {
+    const auto* wr = base + r * cols;
+    VF t = hn::Zero(df);
     int64_t b = s0 / kB;
     for (int64_t c0 = s0; c0 < full; c0 += kB, ++b) {
-      VF a[kR], a2[kR];
-      for (int j = 0; j < kR; ++j) a[j] = hn::Zero(df), a2[j] = hn::Zero(df);
+      VF a = hn::Zero(df), a2 = hn::Zero(df);
       // Lines of rows further down at this block: without it, FP8 rows streamed from memory at
       // ~6 GB/s per core against ~9.5 GB/s with it, here (the decode is slow enough per byte
       // that the hardware prefetcher alone keeps too few lines in flight).
-      for (int j = 0; j < kR; ++j)
-        for (int64_t off = 0; off < kB * int64_t(sizeof(typename A::T)); off += 64)
-          PrefetchL2(reinterpret_cast<const uint8_t*>(w0 + j * cols + ahead + c0) + off);
+      for (int64_t off = 0; off < kB * int64_t(sizeof(typename A::T)); off += 64)
+        PrefetchL2(reinterpret_cast<const uint8_t*>(wr + ahead + c0) + off);
 #pragma GCC unroll 16
       for (int64_t c = c0; c < c0 + kB; c += 2 * N) {
-        const VF x0 = hn::LoadU(df, x + c), x1 = hn::LoadU(df, x + c + N);
-        for (int j = 0; j < kR; ++j) {
-          a[j] = hn::MulAdd(A::Load(df, w0 + j * cols + c), x0, a[j]);
-          a2[j] = hn::MulAdd(A::Load(df, w0 + j * cols + c + N), x1, a2[j]);
-        }
+        a = hn::MulAdd(A::Load(df, wr + c), hn::LoadU(df, x + c), a);
+        a2 = hn::MulAdd(A::Load(df, wr + c + N), hn::LoadU(df, x + c + N), a2);
       }
-      // Rows of one group may straddle a 128-row scale band: each row takes its own scale.
-      for (int j = 0; j < kR; ++j) t[j] = hn::MulAdd(hn::Add(a[j], a2[j]), hn::Set(df, BlockScale<A>(w, r + j, b)), t[j]);
+      t = hn::MulAdd(hn::Add(a, a2), hn::Set(df, BlockScale<A>(w, r, b)), t);
     }
-    float tail[kR] = {};
+    float tail = 0.0f;
     if (full < s1) {
       // The last, partial block: vectors then scalars (prefetched too: rows of 1000 BF16 columns
       // decoded at ~50% of the probe without it, their last 208 bytes missing every row).
-      for (int j = 0; j < kR; ++j)
-        for (int64_t off = 0; off < (s1 - full) * int64_t(sizeof(typename A::T)); off += 64)
-          PrefetchL2(reinterpret_cast<const uint8_t*>(w0 + j * cols + ahead + full) + off);
-      VF a[kR];
-      for (int j = 0; j < kR; ++j) a[j] = hn::Zero(df);
+      for (int64_t off = 0; off < (s1 - full) * int64_t(sizeof(typename A::T)); off += 64)
+        PrefetchL2(reinterpret_cast<const uint8_t*>(wr + ahead + full) + off);
+      VF a = hn::Zero(df);
       int64_t c = full;
-      for (; c + N <= s1; c += N) {
-        const VF xv = hn::LoadU(df, x + c);
-        for (int j = 0; j < kR; ++j) a[j] = hn::MulAdd(A::Load(df, w0 + j * cols + c), xv, a[j]);
-      }
-      for (int j = 0; j < kR; ++j) {
-        const float sj = BlockScale<A>(w, r + j, b);
-        t[j] = hn::MulAdd(a[j], hn::Set(df, sj), t[j]);
-        for (int64_t cc = c; cc < s1; ++cc) tail[j] += A::Scalar(w0 + j * cols + cc) * (sj / A::kPre) * x[cc];
-      }
+      for (; c + N <= s1; c += N) a = hn::MulAdd(A::Load(df, wr + c), hn::LoadU(df, x + c), a);
+      const float sb = BlockScale<A>(w, r, b);
+      t = hn::MulAdd(a, hn::Set(df, sb), t);
+      for (; c < s1; ++c) tail += A::Scalar(wr + c) * (sb / A::kPre) * x[c];
     }
-    for (int j = 0; j < kR; ++j) {
-      const float sum = hn::GetLane(hn::SumOfLanes(df, t[j])) + tail[j];
-      y[r + j - r0] = s0 == 0 ? sum : y[r + j - r0] + sum;
-    }
+    const float sum = hn::GetLane(hn::SumOfLanes(df, t)) + tail;
+    y[r - r0] = s0 == 0 ? sum : y[r - r0] + sum;
   }
-  return r;
+  return true;
 }
 
 // e4m3 bytes -> f32 values times 2^-120 (exact, see the top of the file).
@@ -440,10 +421,10 @@ constexpr int64_t kBf16OneMaxCols = 32768;
 // segments and row blocks (see kDecodeSegment), with the weights read 2N at a time: the
 // low half of each 32-bit lane shifted up is one f32 (even columns), the high half masked is
 // the next (odd columns), against x reordered the same way (LoadInterleaved2). No software
-// prefetch: with it this kernel streamed ~25% slower from memory on one core here (the
-// out-of-order window alone keeps enough lines in flight at this rate; FP8's four times the
-// work per line needs it). Standalone harness, 1408x2048 rows from memory: 1.00 of the probe on
-// one thread against 0.74 for the widening kernel with prefetch, 1.02 against 0.93 on two.
+// prefetch for rows of one segment: with it this kernel streamed ~25% slower from memory on one
+// core here (the out-of-order window alone keeps enough lines in flight at this rate; FP8's four
+// times the work per line needs it). Standalone harness, 1408x2048 rows from memory: 1.00 of the
+// probe on one thread against 0.74 for the widening kernel with prefetch, 1.02 against 0.93 on two.
 // Returns false (nothing done) for the shapes it does not take.
 HWY_INLINE bool DotRowsBf16One(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
 #if HWY_TARGET == HWY_SCALAR
@@ -465,6 +446,11 @@ HWY_INLINE bool DotRowsBf16One(const Weight& w, int64_t r0, int64_t r1, const fl
   }
   const auto* base = static_cast<const uint16_t*>(w.data);
   const auto high = hn::Set(du, 0xFFFF0000u);
+  // Rows wider than a segment are read in 8 KiB pieces, too short for the hardware prefetcher
+  // alone: those prefetch the same segment ~24 KiB of rows ahead (7168-column rows streamed at
+  // ~0.4 of the probe without it).
+  const bool segmented = cols > kDecodeSegment;
+  const int64_t ahead = std::max<int64_t>(1, 24576 / (kDecodeSegment * 2)) * cols;
   for (int64_t b0 = r0; b0 < r1; b0 += kDecodeSegmentRows) {
     const int64_t b1 = std::min(r1, b0 + kDecodeSegmentRows);
     for (int64_t s0 = 0; s0 < cols; s0 += kDecodeSegment) {
@@ -473,6 +459,8 @@ HWY_INLINE bool DotRowsBf16One(const Weight& w, int64_t r0, int64_t r1, const fl
         const uint16_t* wr = base + r * cols;
         VF t = hn::Zero(df);
         for (int64_t c0 = s0; c0 < s1; c0 += kB) {
+          if (segmented)
+            for (int64_t off = 0; off < kB * 2; off += 64) PrefetchL2(reinterpret_cast<const uint8_t*>(wr + ahead + c0) + off);
           VF a0 = hn::Zero(df), a1 = hn::Zero(df);
 #pragma GCC unroll 8
           for (int64_t c = c0; c < c0 + kB; c += 2 * N) {
@@ -491,18 +479,17 @@ HWY_INLINE bool DotRowsBf16One(const Weight& w, int64_t r0, int64_t r1, const fl
 #endif
 }
 
+// One token: the decode kernel for the dtype and shape.
 template <class A>
-HWY_INLINE void DotRowPairs(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
+HWY_INLINE void DotRowsOne(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
   if constexpr (std::is_same_v<A, Fp8Access>) return DotRowsFp8One(w, r0, r1, x, y);
   if constexpr (std::is_same_v<A, Bf16Access>)
     if (DotRowsBf16One(w, r0, r1, x, y)) return;
-  static_assert(kDecodeRows == 1, "kDecodeRows > 1 needs a remainder pass per segment");
   for (int64_t b0 = r0; b0 < r1; b0 += kDecodeSegmentRows) {
     const int64_t b1 = std::min(r1, b0 + kDecodeSegmentRows);
-    if (DotRowGroups<A, kDecodeRows>(w, b0, b1, x, y + (b0 - r0), 0, std::min(w.cols, kDecodeSegment)) < b1)
-      return DotRows<A, 1>(w, r0, r1, x, 0, y, 1);  // vectors wider than a 128-column block
-    for (int64_t s0 = kDecodeSegment; s0 < w.cols; s0 += kDecodeSegment)
-      DotRowGroups<A, kDecodeRows>(w, b0, b1, x, y + (b0 - r0), s0, std::min(w.cols, s0 + kDecodeSegment));
+    for (int64_t s0 = 0; s0 < w.cols; s0 += kDecodeSegment)
+      if (!DotRowSegment<A>(w, b0, b1, x, y + (b0 - r0), s0, std::min(w.cols, s0 + kDecodeSegment)))
+        return DotRows<A, 1>(w, r0, r1, x, 0, y, 1);  // vectors wider than a 128-column block
   }
 }
 
@@ -527,7 +514,7 @@ void MatvecRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_
   switch (n - i) {
     case 3: DotRows<A, 3>(w, r0, r1, xi, x_stride, yi, y_stride); break;
     case 2: DotRows<A, 2>(w, r0, r1, xi, x_stride, yi, y_stride); break;
-    case 1: DotRowPairs<A>(w, r0, r1, xi, yi); break;  // one token: y_stride plays no part
+    case 1: DotRowsOne<A>(w, r0, r1, xi, yi); break;  // one token: y_stride plays no part
     default: break;
   }
 }
