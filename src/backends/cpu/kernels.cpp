@@ -214,6 +214,8 @@ HWY_INLINE VF LoadE4m3Bits(DF df, const uint8_t* p) {
 // Each 128-column block sum is scaled by its scale_inv, and a row's sum by 2^(120 - k_j) (a power
 // of two: exact).
 constexpr int64_t kFp8Segment = 8192;
+// Widest rows DotRowsFp8One takes.
+constexpr int64_t kFp8OneMaxCols = 4096;
 
 // xs[0 .. len) = x[0 .. len) times 2^k, k chosen so that max |x| · 2^k is about 2^100 (see
 // DotRowsFp8); returns 2^(120 - k), the factor that takes a row sum back to true units.
@@ -277,15 +279,15 @@ HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float*
                            int64_t y_stride) {
   const DF df;
   constexpr int64_t kB = kFp8BlockSize, kSeg = kFp8Segment / kT / kB * kB;
-  // Whole blocks read by LoadE4m3Quads: kT x 4 accumulators, which fit the registers of
-  // AVX-512 for any kT and of 16-register targets for kT <= 2 (the others read a vector at a
-  // time with kC chains). 2 tokens in L2 on one Zen 4 core: ~40% more weights per ns.
+  // Several tokens: whole blocks read by LoadE4m3Quads, kT x 4 accumulators, which fit the
+  // registers of AVX-512 for any kT and of 16-register targets for kT = 2 (the others read a
+  // vector at a time with kC chains). 2 tokens in L2 on one Zen 4 core: ~18% more weights per ns.
 #if HWY_TARGET == HWY_SCALAR
   constexpr bool kQuads = false;
 #elif HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-  constexpr bool kQuads = true;
+  constexpr bool kQuads = kT >= 2;  // one token: DotRowsFp8One, or wide rows (see there)
 #else
-  constexpr bool kQuads = kT <= 2;
+  constexpr bool kQuads = kT == 2;
 #endif
   constexpr int kC = kQuads ? 4 : kT == 1 ? 4 : kT == 2 ? 2 : 1;  // independent chains per token
   const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols, sc = w.scale_cols();
@@ -372,13 +374,16 @@ HWY_INLINE void DotRowsFp8One(const Weight& w, int64_t r0, int64_t r1, const flo
   const DF df;
   constexpr int64_t kB = kFp8BlockSize;
   const int64_t N = int64_t(hn::Lanes(df)), cols = w.cols, sc = w.scale_cols();
-  if (cols > kFp8Segment || cols % kB != 0 || kB % (4 * N) != 0) return DotRowsFp8<1>(w, r0, r1, x, 0, y, 0);
+  // Rows wider than 4096 columns take DotRowsFp8<1> (one vector's bytes at a time, 24 KiB
+  // prefetch): 7168-column rows streamed at 0.71 / 0.97 of the probe there (one / two threads)
+  // and at 0.55-0.65 / 0.64-0.82 here, whole or in 4096-column segments (standalone harness).
+  if (cols > kFp8OneMaxCols || cols % kB != 0 || kB % (4 * N) != 0) return DotRowsFp8<1>(w, r0, r1, x, 0, y, 0);
   const auto* base = static_cast<const uint8_t*>(w.data);
   // Prefetch ~8 KiB ahead: with this kernel's faster decode, bench-m's --fp8-head decode read
   // 0.88 of the probe at two threads against 0.85 with 24 KiB (7 alternating engine runs; one
   // thread the same). Without any prefetch it streams at a third of that.
   const int64_t ahead = std::max<int64_t>(1, 8192 / cols) * cols;
-  alignas(64) float xs[kFp8Segment];
+  alignas(64) float xs[kFp8OneMaxCols];
   const double unscale = ScaleActivationsQuads(df, x, cols, cols, xs);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wr = base + r * cols;
