@@ -14,9 +14,17 @@ namespace {
 using testing::for_each_target;
 using testing::random_vector;
 
-// |got - want| within f32 accumulation error of a length-K dot: K · 2^-24 · Σ|terms| (x4).
-void expect_dot(float got, double want, double abs_sum, int64_t K, const std::string& what) {
-  ASSERT_NEAR(got, want, 4.0 * double(K) * 0x1p-24 * abs_sum + 1e-30) << what;
+// got against Σ_k term(k) for k < K in double, within f32 accumulation error of a length-K dot:
+// K · 2^-24 · Σ|terms| (x4).
+template <class F>
+void expect_dot(float got, int64_t K, F term, double scale, const std::string& what) {
+  double want = 0, abs_sum = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    const double v = term(k);
+    want += v;
+    abs_sum += std::fabs(v);
+  }
+  ASSERT_NEAR(got, scale * want, 4.0 * double(K) * 0x1p-24 * scale * abs_sum + 1e-30) << what;
 }
 
 TEST(AttendKernels, ScoresMatchDoubleSums) {
@@ -30,16 +38,12 @@ TEST(AttendKernels, ScoresMatchDoubleSums) {
           std::vector<float> s(size_t(nq * ld), NAN);
           cpu::attend_scores(q.data(), nq, k_len, c.data(), stride, m, 0.25f, s.data(), ld);
           for (int64_t h = 0; h < nq; ++h)
-            for (int64_t j = 0; j < m; ++j) {
-              double want = 0, abs_sum = 0;
-              for (int64_t k = 0; k < k_len; ++k) {
-                want += double(q[size_t(h * k_len + k)]) * c[size_t(j * stride + k)];
-                abs_sum += std::fabs(double(q[size_t(h * k_len + k)]) * c[size_t(j * stride + k)]);
-              }
-              expect_dot(s[size_t(h * ld + j)], 0.25 * want, 0.25 * abs_sum, k_len,
-                         "nq " + std::to_string(nq) + " k " + std::to_string(k_len) + " m " + std::to_string(m) +
-                             " at " + std::to_string(h) + "," + std::to_string(j));
-            }
+            for (int64_t j = 0; j < m; ++j)
+              expect_dot(
+                  s[size_t(h * ld + j)], k_len,
+                  [&](int64_t k) { return double(q[size_t(h * k_len + k)]) * c[size_t(j * stride + k)]; }, 0.25,
+                  "nq " + std::to_string(nq) + " k " + std::to_string(k_len) + " m " + std::to_string(m) + " at " +
+                      std::to_string(h) + "," + std::to_string(j));
         }
   });
 }
@@ -55,16 +59,12 @@ TEST(AttendKernels, ValuesMatchDoubleSums) {
           std::vector<float> o(size_t(nq * len), NAN);
           cpu::attend_values(p.data(), nq, ld, c.data(), stride, m, len, o.data());
           for (int64_t h = 0; h < nq; ++h)
-            for (int64_t k = 0; k < len; ++k) {
-              double want = 0, abs_sum = 0;
-              for (int64_t j = 0; j < m; ++j) {
-                want += double(p[size_t(h * ld + j)]) * c[size_t(j * stride + k)];
-                abs_sum += std::fabs(double(p[size_t(h * ld + j)]) * c[size_t(j * stride + k)]);
-              }
-              expect_dot(o[size_t(h * len + k)], want, abs_sum, m,
-                         "nq " + std::to_string(nq) + " len " + std::to_string(len) + " m " + std::to_string(m) +
-                             " at " + std::to_string(h) + "," + std::to_string(k));
-            }
+            for (int64_t k = 0; k < len; ++k)
+              expect_dot(
+                  o[size_t(h * len + k)], m,
+                  [&](int64_t j) { return double(p[size_t(h * ld + j)]) * c[size_t(j * stride + k)]; }, 1.0,
+                  "nq " + std::to_string(nq) + " len " + std::to_string(len) + " m " + std::to_string(m) + " at " +
+                      std::to_string(h) + "," + std::to_string(k));
         }
   });
 }
