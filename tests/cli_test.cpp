@@ -2,8 +2,10 @@
 // problem, never a crash; dsv3 init + dsv3 logits work on checkpoints of other shapes.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 #include "io/json_file.h"
 #include "io/test_files.h"
@@ -32,7 +34,7 @@ std::string copy_checkpoint(const test::TempDir& d) {
 TEST(Cli, HelpAndBadFlags) {
   const auto help = test::run_dsv3("logits --help");
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* flag : {"--model", "--ids", "--decode", "--out", "--attention", "--mtp-out", "--threads"})
+  for (const char* flag : {"--model", "--ids", "--decode", "--out", "--attention", "--mtp-out", "--threads", "--fp8-head"})
     EXPECT_NE(help.output.find(flag), std::string::npos) << flag;
   expect_exit2("", "subcommand");
   expect_exit2("logits --model " + kFp8 + " --ids 1 --out /dev/null --bogus", "--bogus");
@@ -158,6 +160,24 @@ TEST(Cli, InitThenLogitsOnOtherShapes) {
       EXPECT_EQ(test::read_f32(d.file("m.bin")).size(), size_t(7 * vocab)) << s.name;
     }
   }
+}
+
+// --fp8-head re-stores the checkpoint's BF16 lm_head as FP8 blocks at load: the logits move by
+// FP8 rounding (3 mantissa bits: a few percent RMS), not more, and not at all without the flag.
+TEST(Cli, Fp8HeadLogitsMoveByFp8Rounding) {
+  test::TempDir d;
+  const std::string args = "logits --model " + kFp8 + " --ids 1,2,3 --decode 2 --threads 1 --out ";
+  for (const auto& [file, flag] : {std::pair{"bf16.bin", ""}, std::pair{"fp8.bin", " --fp8-head"}}) {
+    const auto r = test::run_dsv3(args + d.file(file) + flag);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  const auto a = test::read_f32(d.file("bf16.bin")), b = test::read_f32(d.file("fp8.bin"));
+  ASSERT_EQ(a.size(), b.size());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]), norm += double(a[i]) * a[i];
+  const double rel_rms = std::sqrt(diff / norm);
+  EXPECT_GT(rel_rms, 1e-3);  // the head was quantised
+  EXPECT_LT(rel_rms, 0.1);   // ... with the right blocks and scales (2.7% here)
 }
 
 TEST(Cli, InitIsDeterministicAndChecksItsInput) {

@@ -19,7 +19,6 @@
 #include "base/error.h"
 #include "io/json_file.h"
 #include "runtime/greedy.h"
-#include "weights/requantize.h"
 
 namespace dsv3::cli {
 
@@ -120,12 +119,10 @@ void touch_weights(const ModelWeights& w) {
 }
 
 void run_bench(const BenchOptions& o) {
-  Runner r = load_runner(o.model, o.threads, /*quiet=*/true);
+  Runner r = load_runner(o.model, o.threads, /*quiet=*/true, o.fp8_head);
   Model& model = *r.model;
   const ModelConfig& c = model.config();
   ModelWeights& weights = r.ckpt->weights;
-  // Checkpoint tensors are read-only file mappings: the BF16 pages can go once quantised.
-  if (o.fp8_head) requantize_fp8(weights.lm_head, weights, *r.pool, /*release_source=*/true);
   touch_weights(weights);
 
   const int64_t V = c.vocab_size, H = c.hidden_size, P = o.prompt;
@@ -258,8 +255,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   sub->add_flag("--json", o->json, "Print one JSON object");
-  sub->add_flag("--fp8-head", o->fp8_head,
-                "Quantise lm_head to FP8 (128x128 blocks, scale = amax/448) in memory at load");
+  sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
   sub->add_option("--probe-mb", o->probe_mb,
                   "Bandwidth probe buffer in MiB, read by all threads after each decode round (not counted in peak memory)")
       ->check(CLI::Range(int64_t(64), int64_t(1) << 20))

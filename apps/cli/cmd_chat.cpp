@@ -66,7 +66,7 @@ void run_chat(const ChatArgs& a) {
   SamplingParams sampling = resolve_sampling(a.gen);
   const Tokenizer tok = with_context(dir, [&] { return Tokenizer::load(dir); });
   const ChatTemplate tmpl = with_context(dir + "/tokenizer_config.json", [&] { return ChatTemplate::from_config(tok.config()); });
-  Runner r = load_runner(dir, a.gen.threads, a.gen.quiet);
+  Runner r = load_runner(dir, a.gen.threads, a.gen.quiet, a.gen.fp8_head);
   const ModelConfig& config = r.ckpt->config;
   if (tok.vocab_size() > config.vocab_size)
     fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,

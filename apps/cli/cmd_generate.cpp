@@ -52,7 +52,7 @@ void run_generate(const GenerateArgs& a) {
   std::optional<ChatTemplate> tmpl;
   if (!a.raw)
     tmpl.emplace(with_context(dir + "/tokenizer_config.json", [&] { return ChatTemplate::from_config(tok.config()); }));
-  Runner r = load_runner(dir, a.gen.threads, a.gen.quiet);
+  Runner r = load_runner(dir, a.gen.threads, a.gen.quiet, a.gen.fp8_head);
   if (!a.gen.quiet && has_random_weights(dir))
     std::fprintf(stderr, "dsv3 generate: NOTE: '%s' has RANDOM weights (made by dsv3 init); its output is gibberish. "
                          "Real use: --model /path/to/DeepSeek-V3\n", dir.c_str());

@@ -14,11 +14,12 @@ struct LogitsOptions {
   std::string model, ids, out, mtp_out, attention = "absorb";
   int64_t decode = 0;
   int threads = 0;
+  bool fp8_head = false;
 };
 
 void run_logits(const LogitsOptions& o) {
   const auto prompt = parse_ids(o.ids, "--ids");
-  Runner r = load_runner(o.model, o.threads);
+  Runner r = load_runner(o.model, o.threads, /*quiet=*/false, o.fp8_head);
   const int64_t V = r.ckpt->config.vocab_size;
   for (auto id : prompt)
     if (id >= V) fail("--ids: token id {} is out of range; the vocabulary has {} ids (0..{})", id, V, V - 1);
@@ -48,6 +49,7 @@ void add_logits_command(CLI::App& app) {
   sub->add_option("--mtp-out", o->mtp_out,
                   "Also write the MTP module's logits for prompt positions 0..L-2 ([L-1, vocab_size])");
   sub->add_option("--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
   sub->callback([o] { run_logits(*o); });
 }
 

@@ -11,6 +11,7 @@
 #include "apps/cli/progress.h"
 #include "base/error.h"
 #include "io/prefetch.h"
+#include "weights/requantize.h"
 
 namespace dsv3::cli {
 
@@ -37,7 +38,7 @@ int default_threads() {
   return n == 0 ? 1 : int(n);
 }
 
-Runner load_runner(const std::string& dir, int threads, bool quiet) {
+Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_head) {
   Runner r;
   r.ckpt = LoadedCheckpoint::load(dir);
   if (!quiet && !r.ckpt->weights.extra.empty()) {
@@ -59,6 +60,8 @@ Runner load_runner(const std::string& dir, int threads, bool quiet) {
                  "disk as they are used\n", dir.c_str(), format_bytes(r.ckpt->checkpoint.total_bytes()).c_str(),
                  format_bytes(ram).c_str());
   }
+  // Checkpoint tensors are read-only file mappings: the 16-bit pages can go once quantised.
+  if (fp8_head) requantize_fp8(r.ckpt->weights.lm_head, r.ckpt->weights, *r.pool, /*release_source=*/true);
   r.backend = std::make_unique<CpuBackend>(*r.pool);
   r.model = std::make_unique<Model>(r.ckpt->config, r.ckpt->weights, *r.backend);
   return r;

@@ -29,7 +29,14 @@ struct Runner {
 // Loads `dir` and builds the CPU backend with `threads` threads (0: all cores). The shards are
 // faulted in up front, with a progress line (bytes, tensors, ETA) on stderr when that takes
 // more than a second. Unknown extra tensors are listed on stderr. `quiet` silences both.
-Runner load_runner(const std::string& dir, int threads, bool quiet = false);
+// `fp8_head`: a BF16/F16/F32 lm_head is quantised to FP8 128x128 blocks in memory (its
+// checkpoint pages released), so decode reads ~half its bytes; an FP8 head stays as it is.
+Runner load_runner(const std::string& dir, int threads, bool quiet = false, bool fp8_head = false);
+
+// --help text of the commands' --fp8-head flag.
+inline constexpr const char* kFp8HeadHelp =
+    "Quantise lm_head to FP8 (128x128 blocks, scale = amax/448) in memory at load: decode reads half its "
+    "bytes (DeepSeek ships it in BF16); logits then differ from the checkpoint's by FP8 rounding";
 
 void write_f32_file(const std::string& path, const std::vector<float>& data);
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <random>
 
+#include "apps/cli/common.h"
 #include "base/error.h"
 
 namespace dsv3::cli {
@@ -19,6 +20,7 @@ void add_generation_flags(CLI::App* sub, GenerationFlags& f) {
                   "Default: $DSV3_MODEL, else models/default (made by scripts/setup.sh; random weights)");
   sub->add_option("--threads", f.threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   sub->add_flag("--quiet", f.quiet, "No loading progress, banner or statistics on stderr");
+  sub->add_flag("--fp8-head", f.fp8_head, kFp8HeadHelp);
   auto* g = sub->add_option_group("Sampling");
   g->add_option("--temperature", f.sampling.temperature, "Softmax temperature; 0 = greedy (argmax)")
       ->check(CLI::Range(0.0, 100.0))

@@ -18,6 +18,7 @@ struct GenerationFlags {
   std::string model;  // empty: the default model
   int threads = 0;
   bool quiet = false;
+  bool fp8_head = false;  // quantise a 16/32-bit lm_head to FP8 blocks at load
   SamplingParams sampling;
   int64_t seed = -1;  // -1: a random seed, printed by /stats and --jsonl
   int64_t max_new_tokens = 256;
@@ -25,7 +26,7 @@ struct GenerationFlags {
   bool ignore_eos = false;
 };
 
-// --model, --threads, --quiet, --temperature, --top-p, --top-k, --min-p, --seed,
+// --model, --threads, --quiet, --fp8-head, --temperature, --top-p, --top-k, --min-p, --seed,
 // --max-new-tokens, --stop, --ignore-eos, with their defaults in --help.
 void add_generation_flags(CLI::App* sub, GenerationFlags& f);
 
