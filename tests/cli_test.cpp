@@ -34,7 +34,8 @@ std::string copy_checkpoint(const test::TempDir& d) {
 TEST(Cli, HelpAndBadFlags) {
   const auto help = test::run_dsv3("logits --help");
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* flag : {"--model", "--ids", "--decode", "--out", "--attention", "--mtp-out", "--threads", "--fp8-head"})
+  for (const char* flag :
+       {"--model", "--ids", "--decode", "--out", "--attention", "--mtp-out", "--threads", "--fp8-head"})
     EXPECT_NE(help.output.find(flag), std::string::npos) << flag;
   expect_exit2("", "subcommand");
   expect_exit2("logits --model " + kFp8 + " --ids 1 --out /dev/null --bogus", "--bogus");
@@ -174,7 +175,10 @@ TEST(Cli, Fp8HeadLogitsMoveByFp8Rounding) {
   const auto a = test::read_f32(d.file("bf16.bin")), b = test::read_f32(d.file("fp8.bin"));
   ASSERT_EQ(a.size(), b.size());
   double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]), norm += double(a[i]) * a[i];
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    norm += double(a[i]) * a[i];
+  }
   const double rel_rms = std::sqrt(diff / norm);
   EXPECT_GT(rel_rms, 1e-3);  // the head was quantised
   EXPECT_LT(rel_rms, 0.1);   // ... with the right blocks and scales (2.7% here)

@@ -5,8 +5,9 @@
 // cache row gives a score.
 //
 // Decode (few tokens): kv_b_proj is read as stored; the scores and values of all heads come
-// from one pass over each part of an entry's context (see the decode branch). Prefill: kv_b_proj head blocks are dequantised once per call and the three steps
-// run as sgemm, the scores in blocks of consecutive entries of one sequence.
+// from one pass over each part of an entry's context (see the decode branch). Prefill: kv_b_proj
+// head blocks are dequantised once per call and the three steps run as sgemm, the scores in
+// blocks of consecutive entries of one sequence.
 #include <cblas.h>
 
 #include <algorithm>
@@ -63,7 +64,8 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   int64_t max_ctx = 0;
   for (int64_t i = 0; i < n; ++i) max_ctx = std::max(max_ctx, ctx[size_t(i)].n_ctx);
   if (batched)
-    reserve_thread_scratch(std::max(std::min(kAttendBlock, n) * nh * max_ctx, std::max(nope, vd) * cpu::padded_stride(L)));
+    reserve_thread_scratch(
+        std::max(std::min(kAttendBlock, n) * nh * max_ctx, std::max(nope, vd) * cpu::padded_stride(L)));
 
   // Step 1 for heads [h0, h1): qcat.
   auto absorb_q = [&](int t, int64_t h0, int64_t h1) {

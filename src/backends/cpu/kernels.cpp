@@ -40,8 +40,9 @@ using VF = hn::Vec<DF>;
 
 // Software prefetch of weight rows (8-24 KiB ahead, per kernel) goes to L2, not L1 (prefetcht1;
 // GCC's locality 2): the row window plus the activations would fill Zen 4's 32 KiB L1, evicting
-// lines before their use (measured with the 24 KiB window). Into L2 the one-token FP8 kernel streamed 1408x2048 matrices from memory at
-// 91% of the bandwidth probe against 75% into L1 (2 threads, alternating, standalone harness).
+// lines before their use. With a 24 KiB window, the one-token FP8 kernel streamed 1408x2048
+// matrices from memory at 91% of the bandwidth probe into L2 against 75% into L1 (2 threads,
+// alternating, standalone harness).
 HWY_INLINE void PrefetchL2(const void* p) { __builtin_prefetch(p, 0, 2); }
 
 // N e4m3 bytes -> f32 values times 2^-8 (exact).
@@ -363,10 +364,10 @@ HWY_INLINE void DotRowsFp8(const Weight& w, int64_t r0, int64_t r1, const float*
   }
 }
 
-// One token, rows of whole blocks up to kFp8Segment wide (every DeepSeek projection but the
-// dense down_proj): DotRowsFp8<1> with the weights read by LoadE4m3Quads, as one plain loop nest
-// (the generic template form streamed FP8 rows from memory ~20% slower here: same inner
-// instructions; standalone harness over 128 MB of rows, single thread, alternating runs).
+// One token, rows of whole blocks up to kFp8OneMaxCols wide: DotRowsFp8<1> with the weights
+// read by LoadE4m3Quads, as one plain loop nest (the generic template form streamed FP8 rows
+// from memory ~20% slower here: same inner instructions; standalone harness over 128 MB of rows,
+// single thread, alternating runs).
 HWY_INLINE void DotRowsFp8One(const Weight& w, int64_t r0, int64_t r1, const float* x, float* y) {
 #if HWY_TARGET == HWY_SCALAR
   return DotRowsFp8<1>(w, r0, r1, x, 0, y, 0);
@@ -465,7 +466,8 @@ HWY_INLINE bool DotRowsBf16One(const Weight& w, int64_t r0, int64_t r1, const fl
         VF t = hn::Zero(df);
         for (int64_t c0 = s0; c0 < s1; c0 += kB) {
           if (segmented)
-            for (int64_t off = 0; off < kB * 2; off += 64) PrefetchL2(reinterpret_cast<const uint8_t*>(wr + ahead + c0) + off);
+            for (int64_t off = 0; off < kB * 2; off += 64)
+              PrefetchL2(reinterpret_cast<const uint8_t*>(wr + ahead + c0) + off);
           VF a0 = hn::Zero(df), a1 = hn::Zero(df);
 #pragma GCC unroll 8
           for (int64_t c = c0; c < c0 + kB; c += 2 * N) {
