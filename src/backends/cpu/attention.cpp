@@ -133,7 +133,9 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
     // cache twice through OpenBLAS, which packed it first: 8 reads and 8 copies per layer at two
     // threads, ~10% of bench-m's decode at 600 tokens of context and ~30% at 2000.
     const int64_t groups = std::min<int64_t>(nh, 2 * int64_t(T));
-    const int64_t max_parts = 2 * int64_t(T);
+    // About two parts per thread over all entries (several entries are parallel work already):
+    // the parts' outputs (n_heads x kv_lora_rank floats each) stay within ~2T of them.
+    const int64_t max_parts = std::max<int64_t>(1, (2 * int64_t(T) + n - 1) / n);
     auto parts_of = [&](int64_t m) { return std::clamp<int64_t>(m / kDecodePartRows, 1, max_parts); };
     float* opart = grow(opart_, n * max_parts * nh * (L + 2));  // [entry][part][head]: o (L), max, sum
     pool_.for_chunks(groups, [&](int64_t g, int t) { absorb_q(t, nh * g / groups, nh * (g + 1) / groups); });

@@ -147,7 +147,8 @@ TEST_P(CpuBackendTest, AbsorbedAttention) {
 }
 
 // Decode over contexts long enough to be split into parts (each part's softmax rescaled into
-// one), short ones that are not, and entries of different sequences in one step.
+// one), short ones that are not, and entries of different sequences in one step (at 2 threads a
+// step of 2 entries splits each into up to 2 parts; one of 4 entries splits none).
 TEST_P(CpuBackendTest, AbsorbedAttentionDecodeLongContexts) {
   ThreadPool pool(GetParam());
   CpuBackend cpu(pool);
@@ -156,6 +157,7 @@ TEST_P(CpuBackendTest, AbsorbedAttentionDecodeLongContexts) {
     auto cache = test_cache(m.s, 1100, 5);
     auto cache2 = test_cache(m.s, 300, 6);
     expect_attention_matches(cpu, m.s, {{cache.data(), 1100}}, 21, dtype_name(dt));
+    expect_attention_matches(cpu, m.s, {{cache.data(), 700}, {cache2.data(), 5}}, 22, dtype_name(dt));
     expect_attention_matches(
         cpu, m.s, {{cache.data(), 700}, {cache2.data(), 300}, {cache.data(), 129}, {cache2.data(), 5}}, 24,
         dtype_name(dt));
