@@ -41,16 +41,19 @@ void embed(const Weight& table, std::span<const int32_t> ids, float* out) {
   }
 }
 
-void rms_norm(const float* x, int64_t n, const Weight& w, float eps, float* out) {
-  const int64_t d = w.cols;
-  std::vector<float> g(static_cast<size_t>(d));
-  dequant_row(w, 0, g.data());
+void rms_norm_rows(const float* x, int64_t n, int64_t d, const float* g, float eps, float* out) {
   for (int64_t i = 0; i < n; ++i) {
     double ss = 0;
     for (int64_t c = 0; c < d; ++c) ss += double(x[i * d + c]) * x[i * d + c];
     const float r = float(1.0 / std::sqrt(ss / double(d) + double(eps)));
-    for (int64_t c = 0; c < d; ++c) out[i * d + c] = x[i * d + c] * r * g[size_t(c)];
+    for (int64_t c = 0; c < d; ++c) out[i * d + c] = x[i * d + c] * r * g[c];
   }
+}
+
+void rms_norm(const float* x, int64_t n, const Weight& w, float eps, float* out) {
+  std::vector<float> g(static_cast<size_t>(w.cols));
+  dequant_row(w, 0, g.data());
+  rms_norm_rows(x, n, w.cols, g.data(), eps, out);
 }
 
 void linear(const Weight& w, const float* x, int64_t n, float* y) {

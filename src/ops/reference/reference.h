@@ -8,6 +8,9 @@ namespace dsv3::ref {
 
 void embed(const Weight& table, std::span<const int32_t> ids, float* out);
 void rms_norm(const float* x, int64_t n, const Weight& w, float eps, float* out);
+// rms_norm's arithmetic for tokens [0, n) of width d, with the weight row g already in f32
+// (backends that spread the tokens over threads call it per range).
+void rms_norm_rows(const float* x, int64_t n, int64_t d, const float* g, float eps, float* out);
 // Dequantises row r of w into out [w.cols] (e4m3 value * block scale in f32, as model.py's
 // weight_dequant; BF16/F16 exactly).
 void dequant_row(const Weight& w, int64_t r, float* out);
