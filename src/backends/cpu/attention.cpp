@@ -22,20 +22,22 @@ namespace dsv3 {
 
 namespace {
 
+// Scores r[0 .. len) -> exp(r - max), in place; returns the max and their sum (in double).
+float exp_shifted(float* r, int64_t len, double& sum) {
+  const float mx = *std::max_element(r, r + len);
+  sum = 0;
+  for (int64_t t = 0; t < len; ++t) sum += (r[t] = std::exp(r[t] - mx));
+  return mx;
+}
+
 // Scores r[0 .. len) -> probabilities, in place; r[len .. m) (positions this query may not see)
 // -> 0.
 void softmax_row(float* r, int64_t len, int64_t m) {
-  const float mx = *std::max_element(r, r + len);
-  double sum = 0;
-  for (int64_t t = 0; t < len; ++t) sum += (r[t] = std::exp(r[t] - mx));
+  double sum;
+  exp_shifted(r, len, sum);
   const float inv = float(1.0 / sum);
   for (int64_t t = 0; t < len; ++t) r[t] *= inv;
   std::fill(r + len, r + m, 0.0f);
-}
-
-// Scores of hc heads against ctx rows -> probabilities (rows of length m), in place.
-void softmax_rows(float* p, int64_t hc, int64_t m) {
-  for (int64_t h = 0; h < hc; ++h) softmax_row(p + h * m, m, m);
 }
 
 // Prefill entries per attention block (see attend_block below).
@@ -83,22 +85,11 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
       for (int64_t i = 0; i < n; ++i) std::copy_n(q + (i * nh + h) * qk + nope, R, qcat + (i * nh + h) * row + L);
     }
   };
-  // Step 2 for entry i, heads [h0, h1): olat = softmax(scale · qcat · Cᵀ) · C[:, :L].
-  auto attend = [&](int t, int64_t i, int64_t h0, int64_t h1) {
-    const int64_t hc = h1 - h0, m = ctx[size_t(i)].n_ctx;
-    if (hc <= 0) return;
-    const float* c = ctx[size_t(i)].rows;
-    float* p = thread_scratch(t, hc * m);  // [hc, m]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(hc), int(m), int(row), s.softmax_scale,
-                qcat + (i * nh + h0) * row, int(row), c, int(row), 0.0f, p, int(m));
-    softmax_rows(p, hc, m);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(hc), int(L), int(m), 1.0f, p, int(m), c, int(row),
-                0.0f, olat + (i * nh + h0) * L, int(L));
-  };
-  // Step 2 for entries [i0, i1) that read the same cache rows, each one more than the one
-  // before (a prompt's tokens): one pair of sgemms for all their heads against the last entry's
-  // rows, the rows an earlier entry may not see masked out of its softmax (probability 0). Per
-  // entry, OpenBLAS packed the same cache rows again for every token (M = n_heads rows each).
+  // Step 2 (olat = softmax(scale · qcat · Cᵀ) · C[:, :L]) for entries [i0, i1) that read the same
+  // cache rows, each one more than the one before (a prompt's tokens; or one entry alone): one
+  // pair of sgemms for all their heads against the last entry's rows, the rows an earlier entry
+  // may not see masked out of its softmax (probability 0). Per entry, OpenBLAS packed the same
+  // cache rows again for every token (M = n_heads rows each).
   auto attend_block = [&](int t, int64_t i0, int64_t i1) {
     const int64_t rows_q = (i1 - i0) * nh, m = ctx[size_t(i1 - 1)].n_ctx;
     const float* c = ctx[size_t(i0)].rows;
@@ -156,11 +147,8 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
       float* o = opart + (i * max_parts + p) * nh * (L + 2);
       cpu::attend_scores(qcat + i * nh * row, nh, row, c, row, mp, s.softmax_scale, sc, mp);
       for (int64_t h = 0; h < nh; ++h) {
-        float* r = sc + h * mp;
-        const float mx = *std::max_element(r, r + mp);
-        double sum = 0;
-        for (int64_t j = 0; j < mp; ++j) sum += (r[j] = std::exp(r[j] - mx));
-        o[nh * L + 2 * h] = mx;
+        double sum;
+        o[nh * L + 2 * h] = exp_shifted(sc + h * mp, mp, sum);
         o[nh * L + 2 * h + 1] = float(sum);
       }
       cpu::attend_values(sc, nh, mp, c, row, mp, L, o);
@@ -198,11 +186,8 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
         ctx[size_t(i)].n_ctx != ctx[size_t(i - 1)].n_ctx + 1)
       starts.push_back(i);
   starts.push_back(n);
-  pool_.for_chunks(int64_t(starts.size()) - 1, [&](int64_t b, int t) {
-    const int64_t i0 = starts[size_t(b)], i1 = starts[size_t(b + 1)];
-    if (i1 - i0 == 1) return attend(t, i0, 0, nh);
-    attend_block(t, i0, i1);
-  });
+  pool_.for_chunks(int64_t(starts.size()) - 1,
+                   [&](int64_t b, int t) { attend_block(t, starts[size_t(b)], starts[size_t(b + 1)]); });
   pool_.for_chunks(nh, [&](int64_t h, int t) { project_out(t, h, h + 1); });
 }
 
