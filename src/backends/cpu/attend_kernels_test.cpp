@@ -11,6 +11,7 @@
 namespace dsv3 {
 namespace {
 
+using testing::double_sum;
 using testing::for_each_target;
 using testing::random_vector;
 
@@ -18,13 +19,8 @@ using testing::random_vector;
 // K · 2^-24 · Σ|terms| (x4).
 template <class F>
 void expect_dot(float got, int64_t K, F term, double scale, const std::string& what) {
-  double want = 0, abs_sum = 0;
-  for (int64_t k = 0; k < K; ++k) {
-    const double v = term(k);
-    want += v;
-    abs_sum += std::fabs(v);
-  }
-  ASSERT_NEAR(got, scale * want, 4.0 * double(K) * 0x1p-24 * scale * abs_sum + 1e-30) << what;
+  const auto d = double_sum(K, term);
+  ASSERT_NEAR(got, scale * d.sum, 4.0 * double(K) * 0x1p-24 * scale * d.abs_sum + 1e-30) << what;
 }
 
 TEST(AttendKernels, ScoresMatchDoubleSums) {

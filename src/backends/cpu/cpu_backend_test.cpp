@@ -13,8 +13,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <string>
 #include <string_view>

@@ -1,7 +1,7 @@
 // The many-token (prefill) matrix product on dequantised f32 weight tiles, our own kernel in
 // place of OpenBLAS sgemm: y[t, r] = Σ_k W[r, k] · x[t, k].
 //
-// Layout: the activations are packed once per call into token panels (`gemm_pack`: for each
+// Layout: the activations are packed once per call into token panels (`gemm_pack_panels`: for each
 // panel of up to two SIMD vectors of tokens, [cols][panel width] floats, tokens past n zero), so
 // that one aligned load gives one k for a vector of tokens; the weight tile stays in its natural
 // row-major layout and each weight is broadcast. The register block is kGemmRowBlock rows x one
@@ -21,7 +21,7 @@ namespace dsv3::cpu {
 // rows past the valid ones are read (any values, NaN included) but reach no output.
 inline constexpr int64_t kGemmRowBlock = 12;
 
-// Floats that gemm_pack writes for n tokens of `cols` values (the dispatched target's layout).
+// Floats that gemm_pack_panels writes for n tokens of `cols` values (the dispatched target's layout).
 int64_t gemm_packed_floats(int64_t n, int64_t cols);
 
 // Panels that n tokens make; gemm_pack_panels packs panels [p0, p1) of x [n, cols] (row stride

@@ -14,9 +14,9 @@
 namespace dsv3 {
 namespace {
 
+using testing::double_sum;
 using testing::for_each_target;
 using testing::random_vector;
-
 
 // Packs x in two calls (panels split at half) as a caller splitting over threads would.
 std::vector<float> pack(const std::vector<float>& x, int64_t n, int64_t cols) {
@@ -47,13 +47,9 @@ TEST(CpuGemm, TileMatchesDoubleProduct) {
           cpu::gemm_tile(tile.data(), ld, rows, xp.data(), n, cols, y.data(), y_stride);
           for (int64_t t = 0; t < n; ++t) {
             for (int64_t r = 0; r < rows; ++r) {
-              double want = 0, abs_sum = 0;
-              for (int64_t c = 0; c < cols; ++c) {
-                const double p = double(w[size_t(r * cols + c)]) * x[size_t(t * cols + c)];
-                want += p;
-                abs_sum += std::fabs(p);
-              }
-              ASSERT_NEAR(y[size_t(t * y_stride + r)], want, 2.0 * double(cols) * std::ldexp(1.0, -24) * abs_sum)
+              const auto d = double_sum(
+                  cols, [&](int64_t c) { return double(w[size_t(r * cols + c)]) * x[size_t(t * cols + c)]; });
+              ASSERT_NEAR(y[size_t(t * y_stride + r)], d.sum, 2.0 * double(cols) * std::ldexp(1.0, -24) * d.abs_sum)
                   << "t=" << t << " r=" << r;
             }
             for (int64_t r = rows; r < y_stride; ++r) ASSERT_EQ(y[size_t(t * y_stride + r)], sentinel) << "t=" << t;

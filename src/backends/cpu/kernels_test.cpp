@@ -18,6 +18,7 @@
 namespace dsv3 {
 namespace {
 
+using testing::double_sum;
 using testing::for_each_target;
 using testing::random_vector;
 using testing::random_weight;
@@ -56,12 +57,8 @@ void expect_matvec_matches(const Weight& w, int64_t r0, int64_t r1, const std::v
   for (int64_t r = r0; r < r1; ++r) {
     ref::dequant_row(w, r, row.data());
     for (int64_t i = 0; i < n; ++i) {
-      double want = 0, abs_sum = 0;
-      for (int64_t c = 0; c < cols; ++c) {
-        want += double(row[size_t(c)]) * x[size_t(i * xs + c)];
-        abs_sum += std::fabs(double(row[size_t(c)]) * x[size_t(i * xs + c)]);
-      }
-      ASSERT_NEAR(y[size_t(i * ys + r - r0)], want, bound(cols, abs_sum)) << what << " r=" << r << " i=" << i;
+      const auto d = double_sum(cols, [&](int64_t c) { return double(row[size_t(c)]) * x[size_t(i * xs + c)]; });
+      ASSERT_NEAR(y[size_t(i * ys + r - r0)], d.sum, bound(cols, d.abs_sum)) << what << " r=" << r << " i=" << i;
     }
   }
 }
@@ -202,9 +199,8 @@ TEST(CpuKernels, SumF32) {
   for_each_target([] {
     for (int64_t n : {0, 1, 7, 63, 64, 65, 1000}) {
       auto v = random_vector(n, 9);
-      double want = 0, abs_sum = 0;
-      for (float f : v) want += f, abs_sum += std::fabs(f);
-      EXPECT_NEAR(cpu::sum_f32(v.data(), n), want, bound(n, abs_sum)) << n;
+      const auto d = double_sum(n, [&](int64_t k) { return double(v[size_t(k)]); });
+      EXPECT_NEAR(cpu::sum_f32(v.data(), n), d.sum, bound(n, d.abs_sum)) << n;
     }
   });
 }

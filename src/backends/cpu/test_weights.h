@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -25,6 +26,22 @@ void for_each_target(F body) {
     body();
   }
   hwy::SetSupportedTargetsForTest(0);
+}
+
+// Σ term(k) for k < K in double, and Σ |term(k)|: the reference for a kernel's f32 sum, whose
+// accumulation error the tests bound by a multiple of K · 2^-24 · abs_sum.
+struct DoubleSum {
+  double sum = 0, abs_sum = 0;
+};
+template <typename F>
+DoubleSum double_sum(int64_t K, F term) {
+  DoubleSum d;
+  for (int64_t k = 0; k < K; ++k) {
+    const double v = term(k);
+    d.sum += v;
+    d.abs_sum += std::fabs(v);
+  }
+  return d;
 }
 
 struct OwnedWeight {
