@@ -17,5 +17,6 @@ void add_cast_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace dsv3::cli

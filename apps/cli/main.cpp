@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   dsv3::cli::add_quantize_command(app);
   dsv3::cli::add_tokenizer_commands(app);
   dsv3::cli::add_bench_command(app);
+  dsv3::cli::add_serve_command(app);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     std::string names;

@@ -1,0 +1,231 @@
+// dsv3 serve: the model behind an OpenAI-compatible HTTP API (src/serve) with continuous
+// batching (runtime/scheduler.h). Listens first, answering 503 while the weights load, prints
+// the URL once it can answer, and on SIGINT/SIGTERM stops accepting, lets in-flight requests
+// finish for up to ~4 s, cancels the rest and exits 0.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "apps/cli/commands.h"
+#include "apps/cli/common.h"
+#include "apps/cli/generation_flags.h"
+#include "apps/cli/progress.h"
+#include "apps/cli/serve_http.h"
+#include "base/error.h"
+#include "runtime/scheduler.h"
+#include "serve/metrics.h"
+#include "serve/output_parser.h"
+#include "serve/service.h"
+#include "tokenizer/chat_template.h"
+
+namespace dsv3::cli {
+
+namespace {
+
+struct ServeArgs {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string served_model_name;
+  std::string api_key;
+  int threads = 0;
+  int64_t max_running = 8;
+  int64_t max_queue = 64;
+  int64_t max_queued_tokens = 1 << 20;
+  int64_t max_step_tokens = 2048;
+  int64_t ctx_size = 0;
+  std::string tool_call_parser = "auto";
+  std::string reasoning_parser = "auto";
+  bool fp8_head = false;
+  int64_t max_body_mb = 32;
+  bool quiet = false;
+};
+
+// Bytes of memory the system can still give (MemAvailable), or 0 when unknown.
+uint64_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+void run_serve(const ServeArgs& a) {
+  // Signals go to the thread that waits for them (sigwait below), never to a worker: block
+  // them before any thread starts so every thread inherits the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  const std::string dir = resolve_model_dir(a.model);
+  const Tokenizer tok = with_context(dir, [&] { return Tokenizer::load(dir); });
+  const std::string template_source =
+      with_context(dir + "/tokenizer_config.json", [&] { return tok.config().chat_template(); });
+  const ChatTemplate tmpl =
+      with_context(dir + "/tokenizer_config.json", [&] { return ChatTemplate::from_config(tok.config()); });
+
+  // Output parsers: explicit flags are checked against the tokenizer now; auto picks from the
+  // chat template.
+  const auto tools_flag = serve::parse_tool_call_parser(a.tool_call_parser);
+  const serve::ReasoningParserChoice reasoning_flag = serve::parse_reasoning_parser(a.reasoning_parser);
+  const serve::ParserSelection detected = serve::detect_parsers(template_source, tok);
+  const serve::ToolCallFormat tools = tools_flag ? *tools_flag : detected.tools;
+  const serve::ReasoningParserChoice reasoning =
+      reasoning_flag == serve::ReasoningParserChoice::Auto ? detected.reasoning : reasoning_flag;
+  serve::check_parser_tokens(tok, tools_flag ? tools : serve::ToolCallFormat::None,
+                             reasoning_flag == serve::ReasoningParserChoice::Auto ? serve::ReasoningParserChoice::None
+                                                                                   : reasoning);
+
+  std::string name = a.served_model_name;
+  if (name.empty()) name = std::filesystem::path(dir).lexically_normal().filename().string();
+  if (name.empty() || name == ".") name = "dsv3";
+
+  HttpServer http({.host = a.host,
+                   .port = a.port,
+                   .api_key = a.api_key,
+                   .max_body_bytes = size_t(a.max_body_mb) << 20,
+                   .worker_threads = int(a.max_running + a.max_queue + 32)});
+  http.start();
+  if (!a.quiet) std::fprintf(stderr, "dsv3 serve: loading %s (answering 503 on port %d meanwhile)\n", dir.c_str(), http.port());
+
+  Runner r = load_runner(dir, a.threads, a.quiet, a.fp8_head);
+  const ModelConfig& config = r.ckpt->config;
+  if (tok.vocab_size() > config.vocab_size)
+    fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,
+         tok.vocab_size(), config.vocab_size);
+
+  // Context: the flag, else the model's, capped so that max_running full sequences' latent
+  // caches fit in 80% of the memory left after the weights.
+  const int64_t bytes_per_token = r.model->cache_layers() * r.model->cache_row() * int64_t(sizeof(float));
+  int64_t ctx = a.ctx_size > 0 ? a.ctx_size : config.max_position_embeddings;
+  if (a.ctx_size > config.max_position_embeddings)
+    fail("--ctx-size {} is larger than the model's max_position_embeddings {}", a.ctx_size,
+         config.max_position_embeddings);
+  if (a.ctx_size <= 0) {
+    const uint64_t avail = available_memory();
+    if (avail > 0) {
+      const int64_t fit = int64_t(avail / 10 * 8) / (bytes_per_token * a.max_running);
+      if (fit < ctx) {
+        if (!a.quiet)
+          std::fprintf(stderr, "dsv3 serve: context capped at %lld tokens (model: %lld) so that %lld sequences' "
+                       "caches fit in memory (%s per token)\n", (long long)fit, (long long)ctx, (long long)a.max_running,
+                       format_bytes(uint64_t(bytes_per_token)).c_str());
+        ctx = std::max<int64_t>(fit, 16);
+      }
+    }
+  }
+
+  Scheduler scheduler(*r.model, {.max_running = a.max_running,
+                                 .max_queue = a.max_queue,
+                                 .max_queued_tokens = a.max_queued_tokens,
+                                 .max_step_tokens = a.max_step_tokens,
+                                 .ctx_size = ctx});
+  serve::Metrics metrics(name);
+  serve::ServiceOptions so;
+  so.served_model_name = name;
+  so.model_root = dir;
+  so.ctx_size = ctx;
+  so.tool_format = tools;
+  so.reasoning = reasoning;
+  so.defaults = serve::SamplingDefaults::from_model_dir(dir);
+  so.eos_ids = end_ids(tok, config, /*ignore_eos=*/false);
+  so.log_requests = !a.quiet;
+  serve::Service service(so, scheduler, tok, tmpl, template_source, metrics);
+  http.set_service(&service);
+  std::printf("dsv3 serve: http://%s:%d/v1 (model '%s', context %lld, %lld running / %lld queued, tool calls %s, "
+              "reasoning %s)\n",
+              a.host.c_str(), http.port(), name.c_str(), (long long)ctx, (long long)a.max_running,
+              (long long)a.max_queue, serve::to_string(tools), serve::to_string(reasoning));
+  std::fflush(stdout);
+  if (!a.quiet && !detected.why.empty()) std::fprintf(stderr, "dsv3 serve: parsers: %s\n", detected.why.c_str());
+  if (!a.quiet && has_random_weights(dir))
+    std::fprintf(stderr, "dsv3 serve: NOTE: '%s' has RANDOM weights (made by dsv3 init); replies are gibberish\n",
+                 dir.c_str());
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  if (!a.quiet) std::fprintf(stderr, "dsv3 serve: %s: no new requests; finishing the running ones\n", strsignal(sig));
+  service.drain();
+  scheduler.drain();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(3500);
+  while (!scheduler.idle() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (!scheduler.idle()) {
+    if (!a.quiet) std::fprintf(stderr, "dsv3 serve: stopping the requests still running\n");
+    scheduler.cancel_all();
+    const auto hard = std::chrono::steady_clock::now() + std::chrono::milliseconds(1000);
+    while (!scheduler.idle() && std::chrono::steady_clock::now() < hard)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  http.stop();
+  http.set_service(nullptr);
+  if (!a.quiet) std::fprintf(stderr, "dsv3 serve: stopped\n");
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  auto* sub = app.add_subcommand("serve", "OpenAI-compatible HTTP server (chat/completions, streaming, tools, reasoning)");
+  sub->add_option("--model", a->model,
+                  "Checkpoint directory (Hugging Face layout with tokenizer files). Default: $DSV3_MODEL, else "
+                  "models/default");
+  sub->add_option("--host", a->host, "Address to listen on")->capture_default_str();
+  sub->add_option("--port", a->port, "Port to listen on (0: any free port, printed)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  sub->add_option("--served-model-name", a->served_model_name,
+                  "Model id in /v1/models and the 'model' requests must name (default: the directory's name)");
+  sub->add_option("--api-key", a->api_key,
+                  "Require 'Authorization: Bearer KEY' (401 otherwise; /health and CORS preflight exempt)");
+  sub->add_option("--threads", a->threads, "Worker threads for the model (default: all cores)")->check(CLI::Range(0, 1024));
+  sub->add_option("--max-running", a->max_running, "Most sequences in the running batch (each choice of n counts)")
+      ->check(CLI::Range(int64_t(1), int64_t(4096)))
+      ->capture_default_str();
+  sub->add_option("--max-queue", a->max_queue, "Most requests waiting to run; more get 429 with retry-after")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20))
+      ->capture_default_str();
+  sub->add_option("--max-queued-tokens", a->max_queued_tokens, "Most prompt tokens waiting to run; more get 429")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40))
+      ->capture_default_str();
+  sub->add_option("--max-step-tokens", a->max_step_tokens,
+                  "Tokens per forward step: every running sequence's decode token, then prompt chunks up to this")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  sub->add_option("--ctx-size", a->ctx_size,
+                  "Most tokens per sequence, prompt + output (default: max_position_embeddings, capped so that "
+                  "--max-running caches fit in memory)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
+  sub->add_option("--tool-call-parser", a->tool_call_parser,
+                  "auto, deepseek_v3, deepseek_v31, kimi_k2 or none (SGLang's spellings accepted); auto picks from "
+                  "the chat template")
+      ->capture_default_str();
+  sub->add_option("--reasoning-parser", a->reasoning_parser,
+                  "auto, deepseek_r1, deepseek_v3 (R1 parsing when chat_template_kwargs.thinking is on) or none; auto "
+                  "picks from the chat template")
+      ->capture_default_str();
+  sub->add_flag("--fp8-head", a->fp8_head, kFp8HeadHelp);
+  sub->add_option("--max-body-mb", a->max_body_mb, "Largest request body in MiB (413 beyond)")
+      ->check(CLI::Range(int64_t(1), int64_t(4096)))
+      ->capture_default_str();
+  sub->add_flag("--quiet", a->quiet, "No loading progress or request log on stderr");
+  sub->footer(
+      "Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, GET /health (503 while\n"
+      "loading), GET /metrics (Prometheus, dsv3: prefix), POST /tokenize, /detokenize, /apply-template.\n"
+      "SIGINT/SIGTERM: stop accepting, finish or stop in-flight requests within ~5 s, exit 0.");
+  sub->callback([a] { run_serve(*a); });
+}
+
+}  // namespace dsv3::cli

@@ -1,0 +1,203 @@
+#include "apps/cli/serve_http.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <httplib.h>
+
+#include <cstring>
+
+#include "base/error.h"
+#include "serve/api_error.h"
+
+namespace dsv3::cli {
+
+namespace {
+
+using serve::ApiError;
+
+// The connection's socket, found by its addresses among this process's descriptors (cpp-httplib
+// 0.11 exposes neither the socket nor a "client closed" check to handlers). -1 when not found.
+int find_connection_fd(const std::string& remote_addr, int remote_port, int local_port) {
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  int found = -1;
+  while (dirent* e = readdir(d)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd <= 2) continue;
+    sockaddr_storage peer{}, self{};
+    socklen_t pl = sizeof(peer), sl = sizeof(self);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0) continue;
+    char host[INET6_ADDRSTRLEN] = {};
+    int pport = 0, sport = 0;
+    if (peer.ss_family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&peer);
+      inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+      pport = ntohs(a->sin_port);
+      sport = ntohs(reinterpret_cast<sockaddr_in*>(&self)->sin_port);
+    } else if (peer.ss_family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&peer);
+      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+      pport = ntohs(a->sin6_port);
+      sport = ntohs(reinterpret_cast<sockaddr_in6*>(&self)->sin6_port);
+    } else {
+      continue;
+    }
+    if (pport == remote_port && sport == local_port && remote_addr == host) {
+      found = fd;
+      break;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+// True once the peer has closed (or reset) the connection.
+bool peer_closed(int fd) {
+  if (fd < 0) return false;
+  pollfd p{fd, POLLRDHUP, 0};
+  if (poll(&p, 1, 0) <= 0) return false;
+  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+void set_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  res.set_content(serve::error_body(e).dump(), "application/json");
+}
+
+void add_cors(const httplib::Request& req, httplib::Response& res) {
+  const std::string origin = req.get_header_value("Origin");
+  res.set_header("Access-Control-Allow-Origin", origin.empty() ? "*" : origin);
+  res.set_header("Vary", "Origin");
+}
+
+}  // namespace
+
+HttpServer::HttpServer(HttpOptions opts) : opts_(std::move(opts)), svr_(std::make_unique<httplib::Server>()) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::start() {
+  httplib::Server& svr = *svr_;
+  const int workers = opts_.worker_threads;
+  svr.new_task_queue = [workers] { return new httplib::ThreadPool(size_t(workers)); };
+  svr.set_payload_max_length(opts_.max_body_bytes);
+  svr.set_read_timeout(60, 0);
+  svr.set_write_timeout(60, 0);
+  svr.set_keep_alive_timeout(5);
+
+  svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    add_cors(req, res);
+    if (req.method == "OPTIONS") {
+      // CORS preflight, without authentication (browsers send no credentials with it); the
+      // requested headers are reflected so the openai SDK's X-Stainless-* pass (SERVER.md §3.6).
+      const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+      res.status = 204;
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+      res.set_header("Access-Control-Allow-Headers", asked.empty() ? "*" : asked);
+      res.set_header("Access-Control-Max-Age", "86400");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    const bool is_public = req.path == "/health" || req.path == "/v1/health";
+    if (!opts_.api_key.empty() && !is_public) {
+      const std::string auth = req.get_header_value("Authorization");
+      if (auth != "Bearer " + opts_.api_key) {
+        set_error(res, ApiError(401, auth.empty() ? "missing API key: send 'Authorization: Bearer <key>'"
+                                                  : "invalid API key",
+                                "authentication_error", "", "invalid_api_key"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+
+  auto handler = [this](const httplib::Request& req, httplib::Response& res) {
+    serve::Service* service = service_.load();
+    if (!service) {
+      ApiError e(503, "Loading model", "unavailable_error");
+      set_error(res, e);
+      res.set_header("retry-after", "2");
+      return;
+    }
+    serve::ApiRequest ar;
+    ar.method = req.method;
+    ar.path = req.path;
+    ar.body = req.body;
+    const int fd = find_connection_fd(req.remote_addr, req.remote_port, req.local_port);
+    ar.disconnected = [fd] { return peer_closed(fd); };
+    serve::ApiResponse r = service->handle(ar);
+    res.status = r.status;
+    for (const auto& [k, v] : r.headers) res.set_header(k, v);
+    if (!r.stream) {
+      res.set_content(r.body, r.content_type);
+      return;
+    }
+    auto stream = r.stream;
+    res.set_chunked_content_provider(
+        r.content_type,
+        [stream](size_t, httplib::DataSink& sink) {
+          std::vector<std::string> frames;
+          const bool more = stream->pop(frames, std::chrono::milliseconds(250));
+          for (const auto& f : frames)
+            if (!sink.write(f.data(), f.size())) {
+              stream->abandon();
+              return false;
+            }
+          if (!more) sink.done();
+          return true;
+        },
+        [stream](bool success) {
+          if (!success) stream->abandon();
+        });
+  };
+  svr.Get(".*", handler);
+  svr.Post(".*", handler);
+
+  svr.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    switch (res.status) {
+      case 413:
+        set_error(res, ApiError(413, fmt::format("the request body is larger than {} bytes", opts_.max_body_bytes),
+                                "invalid_request_error", "", "request_too_large"));
+        break;
+      case 404: set_error(res, ApiError(404, "no route " + req.method + " " + req.path, "not_found_error")); break;
+      case 405: set_error(res, ApiError(405, "method " + req.method + " is not allowed", "invalid_request_error")); break;
+      default: set_error(res, ApiError(res.status, "HTTP error " + std::to_string(res.status))); break;
+    }
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    set_error(res, ApiError(500, what, "server_error"));
+  });
+
+  if (opts_.port == 0) {
+    bound_port_ = svr.bind_to_any_port(opts_.host);
+    if (bound_port_ <= 0) fail("--host {}: cannot listen on any port", opts_.host);
+  } else {
+    if (!svr.bind_to_port(opts_.host, opts_.port))
+      fail("--host {} --port {}: cannot listen there ({}); is another server using the port?", opts_.host, opts_.port,
+           std::strerror(errno));
+    bound_port_ = opts_.port;
+  }
+  thread_ = std::thread([this] { svr_->listen_after_bind(); });
+}
+
+void HttpServer::stop() {
+  if (!thread_.joinable()) return;
+  svr_->stop();
+  thread_.join();
+}
+
+}  // namespace dsv3::cli

@@ -1,0 +1,51 @@
+// The HTTP binding of serve::Service through cpp-httplib (Debian's libcpp-httplib-dev, a
+// compiled library configured through its runtime setters). It owns what is HTTP's alone:
+// the listening socket, Bearer authentication, CORS, the body-size limit (413), server-sent
+// event framing onto chunked responses, and noticing a client that closed its connection.
+// httplib holds one worker thread per connection; requests still queue in our Scheduler.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "serve/service.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace dsv3::cli {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string api_key;           // empty: no authentication
+  size_t max_body_bytes = 32u << 20;
+  int worker_threads = 96;       // connections served at once
+};
+
+class HttpServer {
+ public:
+  explicit HttpServer(HttpOptions opts);
+  ~HttpServer();
+
+  // Binds the port (throws Error naming host:port on failure) and starts answering on a thread:
+  // 503 "loading" until set_service().
+  void start();
+  // From now on requests go to `service` (which outlives this server).
+  void set_service(serve::Service* service) { service_.store(service); }
+  // Stops accepting; returns when every connection's handler has returned.
+  void stop();
+  int port() const { return bound_port_; }
+
+ private:
+  HttpOptions opts_;
+  std::unique_ptr<httplib::Server> svr_;
+  std::atomic<serve::Service*> service_{nullptr};
+  std::thread thread_;
+  int bound_port_ = 0;
+};
+
+}  // namespace dsv3::cli

@@ -1,0 +1,166 @@
+// Continuous batching for a server: requests arrive at any time from other threads, join the
+// running batch at step boundaries, and leave it on their own EOS, token limit, stop (the token
+// callback says so), cancellation or client disconnect. One thread runs the steps; each step is
+// one Model::forward over every running sequence's decode entry first, then prompt chunks up to
+// max_step_tokens (vLLM's "chunked prefill prioritises decode", SERVER.md §3.1), so a long
+// prompt never freezes the streams already decoding.
+//
+//   Scheduler sched(model, {.max_running = 8});
+//   auto handle = sched.submit(std::move(req), callbacks);   // nullptr: queue full / draining
+//   ... callbacks run on the scheduler thread; handle->cancel() from any thread ...
+//
+// A request has n choices (OpenAI `n`): the prompt is prefilled once and the cache is copied to
+// the other choices after the prefill, each then samples with its own seed (seed + choice).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "model/model.h"
+#include "runtime/engine.h"
+#include "runtime/sampler.h"
+
+namespace dsv3 {
+
+// OpenAI's presence/frequency penalties (subtracted from the logits of tokens generated so far:
+// presence once, frequency per occurrence; platform.openai.com "parameter details") and the
+// CTRL/transformers repetition penalty over prompt and output tokens (positive logits divided,
+// negative multiplied). Applied to the logits before sampling; logprobs are of the raw logits.
+struct PenaltyParams {
+  float presence_penalty = 0;   // [-2, 2]
+  float frequency_penalty = 0;  // [-2, 2]
+  float repetition_penalty = 1;  // > 0; 1 = off
+  bool active() const { return presence_penalty != 0 || frequency_penalty != 0 || repetition_penalty != 1; }
+};
+
+struct ScheduledRequest {
+  std::vector<int32_t> prompt;  // non-empty, ids < vocab_size
+  int n = 1;                    // choices
+  SamplingParams sampling;      // choice i samples with seed + i
+  PenaltyParams penalties;
+  int64_t max_new_tokens = 16;    // per choice; clipped to the context left after the prompt
+  int64_t min_new_tokens = 0;     // stop ids are not sampled before this many tokens (their logits masked)
+  std::vector<int32_t> stop_ids;  // finish with Eos without reporting the token
+  std::vector<std::pair<int32_t, float>> logit_bias;  // added to the logits before sampling (OpenAI logit_bias)
+  int top_logprobs = -1;          // -1: no logprobs; 0..20: the chosen token's logprob and this many alternatives
+};
+
+// One sampled token of one choice, as reported to the callbacks.
+struct SampledToken {
+  int32_t id = 0;
+  float logprob = 0;                                    // of the raw logits (log_softmax), when asked
+  std::vector<std::pair<int32_t, float>> top_logprobs;  // most likely first
+};
+
+struct RequestCallbacks {
+  // Scheduler thread, once per generated token (never a stop id); return false to finish the
+  // choice with FinishReason::Stop (a stop string completed). The token counts as generated.
+  std::function<bool(int choice, const SampledToken&)> on_token;
+  // Scheduler thread, exactly once per choice, after its last token.
+  std::function<void(int choice, FinishReason reason)> on_finish;
+  // Scheduler thread, when the request leaves the queue for the running batch.
+  std::function<void()> on_admitted;
+  // Scheduler thread, at every step boundary while the request is queued or running; return
+  // true when the client is gone: the request then finishes as Cancelled and its caches are freed.
+  std::function<bool()> disconnected;
+};
+
+// Shared between the submitter and the scheduler.
+class RequestState {
+ public:
+  // Any thread: finish every choice as Cancelled at the next step boundary.
+  void cancel() { cancelled_.store(true); }
+  bool cancelled() const { return cancelled_.load(); }
+  // Prompt tokens not prefilled because a previous request's cache covered them (always 0 until
+  // the paged cache with prefix reuse lands; kept so usage.cached_tokens has one source).
+  int64_t cached_tokens() const { return 0; }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+struct SchedulerOptions {
+  int64_t max_running = 8;          // sequences (choices) in the running batch
+  int64_t max_queue = 64;           // requests waiting to run
+  int64_t max_queued_tokens = 1 << 20;  // prompt tokens waiting to run
+  int64_t max_step_tokens = 2048;   // entries per forward step
+  int64_t ctx_size = 0;             // most positions per sequence (0: max_position_embeddings)
+  bool absorbed = true;
+};
+
+// A snapshot for /metrics and /health.
+struct SchedulerStats {
+  int64_t running = 0;          // requests with a sequence in the batch
+  int64_t waiting = 0;          // requests queued
+  int64_t running_sequences = 0;
+  int64_t cache_tokens = 0;     // positions held in the running sequences' caches
+  int64_t cache_capacity_tokens = 0;  // max_running * ctx_size
+  int64_t prompt_tokens_total = 0, generation_tokens_total = 0, steps_total = 0;
+  int64_t iteration_tokens_total = 0;  // entries over all steps
+  int64_t requests_finished_total = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(Model& model, SchedulerOptions opts);
+  ~Scheduler();  // cancels everything and joins the thread
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  const SchedulerOptions& options() const { return opts_; }
+
+  enum class Admission { Ok, QueueFull, Draining };
+  // Cheap check before any tokenizing (SERVER.md §3.4: refuse before expensive preprocessing).
+  Admission admission(int64_t prompt_tokens = 0) const;
+
+  // Queues a request. Throws Error for bad requests (empty prompt, id out of range, n < 1, bad
+  // sampling values, prompt not fitting the context). Returns nullptr and sets `refused` when
+  // the queue is full or the scheduler is draining.
+  std::shared_ptr<RequestState> submit(ScheduledRequest req, RequestCallbacks cb, Admission* refused = nullptr);
+
+  // Stops admitting (admission() says Draining); running requests go on.
+  void drain();
+  // Cancels every queued and running request (they finish as Cancelled at the next boundary).
+  void cancel_all();
+  // True when nothing is queued or running.
+  bool idle() const;
+
+  SchedulerStats stats() const;
+
+ private:
+  struct Choice;
+  struct Active;
+  void loop();
+  void admit_waiting();
+  // Removes requests whose choices all finished and refreshes the running counts.
+  void sweep();
+  bool step();
+  void finish_choice(Active& a, Choice& c, FinishReason r);
+  void sample_row(Active& a, Choice& c, const float* logits);
+
+  Model& model_;
+  SchedulerOptions opts_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Active>> waiting_;  // guarded by mu_
+  int64_t waiting_tokens_ = 0;                    // guarded by mu_
+  bool draining_ = false, stopping_ = false;      // guarded by mu_
+  std::vector<std::unique_ptr<Active>> running_;  // scheduler thread only
+  std::vector<std::shared_ptr<RequestState>> running_states_;  // guarded by mu_: for cancel_all
+  SchedulerStats stats_;                          // guarded by mu_ (counters updated per step)
+  // Step buffers (scheduler thread).
+  std::vector<StepEntry> entries_;
+  std::vector<SequenceCache*> caches_;
+  std::vector<int32_t> rows_;
+  std::vector<float> hidden_, logits_, work_;
+  std::thread thread_;
+};
+
+}  // namespace dsv3
