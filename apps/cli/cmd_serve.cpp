@@ -40,6 +40,7 @@ struct ServeArgs {
   int64_t max_queue = 64;
   int64_t max_queued_tokens = 1 << 20;
   int64_t max_step_tokens = 2048;
+  double prefill_step_ratio = 1.0;
   int64_t ctx_size = 0;
   std::string tool_call_parser = "auto";
   std::string reasoning_parser = "auto";
@@ -131,7 +132,8 @@ void run_serve(const ServeArgs& a) {
                                  .max_queue = a.max_queue,
                                  .max_queued_tokens = a.max_queued_tokens,
                                  .max_step_tokens = a.max_step_tokens,
-                                 .ctx_size = ctx});
+                                 .ctx_size = ctx,
+                                 .itl_prefill_ratio = a.prefill_step_ratio});
   serve::Metrics metrics(name);
   serve::ServiceOptions so;
   so.served_model_name = name;
@@ -203,6 +205,12 @@ void add_serve_command(CLI::App& app) {
   sub->add_option("--max-step-tokens", a->max_step_tokens,
                   "Tokens per forward step: every running sequence's decode token, then prompt chunks up to this")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  sub->add_option("--prefill-step-ratio", a->prefill_step_ratio,
+                  "While other streams decode, a step carrying prompt tokens lasts at most (1 + R) decode-only steps "
+                  "(measured as it runs): bounds their inter-token latency while a long prompt arrives (0 = off: "
+                  "prompt chunks of --max-step-tokens)")
+      ->check(CLI::Range(0.0, 1000.0))
       ->capture_default_str();
   sub->add_option("--ctx-size", a->ctx_size,
                   "Most tokens per sequence, prompt + output (default: max_position_embeddings, capped so that "

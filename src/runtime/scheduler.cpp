@@ -1,6 +1,7 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -255,7 +256,14 @@ bool Scheduler::step() {
       caches_.push_back(c.cache.get());
     }
   }
-  int64_t budget = opts_.max_step_tokens - int64_t(entries_.size());
+  const int64_t n_decode = int64_t(entries_.size());
+  int64_t budget = opts_.max_step_tokens - n_decode;
+  // With streams decoding, a step's prompt chunk is sized so that the step takes at most
+  // (1 + itl_prefill_ratio) decode steps: on a CPU a 2048-token chunk costs seconds, which would
+  // freeze every stream for that long. The costs are running averages of this run's steps.
+  if (n_decode > 0 && opts_.itl_prefill_ratio > 0 && decode_step_s_ > 0 && prefill_token_s_ > 0)
+    budget = std::min(budget, std::max<int64_t>(opts_.min_prefill_chunk,
+                                                int64_t(opts_.itl_prefill_ratio * decode_step_s_ / prefill_token_s_)));
   int64_t n_prompt = 0;
   for (auto& ap : running_) {
     if (budget <= 0) break;
@@ -278,10 +286,22 @@ bool Scheduler::step() {
   }
   if (entries_.empty()) return false;
 
+  const auto t0 = std::chrono::steady_clock::now();
   hidden_.resize(entries_.size() * size_t(H));
   logits_.resize(rows_.size() * size_t(V));
   model_.forward(entries_, caches_, {.absorbed = opts_.absorbed, .logit_rows = rows_}, hidden_.data(),
                  logits_.data());
+  {
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    constexpr double kKeep = 0.8;  // running averages over the last few steps
+    if (n_prompt == 0) {
+      decode_step_s_ = decode_step_s_ > 0 ? kKeep * decode_step_s_ + (1 - kKeep) * dt : dt;
+    } else {
+      const double per_token = std::max(0.0, dt - (n_decode > 0 ? decode_step_s_ : 0.0)) / double(n_prompt);
+      if (n_prompt >= 8 && per_token > 0)
+        prefill_token_s_ = prefill_token_s_ > 0 ? kKeep * prefill_token_s_ + (1 - kKeep) * per_token : per_token;
+    }
+  }
   // Positions now in the caches.
   for (auto& ap : running_)
     for (auto& c : ap->choices)

@@ -92,6 +92,11 @@ struct SchedulerOptions {
   int64_t max_queued_tokens = 1 << 20;  // prompt tokens waiting to run
   int64_t max_step_tokens = 2048;   // entries per forward step
   int64_t ctx_size = 0;             // most positions per sequence (0: max_position_embeddings)
+  // While sequences decode, a step's prompt chunk is cut so that the step lasts at most
+  // (1 + itl_prefill_ratio) times a decode-only step (measured), never below min_prefill_chunk
+  // tokens: inter-token latency stays bounded while a long prompt arrives. 0 = off.
+  double itl_prefill_ratio = 1.0;
+  int64_t min_prefill_chunk = 16;
   bool absorbed = true;
 };
 
@@ -160,6 +165,8 @@ class Scheduler {
   std::vector<SequenceCache*> caches_;
   std::vector<int32_t> rows_;
   std::vector<float> hidden_, logits_, work_;
+  double decode_step_s_ = 0;    // running average of a decode-only step
+  double prefill_token_s_ = 0;  // running average of one prompt token's cost in a step
   std::thread thread_;
 };
 
