@@ -2,8 +2,13 @@
 // batching (runtime/scheduler.h). Listens first, answering 503 while the weights load, prints
 // the URL once it can answer, and on SIGINT/SIGTERM stops accepting, lets in-flight requests
 // finish for up to ~4 s, cancels the rest and exits 0.
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <cstdio>
@@ -60,14 +65,38 @@ uint64_t available_memory() {
   return 0;
 }
 
+// A signal handler can reach only static storage: the write end of the pipe that wakes the main
+// thread (the self-pipe pattern; any thread may take the signal, including library threads
+// started before run_serve, so blocking signals per thread would not be enough).
+int g_signal_pipe = -1;
+
+void on_signal(int sig) {
+  const unsigned char c = static_cast<unsigned char>(sig);
+  (void)!write(g_signal_pipe, &c, 1);
+}
+
+// Waits up to `timeout_ms` (-1: forever) for a signal; returns its number or 0.
+int wait_signal(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  while (true) {
+    const int r = poll(&p, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    unsigned char c = 0;
+    return read(fd, &c, 1) == 1 ? int(c) : 0;
+  }
+}
+
 void run_serve(const ServeArgs& a) {
-  // Signals go to the thread that waits for them (sigwait below), never to a worker: block
-  // them before any thread starts so every thread inherits the mask.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) fail("serve: cannot create a pipe: {}", std::strerror(errno));
+  g_signal_pipe = fds[1];
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   const std::string dir = resolve_model_dir(a.model);
@@ -156,14 +185,15 @@ void run_serve(const ServeArgs& a) {
     std::fprintf(stderr, "dsv3 serve: NOTE: '%s' has RANDOM weights (made by dsv3 init); replies are gibberish\n",
                  dir.c_str());
 
-  int sig = 0;
-  sigwait(&sigs, &sig);
+  const int sig = wait_signal(fds[0], -1);
   if (!a.quiet) std::fprintf(stderr, "dsv3 serve: %s: no new requests; finishing the running ones\n", strsignal(sig));
   service.drain();
   scheduler.drain();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(3500);
+  // Up to 2.5 s for running requests to finish (a second signal cuts it short), then the rest
+  // are cancelled; idle keep-alive connections close within their 1 s timeout: exit within ~5 s.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(2500);
   while (!scheduler.idle() && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (wait_signal(fds[0], 20) != 0) break;
   if (!scheduler.idle()) {
     if (!a.quiet) std::fprintf(stderr, "dsv3 serve: stopping the requests still running\n");
     scheduler.cancel_all();
@@ -173,6 +203,11 @@ void run_serve(const ServeArgs& a) {
   }
   http.stop();
   http.set_service(nullptr);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  g_signal_pipe = -1;
+  close(fds[0]);
+  close(fds[1]);
   if (!a.quiet) std::fprintf(stderr, "dsv3 serve: stopped\n");
 }
 
@@ -191,7 +226,7 @@ void add_serve_command(CLI::App& app) {
   sub->add_option("--served-model-name", a->served_model_name,
                   "Model id in /v1/models and the 'model' requests must name (default: the directory's name)");
   sub->add_option("--api-key", a->api_key,
-                  "Require 'Authorization: Bearer KEY' (401 otherwise; /health and CORS preflight exempt)");
+                  "Require 'Authorization: Bearer KEY' (401 otherwise; /health, /metrics and CORS preflight exempt)");
   sub->add_option("--threads", a->threads, "Worker threads for the model (default: all cores)")->check(CLI::Range(0, 1024));
   sub->add_option("--max-running", a->max_running, "Most sequences in the running batch (each choice of n counts)")
       ->check(CLI::Range(int64_t(1), int64_t(4096)))

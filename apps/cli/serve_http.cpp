@@ -89,7 +89,8 @@ void HttpServer::start() {
   svr.set_payload_max_length(opts_.max_body_bytes);
   svr.set_read_timeout(60, 0);
   svr.set_write_timeout(60, 0);
-  svr.set_keep_alive_timeout(5);
+  // Short: an idle keep-alive connection holds a worker (and shutdown) for up to this long.
+  svr.set_keep_alive_timeout(1);
 
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     add_cors(req, res);
@@ -103,7 +104,8 @@ void HttpServer::start() {
       res.set_header("Access-Control-Max-Age", "86400");
       return httplib::Server::HandlerResponse::Handled;
     }
-    const bool is_public = req.path == "/health" || req.path == "/v1/health";
+    // Health and metrics stay open for load balancers and Prometheus (as vLLM leaves them).
+    const bool is_public = req.path == "/health" || req.path == "/v1/health" || req.path == "/metrics";
     if (!opts_.api_key.empty() && !is_public) {
       const std::string auth = req.get_header_value("Authorization");
       if (auth != "Bearer " + opts_.api_key) {
@@ -167,6 +169,7 @@ void HttpServer::start() {
         break;
       case 404: set_error(res, ApiError(404, "no route " + req.method + " " + req.path, "not_found_error")); break;
       case 405: set_error(res, ApiError(405, "method " + req.method + " is not allowed", "invalid_request_error")); break;
+      case 400: set_error(res, ApiError(400, "malformed HTTP request (a POST needs a body with Content-Length)")); break;
       default: set_error(res, ApiError(res.status, "HTTP error " + std::to_string(res.status))); break;
     }
     return httplib::Server::HandlerResponse::Handled;

@@ -28,6 +28,7 @@ struct Scheduler::Active {
   std::shared_ptr<RequestState> state;
   std::vector<Choice> choices;
   size_t prompt_next = 0;  // next prompt token to prefill (into choice 0's cache)
+  bool admitted = false;   // left the queue for the running batch
   std::vector<uint8_t> in_prompt;  // [vocab] (repetition penalty only)
   int64_t n_done = 0;
 };
@@ -133,9 +134,20 @@ SchedulerStats Scheduler::stats() const {
 void Scheduler::finish_choice(Active& a, Choice& c, FinishReason r) {
   if (c.done) return;
   c.done = true;
+  {
+    std::lock_guard lock(mu_);
+    stats_.cache_tokens = std::max<int64_t>(0, stats_.cache_tokens - c.fed);
+  }
   c.cache.reset();
   c.counts = {};
   ++a.n_done;
+  if (a.n_done == int64_t(a.choices.size())) {
+    // Counted before the last callback: a client reading /metrics right after its response
+    // sees its request gone.
+    std::lock_guard lock(mu_);
+    stats_.running = std::max<int64_t>(0, stats_.running - (a.admitted ? 1 : 0));
+    stats_.requests_finished_total += 1;
+  }
   if (a.cb.on_finish) a.cb.on_finish(c.index, r);
 }
 
@@ -184,12 +196,7 @@ void Scheduler::loop() {
 }
 
 void Scheduler::sweep() {
-  int64_t finished = 0;
-  std::erase_if(running_, [&](const std::unique_ptr<Active>& a) {
-    const bool done = a->n_done == int64_t(a->choices.size());
-    finished += done;
-    return done;
-  });
+  std::erase_if(running_, [&](const std::unique_ptr<Active>& a) { return a->n_done == int64_t(a->choices.size()); });
   std::lock_guard lock(mu_);
   running_states_.clear();
   int64_t seqs = 0, tokens = 0;
@@ -205,7 +212,6 @@ void Scheduler::sweep() {
   stats_.waiting = int64_t(waiting_.size());
   stats_.running_sequences = seqs;
   stats_.cache_tokens = tokens;
-  stats_.requests_finished_total += finished;
 }
 
 void Scheduler::admit_waiting() {
@@ -217,6 +223,7 @@ void Scheduler::admit_waiting() {
     // A request with more choices than max_running still runs, alone.
     if (!running_.empty() && seqs + next.req.n > opts_.max_running) break;
     seqs += next.req.n;
+    next.admitted = true;
     waiting_tokens_ -= int64_t(next.req.prompt.size());
     next.choices[0].cache = std::make_unique<SequenceCache>(model_.new_cache());
     if (next.cb.on_admitted) next.cb.on_admitted();
@@ -307,9 +314,12 @@ bool Scheduler::step() {
     for (auto& c : ap->choices)
       if (!c.done && c.cache) c.fed = c.cache->length(0);
 
-  int64_t generated_before = 0;
-  for (auto& ap : running_)
-    for (auto& c : ap->choices) generated_before += c.generated;
+  {
+    std::lock_guard lock(mu_);
+    stats_.steps_total += 1;
+    stats_.iteration_tokens_total += int64_t(entries_.size());
+    stats_.prompt_tokens_total += n_prompt;
+  }
   for (size_t r = 0; r < rows_.size(); ++r) {
     Active& a = *row_of[r].a;
     const float* row = logits_.data() + r * size_t(V);
@@ -327,14 +337,6 @@ bool Scheduler::step() {
     for (auto& c : a.choices)
       if (!c.done) sample_row(a, c, row);
   }
-  int64_t generated_after = 0;
-  for (auto& ap : running_)
-    for (auto& c : ap->choices) generated_after += c.generated;
-  std::lock_guard lock(mu_);
-  stats_.steps_total += 1;
-  stats_.iteration_tokens_total += int64_t(entries_.size());
-  stats_.prompt_tokens_total += n_prompt;
-  stats_.generation_tokens_total += generated_after - generated_before;
   return true;
 }
 
@@ -390,6 +392,10 @@ void Scheduler::sample_row(Active& a, Choice& c, const float* logits) {
     }
   }
   ++c.generated;
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.generation_tokens_total;
+  }
   if (q.penalties.presence_penalty != 0 || q.penalties.frequency_penalty != 0 || q.penalties.repetition_penalty != 1) {
     if (c.counts.empty()) c.counts.assign(size_t(V), 0);
     ++c.counts[size_t(tok.id)];

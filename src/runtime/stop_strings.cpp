@@ -14,7 +14,11 @@ std::string StopStrings::push(std::string_view piece) {
   held_ += piece;
   // Earliest complete stop string.
   size_t cut = std::string::npos;
-  for (const auto& s : stops_) cut = std::min(cut, held_.find(s));
+  for (const auto& s : stops_)
+    if (const size_t at = held_.find(s); at < cut || (at == cut && at != std::string::npos && s.size() > matched_.size())) {
+      cut = at;
+      matched_ = s;
+    }
   if (cut != std::string::npos) {
     stopped_ = true;
     std::string out = held_.substr(0, cut);

@@ -20,6 +20,8 @@ class StopStrings {
   // The held-back tail (at the end of generation, when no stop string completed it).
   std::string flush();
   bool stopped() const { return stopped_; }
+  // The stop string that completed (empty before).
+  const std::string& matched() const { return matched_; }
   // Everything released so far (the completion).
   const std::string& text() const { return released_; }
 
@@ -27,6 +29,7 @@ class StopStrings {
   std::vector<std::string> stops_;
   std::string held_;
   std::string released_;
+  std::string matched_;
   bool stopped_ = false;
 };
 

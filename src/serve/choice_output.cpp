@@ -2,12 +2,14 @@
 
 namespace dsv3::serve {
 
-ChoiceOutput::ChoiceOutput(const Tokenizer& tok, const OutputParserOptions& opts, std::vector<std::string> stops)
-    : parser_(tok, opts), stops_(std::move(stops)) {}
+ChoiceOutput::ChoiceOutput(const Tokenizer& tok, const OutputParserOptions& opts, std::vector<std::string> stops,
+                           bool include_stop)
+    : parser_(tok, opts), stops_(std::move(stops)), include_stop_(include_stop) {}
 
 OutputDelta ChoiceOutput::filter(OutputDelta d) {
   if (stops_.stopped()) return {};
   d.content = stops_.push(d.content);
+  if (stops_.stopped() && include_stop_) d.content += stops_.matched();
   content_ += d.content;
   if (!d.reasoning.empty()) any_reasoning_ = true;
   reasoning_ += d.reasoning;

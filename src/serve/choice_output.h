@@ -17,7 +17,10 @@ namespace dsv3::serve {
 
 class ChoiceOutput {
  public:
-  ChoiceOutput(const Tokenizer& tok, const OutputParserOptions& opts, std::vector<std::string> stops);
+  // include_stop: the completed stop string stays at the end of the content
+  // (vLLM's include_stop_str_in_output).
+  ChoiceOutput(const Tokenizer& tok, const OutputParserOptions& opts, std::vector<std::string> stops,
+               bool include_stop = false);
 
   // The delta this token adds (possibly empty). After a stop string completed, stopped() is true
   // and later tokens add nothing.
@@ -37,6 +40,7 @@ class ChoiceOutput {
 
   OutputParser parser_;
   StopStrings stops_;
+  bool include_stop_;
   std::string content_, reasoning_;
   bool any_reasoning_ = false;
   std::vector<ToolCall> calls_;

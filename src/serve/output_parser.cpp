@@ -468,6 +468,10 @@ void OutputParser::on_marker(Marker m) {
     case State::Content:
       if (m == Marker::CallsBegin) enter_block();
       if (m == Marker::CallBegin) begin_call();
+      // After reasoning ended, think tags are the answer's text (vLLM and SGLang split at the
+      // first </think> only).
+      if (m == Marker::ThinkBegin) emit_content(kThinkBegin);
+      if (m == Marker::ThinkEnd) emit_content(kThinkEnd);
       break;
     case State::Block:
       enter_block();  // any marker ends the run of text between calls
@@ -690,6 +694,11 @@ Parsed parse_tools(std::span<const Item> items, const OutputParserOptions& opts)
   while (i < items.size()) {
     if (items[i].marker == Marker::None) {
       out.content += items[i].text;
+      ++i;
+      continue;
+    }
+    if (is(i, Marker::ThinkBegin) || is(i, Marker::ThinkEnd)) {  // after reasoning: text
+      out.content += is(i, Marker::ThinkBegin) ? kThinkBegin : kThinkEnd;
       ++i;
       continue;
     }

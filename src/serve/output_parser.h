@@ -39,8 +39,9 @@
 //   fence (up to three backticks at the end, so a fence cut by max_tokens too) and whitespace
 //   around it; streaming holds back a trailing run of whitespace and backticks until it is
 //   known not to be that fence.
-// - Stray markers (a tool_sep outside a call header, a second </think>, calls_begin inside a
-//   block, ...) are dropped; they still end a run of text.
+// - After reasoning ended, `<think>`/`</think>` outside tool blocks are content text (a second
+//   `</think>` stays in the answer, as vLLM and SGLang split). Other stray markers (a tool_sep
+//   outside a call header, calls_begin inside a block, ...) are dropped; all end a run of text.
 // - Ids: V3/V3.1 calls get call_id_prefix + index (index counts calls in the output from 0).
 //   Kimi calls keep the ID as the model wrote it (clients must echo it back; SERVER.md §2.1);
 //   the name comes from kimi_tool_name().

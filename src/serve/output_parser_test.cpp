@@ -184,6 +184,12 @@ std::vector<Case> recorded_cases() {
       make("r1_reasoning_then_answer", true, r1_opts(),
            "Okay, the user asks what 2+2 is. 很简单。\n</think>\n\nThe answer is **4**.<｜end▁of▁sentence｜>",
            parsed("Okay, the user asks what 2+2 is. 很简单。\n", "\n\nThe answer is **4**.")));
+  {
+    Case c = make("r1_second_think_end_is_text", true, r1_opts(), "Plan.</think>Use <think> and </think> tags.</think>",
+                  parsed("Plan.", "Use <think> and </think> tags.</think>"));
+    c.marker_text_is_content = true;  // think tags after reasoning are the answer's text
+    cases.push_back(c);
+  }
   cases.push_back(
       make("r1_leading_think", true, r1_opts(), "<think>\nHmm, yes.\n</think>Yes.", parsed("\nHmm, yes.\n", "Yes.")));
   cases.push_back(

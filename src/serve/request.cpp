@@ -164,6 +164,7 @@ GenerationOptions parse_common(const Json& body, const SamplingDefaults& d, bool
       g.stop_token_ids.push_back(int32_t(v.get<int64_t>()));
     }
   }
+  get_bool(body, "include_stop_str_in_output", g.include_stop_str_in_output);
   get_bool(body, "ignore_eos", g.ignore_eos);
   if (get_int(body, "min_tokens", i64)) {
     if (i64 < 0) bad_field("min_tokens", fmt::format("must be >= 0, got {}", i64));

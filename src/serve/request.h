@@ -38,6 +38,7 @@ struct GenerationOptions {
   PenaltyParams penalties;
   std::vector<std::pair<int32_t, float>> logit_bias;  // token id -> bias in [-100, 100]
   std::vector<std::string> stop;
+  bool include_stop_str_in_output = false;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
   int64_t min_tokens = 0;

@@ -469,7 +469,7 @@ ApiResponse Service::chat(const ApiRequest& hr) {
                      : reasoning_for_request(opts_.reasoning, nlohmann::json(r.chat_template_kwargs));
   po.call_id_prefix = "call_" + call->id.substr(9, 8) + "_";
   call->choices.resize(size_t(r.gen.n));
-  for (auto& c : call->choices) c.out = std::make_unique<ChoiceOutput>(tok_, po, r.gen.stop);
+  for (auto& c : call->choices) c.out = std::make_unique<ChoiceOutput>(tok_, po, r.gen.stop, r.gen.include_stop_str_in_output);
   call->n_open = r.gen.n;
 
   ScheduledRequest sr;
@@ -569,7 +569,7 @@ ApiResponse Service::completions(const ApiRequest& hr) {
   const int n = r.gen.n;
   call->choices.resize(prompts.size() * size_t(n));
   for (size_t i = 0; i < call->choices.size(); ++i) {
-    call->choices[i].out = std::make_unique<ChoiceOutput>(tok_, po, r.gen.stop);
+    call->choices[i].out = std::make_unique<ChoiceOutput>(tok_, po, r.gen.stop, r.gen.include_stop_str_in_output);
     call->choices[i].echo = echoes[i / size_t(n)];
   }
   call->n_open = int64_t(call->choices.size());
