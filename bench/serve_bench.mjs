@@ -255,20 +255,32 @@ export class SseParser {
 // can't be changed without importing undici itself.
 const agents = { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
 
+// Connections are kept alive, as vllm's aiohttp session does (no handshake inside TTFT). A request
+// reset on a reused connection, before any answer, is sent again once on a new one: llama-server
+// closes a connection after each stream without `Connection: close`, and a request that follows
+// at once goes out on it before its close is seen (Node's docs, `request.reusedSocket`).
 function send(url, { method = 'GET', headers = {}, body = null } = {}) {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const lib = u.protocol === 'https:' ? https : http;
-    const payload = body === null ? null : Buffer.from(JSON.stringify(body));
-    const h = { ...headers };
-    if (payload) {
-      h['Content-Type'] = 'application/json';
-      h['Content-Length'] = payload.length;
-    }
-    const req = lib.request(u, { method, headers: h, agent: agents[u.protocol] }, resolve);
-    req.on('error', reject);
+  const u = new URL(url);
+  const lib = u.protocol === 'https:' ? https : http;
+  const payload = body === null ? null : Buffer.from(JSON.stringify(body));
+  const h = { ...headers };
+  if (payload) {
+    h['Content-Type'] = 'application/json';
+    h['Content-Length'] = payload.length;
+  }
+  const attempt = (retry) => new Promise((resolve, reject) => {
+    let answered = false;
+    const req = lib.request(u, { method, headers: h, agent: agents[u.protocol] }, (res) => {
+      answered = true;
+      resolve(res);
+    });
+    req.on('error', (e) => {
+      if (!answered && retry && req.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) resolve(attempt(false));
+      else reject(e);
+    });
     req.end(payload);
   });
+  return attempt(true);
 }
 
 function readAll(res) {

@@ -145,6 +145,7 @@ function startFakeServer({ tokenize = true } = {}) {
   const server = http.createServer((req, res) => {
     let raw = '';
     req.on('data', (b) => (raw += b));
+    if (req.socket.doomed) return req.socket.destroy();
     req.on('end', () => {
       const body = raw ? JSON.parse(raw) : null;
       const json = (status, obj) => {
@@ -202,6 +203,13 @@ async function stream(body, res, state) {
   }
   res.end('data: [DONE]\n\n');
   state.inFlight--;
+  // llama-server (cpp-httplib) stops reading a connection after a stream and closes it without
+  // saying `Connection: close`: a request sent on it at once is reset unanswered.
+  if (body.model === 'close-after-stream') {
+    const socket = res.socket;
+    socket.doomed = true;
+    setTimeout(() => socket.destroy(), 50);
+  }
 }
 
 describe('against a fake streaming server', () => {
@@ -244,12 +252,15 @@ describe('against a fake streaming server', () => {
       assert.equal(itl.length, 4);
       // E2EL ends at the last token chunk, not at the usage chunk USAGE_DELAY_MS later.
       close(e2el, ttft + itl.reduce((a, b) => a + b, 0), 1e-9);
-      assert.ok(ttft * 1000 >= TTFT_MS - 5 && ttft * 1000 < TTFT_MS + 250, `ttft ${ttft}`);
-      for (const g of itl) assert.ok(g * 1000 >= ITL_MS - 5 && g * 1000 < ITL_MS + 250, `itl ${g}`);
+      // A chunk can't arrive before the server sends it; it can arrive late (a busy machine), so
+      // a single gap may be short after a late one: bound gaps from above only.
+      assert.ok(ttft * 1000 >= TTFT_MS && ttft * 1000 < TTFT_MS + 250, `ttft ${ttft}`);
+      assert.ok(e2el * 1000 >= TTFT_MS + 4 * ITL_MS && e2el * 1000 < TTFT_MS + 4 * ITL_MS + 400, `e2el ${e2el}`);
+      for (const g of itl) assert.ok(g * 1000 < ITL_MS + 250, `itl ${g}`);
     }
     const tpots = r.latencies.map((l, i) => (l - r.ttfts[i]) / 4 * 1000);
     close(r.mean_tpot_ms, tpots.reduce((a, b) => a + b) / 4, 1e-6);
-    assert.ok(r.median_itl_ms >= ITL_MS - 5 && r.median_itl_ms < ITL_MS + 100);
+    assert.ok(r.median_itl_ms >= ITL_MS / 2 && r.median_itl_ms < ITL_MS + 100, `median itl ${r.median_itl_ms}`);
     assert.ok(r.max_concurrent_requests <= 2);
     assert.equal(fake.state.maxInFlight, 2);
     assert.ok(r.p99_ttft_ms >= r.median_ttft_ms);
@@ -275,6 +286,12 @@ describe('against a fake streaming server', () => {
       for (const e of r.errors) assert.match(e, msg);
       assert.match(formatReport(r), /^Error 0: /m);
     }
+  });
+
+  test('a socket the server closed after a stream is not reused into a failure', async () => {
+    const r = await runBenchmark({ ...base(), model: 'close-after-stream', numPrompts: 6, maxConcurrency: 1, outputLen: 2, skipTestRequest: false });
+    assert.deepEqual(r.errors, ['', '', '', '', '', '']);
+    assert.equal(r.completed, 6);
   });
 
   test('the initial test request fails the run early with its error', async () => {
