@@ -10,6 +10,6 @@ ctest --test-dir build --output-on-failure -j"$jobs"
 echo "== AddressSanitizer/UBSan build: parser and loader tests (label 'parser') =="
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDSV3_SANITIZE=ON > /dev/null
 # Only what the 'parser' label runs: the parsers' unit tests and the binary the CLI tests drive.
-cmake --build build-asan -j"$jobs" --target dsv3 base_test io_test weights_test tokenizer_test convert_test cli_test
+cmake --build build-asan -j"$jobs" --target dsv3 base_test io_test weights_test tokenizer_test convert_test cli_test serve_test
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" -L parser
