@@ -126,7 +126,7 @@ void run_serve(const ServeArgs& a) {
                    .port = a.port,
                    .api_key = a.api_key,
                    .max_body_bytes = size_t(a.max_body_mb) << 20,
-                   .worker_threads = int(a.max_running + a.max_queue + 32)});
+                   .worker_threads = int(std::max<int64_t>(256, a.max_running + a.max_queue + 64))});
   http.start();
   if (!a.quiet) std::fprintf(stderr, "dsv3 serve: loading %s (answering 503 on port %d meanwhile)\n", dir.c_str(), http.port());
 

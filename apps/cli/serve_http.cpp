@@ -87,13 +87,20 @@ void HttpServer::start() {
   const int workers = opts_.worker_threads;
   svr.new_task_queue = [workers] { return new httplib::ThreadPool(size_t(workers)); };
   svr.set_payload_max_length(opts_.max_body_bytes);
-  svr.set_read_timeout(60, 0);
+  // A client that stalls mid-request holds a worker until this expires.
+  svr.set_read_timeout(10, 0);
   svr.set_write_timeout(60, 0);
   // Short: an idle keep-alive connection holds a worker (and shutdown) for up to this long.
   svr.set_keep_alive_timeout(1);
 
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     add_cors(req, res);
+    // Bodies are JSON whatever the Content-Type says. `curl -d` sends form-urlencoded, which
+    // cpp-httplib would cap at 8 KiB (a compile-time limit of the packaged library, answered
+    // with a misleading 413); the header is dropped before the body is read (this handler runs
+    // first), so such bodies are read like any other.
+    if (req.get_header_value("Content-Type") == "application/x-www-form-urlencoded")
+      const_cast<httplib::Request&>(req).headers.erase("Content-Type");
     if (req.method == "OPTIONS") {
       // CORS preflight, without authentication (browsers send no credentials with it); the
       // requested headers are reflected so the openai SDK's X-Stainless-* pass (SERVER.md §3.6).

@@ -170,6 +170,8 @@ GenerationOptions parse_common(const Json& body, const SamplingDefaults& d, bool
     if (i64 < 0) bad_field("min_tokens", fmt::format("must be >= 0, got {}", i64));
     g.min_tokens = i64;
   }
+  if (g.max_tokens > 0 && g.min_tokens > g.max_tokens)
+    bad_field("min_tokens", fmt::format("({}) must not exceed max_tokens ({})", g.min_tokens, g.max_tokens));
   get_bool(body, "skip_special_tokens", g.skip_special_tokens);
   get_bool(body, "stream", g.stream);
   if (auto it = body.find("stream_options"); it != body.end() && !it->is_null()) {
@@ -279,6 +281,25 @@ SamplingDefaults SamplingDefaults::from_model_dir(const std::string& dir) {
 }
 
 Json parse_body(const std::string& body) {
+  // nlohmann's parser recurses per nesting level: ~100k nested brackets (a 200 KB body) would
+  // overflow the stack. Count the depth first, outside strings.
+  constexpr int kMaxDepth = 256;
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth)
+        throw ApiError(400, fmt::format("the request body nests JSON deeper than {} levels", kMaxDepth));
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
   Json j;
   try {
     j = Json::parse(body);
@@ -320,8 +341,9 @@ ChatRequest parse_chat_request(const Json& body, const SamplingDefaults& default
       if (!t.is_object()) wrong_type(f, "an object", t);
       auto fn = t.find("function");
       if (fn == t.end() || !fn->is_object()) bad_field(f + ".function", "must be an object");
-      std::string name;
-      if (!get_string(*fn, "name", name) || name.empty()) bad_field(f + ".function.name", "is required");
+      auto name = fn->find("name");
+      if (name == fn->end() || !name->is_string() || name->get<std::string>().empty())
+        bad_field(f + ".function.name", "must be a non-empty string");
     }
     r.tools = *it;
   }
@@ -347,6 +369,10 @@ ChatRequest parse_chat_request(const Json& body, const SamplingDefaults& default
     if (!it->is_object()) wrong_type("chat_template_kwargs", "an object", *it);
     r.chat_template_kwargs = *it;
   }
+  bool ignored_bool = false;
+  get_bool(body, "parallel_tool_calls", ignored_bool);  // accepted; one call or many, as the model writes
+  std::string ignored_string;
+  get_string(body, "reasoning_effort", ignored_string);  // accepted; DeepSeek models have no effort levels
   get_bool(body, "add_generation_prompt", r.add_generation_prompt);
   get_bool(body, "continue_final_message", r.continue_final_message);
   if (r.continue_final_message) {
@@ -380,6 +406,7 @@ CompletionRequest parse_completion_request(const Json& body, const SamplingDefau
     return ids;
   };
   if (it->is_string()) {
+    if (it->get<std::string>().empty()) bad_field("prompt", "must not be empty");
     r.prompts.push_back({.text = it->get<std::string>()});
   } else if (it->is_array()) {
     if (it->empty()) bad_field("prompt", "must not be an empty list");
@@ -389,8 +416,10 @@ CompletionRequest parse_completion_request(const Json& body, const SamplingDefau
       for (size_t i = 0; i < it->size(); ++i) {
         const Json& p = (*it)[i];
         const std::string f = "prompt[" + std::to_string(i) + "]";
-        if (p.is_string())
+        if (p.is_string() && !p.get<std::string>().empty())
           r.prompts.push_back({.text = p.get<std::string>()});
+        else if (p.is_string())
+          bad_field(f, "must not be empty");
         else if (p.is_array())
           r.prompts.push_back({.ids = ids_of(p, f)});
         else

@@ -109,6 +109,12 @@ TEST(ChatRequest, BadFieldsAre400sNamingTheField) {
       {R"({"messages":[{"role":"user"}]})", "messages[0].content", "is required for role user"},
       {R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})", "messages[0].content[0].type",
        "accepts only text parts"},
+      {R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":2,"min_tokens":10})", "min_tokens",
+       "must not exceed max_tokens"},
+      {R"({"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":5}}]})",
+       "tools[0].function.name", "must be a non-empty string"},
+      {R"({"messages":[{"role":"user","content":"hi"}],"parallel_tool_calls":"x"})", "parallel_tool_calls",
+       "must be a boolean"},
       {R"({"messages":[{"role":"assistant","content":null,"tool_calls":[{"function":{"name":"f","arguments":5}}]}]})",
        "messages[0].tool_calls[0].function.arguments", "must be a JSON string"},
   };
@@ -138,6 +144,7 @@ TEST(CompletionRequest, PromptFormsAndDefaults) {
   EXPECT_NE(error_of([&] { prompts(R"({"prompt":[-1]})"); }, &param), "");
   EXPECT_EQ(param, "prompt");
   EXPECT_NE(error_of([&] { prompts(R"({"prompt":[]})"); }, &param), "");
+  EXPECT_NE(error_of([&] { prompts(R"({"prompt":""})"); }, &param), "");
   EXPECT_NE(error_of([&] { prompts(R"({"prompt":{"a":1}})"); }, &param), "");
   EXPECT_NE(error_of([&] { prompts(R"({"prompt":"x","suffix":"y"})"); }, &param), "");
   EXPECT_EQ(param, "suffix");
@@ -147,6 +154,11 @@ TEST(ParseBody, RejectsWhatIsNotAJsonObject) {
   for (const char* b : {"", "{", "[1]", "\"s\"", "1e999", "{\"a\":1}x", "\xff\xfe"})
     EXPECT_NE(error_of([&] { parse_body(b); }), "") << b;
   EXPECT_EQ(parse_body(" {\"a\": 1} ")["a"], 1);
+  // 100k nested brackets would overflow the recursive parser's stack: refused by depth first.
+  const std::string deep = "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_NE(error_of([&] { parse_body(deep); }).find("deeper than"), std::string::npos);
+  // Brackets inside strings do not count.
+  EXPECT_EQ(parse_body("{\"a\":\"" + std::string(1000, '[') + "\"}")["a"].get<std::string>().size(), 1000u);
 }
 
 // Random byte edits of valid bodies: every outcome is a parsed request or an ApiError.

@@ -60,6 +60,14 @@ const char* finish_name(FinishReason r) {
   return "stop";
 }
 
+// Characters (code points) of UTF-8 text: completions' text_offset counts characters, as
+// OpenAI and vLLM do.
+int64_t utf8_chars(std::string_view s) {
+  int64_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
 double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 // One token's logprob entry; `bytes` as OpenAI gives them (the UTF-8 bytes of the token).
@@ -314,7 +322,7 @@ struct Call {
         c.lp_values.push_back(t.logprob);
         c.lp_top.push_back(top);
         c.lp_offsets.push_back(c.text_offset);
-        c.text_offset += int64_t(piece.size());
+        c.text_offset += utf8_chars(piece);
       }
     }
     if (stream) {
@@ -358,6 +366,10 @@ struct Call {
     const OutputDelta d = c.out->finish();
     if (r == FinishReason::Cancelled) {
       c.finish_reason = "abort";
+    } else if (r == FinishReason::Length) {
+      // Cut by max_tokens or the context, even inside a tool call: "length" tells the client the
+      // calls may be incomplete (OpenAI's table).
+      c.finish_reason = "length";
     } else if (!c.out->tool_calls().empty() && chat) {
       // OpenAI's table: a named tool_choice finishes with "stop", auto/required with "tool_calls".
       c.finish_reason = tool_choice == ToolChoice::Named ? "stop" : "tool_calls";
@@ -487,6 +499,9 @@ ApiResponse Service::chat(const ApiRequest& hr) {
   sr.top_logprobs = r.gen.logprobs ? r.gen.top_logprobs : -1;
   for (const auto& [t, b] : sr.logit_bias)
     if (t >= tok_.vocab_size()) bad_field("logit_bias", fmt::format("token id {} is out of range", t));
+  for (int32_t t : r.gen.stop_token_ids)
+    if (t >= tok_.vocab_size())
+      bad_field("stop_token_ids", fmt::format("token id {} is out of range (vocabulary of {})", t, tok_.vocab_size()));
 
   Scheduler::Admission refused = Scheduler::Admission::Ok;
   auto state = scheduler_.submit(std::move(sr), callbacks_for(call, 0, hr.disconnected), &refused);
@@ -571,6 +586,7 @@ ApiResponse Service::completions(const ApiRequest& hr) {
   for (size_t i = 0; i < call->choices.size(); ++i) {
     call->choices[i].out = std::make_unique<ChoiceOutput>(tok_, po, r.gen.stop, r.gen.include_stop_str_in_output);
     call->choices[i].echo = echoes[i / size_t(n)];
+    call->choices[i].text_offset = utf8_chars(call->choices[i].echo);
   }
   call->n_open = int64_t(call->choices.size());
   for (const auto& p : prompts) call->prompt_tokens += int64_t(p.size());
