@@ -147,6 +147,7 @@ void HttpServer::start() {
       return;
     }
     auto stream = r.stream;
+    active_streams_.fetch_add(1);
     res.set_chunked_content_provider(
         r.content_type,
         [stream](size_t, httplib::DataSink& sink) {
@@ -160,8 +161,9 @@ void HttpServer::start() {
           if (!more) sink.done();
           return true;
         },
-        [stream](bool success) {
+        [this, stream](bool success) {
           if (!success) stream->abandon();
+          active_streams_.fetch_sub(1);
         });
   };
   svr.Get(".*", handler);
@@ -206,6 +208,7 @@ void HttpServer::start() {
 
 void HttpServer::stop() {
   if (!thread_.joinable()) return;
+  for (int i = 0; i < 150 && active_streams_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   svr_->stop();
   thread_.join();
 }

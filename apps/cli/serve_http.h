@@ -36,7 +36,9 @@ class HttpServer {
   void start();
   // From now on requests go to `service` (which outlives this server).
   void set_service(serve::Service* service) { service_.store(service); }
-  // Stops accepting; returns when every connection's handler has returned.
+  // Lets streams whose last frames are queued finish writing (up to ~1.5 s: cpp-httplib stops
+  // writing chunked bodies once stopping), stops accepting, and returns when every connection's
+  // handler has returned.
   void stop();
   int port() const { return bound_port_; }
 
@@ -46,6 +48,7 @@ class HttpServer {
   std::atomic<serve::Service*> service_{nullptr};
   std::thread thread_;
   int bound_port_ = 0;
+  std::atomic<int> active_streams_{0};  // chunked responses still being written
 };
 
 }  // namespace dsv3::cli

@@ -267,6 +267,12 @@ struct Call {
             {"prompt_tokens_details", {{"cached_tokens", 0}}}};
   }
 
+  // A whole (non-streamed) response.
+  Json response(const char* object, Json choices) const {
+    return {{"id", id}, {"object", object}, {"created", created}, {"model", model}, {"choices", std::move(choices)},
+            {"usage", usage()}};
+  }
+
   // The delta object of a chat chunk.
   Json chat_delta(ChoiceState& c, const OutputDelta& d) {
     Json delta = Json::object();
@@ -431,6 +437,54 @@ RequestCallbacks callbacks_for(const std::shared_ptr<Call>& call, int choice_off
   return cb;
 }
 
+std::shared_ptr<Call> new_call(bool chat, const GenerationOptions& g, std::string id, const std::string& model,
+                               Metrics* metrics, const std::atomic<bool>* draining, const Tokenizer* tok) {
+  auto call = std::make_shared<Call>();
+  call->chat = chat;
+  call->stream = g.stream;
+  call->include_usage = g.include_usage;
+  call->logprobs = g.logprobs;
+  call->id = std::move(id);
+  call->model = model;
+  call->created =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  call->metrics = metrics;
+  call->draining = draining;
+  call->tok = tok;
+  return call;
+}
+
+// The scheduler's request for one prompt of an API request.
+ScheduledRequest scheduled(const GenerationOptions& g, std::vector<int32_t> prompt, int64_t max_new, uint64_t seed,
+                           const std::vector<int32_t>& eos_ids) {
+  ScheduledRequest sr;
+  sr.prompt = std::move(prompt);
+  sr.n = g.n;
+  sr.sampling = g.sampling;
+  sr.sampling.seed = seed;
+  sr.penalties = g.penalties;
+  sr.logit_bias = g.logit_bias;
+  sr.max_new_tokens = max_new;
+  sr.min_new_tokens = g.min_tokens;
+  sr.stop_ids = g.stop_token_ids;
+  if (!g.ignore_eos) sr.stop_ids.insert(sr.stop_ids.end(), eos_ids.begin(), eos_ids.end());
+  sr.top_logprobs = g.logprobs ? g.top_logprobs : -1;
+  return sr;
+}
+
+uint64_t request_seed(const GenerationOptions& g) {
+  return g.seed_given ? g.sampling.seed : std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
+}
+
+ApiResponse event_stream(const std::shared_ptr<EventStream>& events) {
+  ApiResponse resp;
+  resp.content_type = "text/event-stream";
+  resp.headers.push_back({"Cache-Control", "no-cache"});
+  resp.headers.push_back({"X-Accel-Buffering", "no"});
+  resp.stream = events;
+  return resp;
+}
+
 // Waits for a non-streaming request to finish, then the response body.
 void wait_done(Call& call) {
   std::vector<std::string> sink;
@@ -456,18 +510,8 @@ ApiResponse Service::chat(const ApiRequest& hr) {
   const int64_t max_new = fit_context(int64_t(ids.size()), r.gen.max_tokens,
                                       body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens");
 
-  auto call = std::make_shared<Call>();
-  call->chat = true;
-  call->stream = r.gen.stream;
-  call->include_usage = r.gen.include_usage;
-  call->logprobs = r.gen.logprobs;
-  call->id = new_id("chatcmpl-");
-  call->model = opts_.served_model_name;
-  call->created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto call = new_call(true, r.gen, new_id("chatcmpl-"), opts_.served_model_name, &metrics_, &draining_, &tok_);
   call->tool_choice = r.tool_choice;
-  call->metrics = &metrics_;
-  call->draining = &draining_;
-  call->tok = &tok_;
   call->prompt_tokens = int64_t(ids.size());
 
   OutputParserOptions po;
@@ -484,19 +528,7 @@ ApiResponse Service::chat(const ApiRequest& hr) {
   for (auto& c : call->choices) c.out = std::make_unique<ChoiceOutput>(tok_, po, r.gen.stop, r.gen.include_stop_str_in_output);
   call->n_open = r.gen.n;
 
-  ScheduledRequest sr;
-  sr.prompt = std::move(ids);
-  sr.n = r.gen.n;
-  sr.sampling = r.gen.sampling;
-  if (!r.gen.seed_given) sr.sampling.seed = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
-  sr.penalties = r.gen.penalties;
-  sr.logit_bias = r.gen.logit_bias;
-  sr.max_new_tokens = max_new;
-  sr.min_new_tokens = r.gen.min_tokens;
-  sr.stop_ids = r.gen.stop_token_ids;
-  if (!r.gen.ignore_eos)
-    for (int32_t e : opts_.eos_ids) sr.stop_ids.push_back(e);
-  sr.top_logprobs = r.gen.logprobs ? r.gen.top_logprobs : -1;
+  ScheduledRequest sr = scheduled(r.gen, std::move(ids), max_new, request_seed(r.gen), opts_.eos_ids);
   for (const auto& [t, b] : sr.logit_bias)
     if (t >= tok_.vocab_size()) bad_field("logit_bias", fmt::format("token id {} is out of range", t));
   for (int32_t t : r.gen.stop_token_ids)
@@ -513,14 +545,7 @@ ApiResponse Service::chat(const ApiRequest& hr) {
     std::fprintf(stderr, "dsv3 serve: %s chat: %lld prompt tokens, n=%d, max_tokens=%lld%s\n", call->id.c_str(),
                  (long long)call->prompt_tokens, r.gen.n, (long long)max_new, r.gen.stream ? ", stream" : "");
 
-  if (call->stream) {
-    ApiResponse resp;
-    resp.content_type = "text/event-stream";
-    resp.headers.push_back({"Cache-Control", "no-cache"});
-    resp.headers.push_back({"X-Accel-Buffering", "no"});
-    resp.stream = call->events;
-    return resp;
-  }
+  if (call->stream) return event_stream(call->events);
   wait_done(*call);
   std::lock_guard lock(call->mu);
   Json choices = Json::array();
@@ -541,12 +566,7 @@ ApiResponse Service::chat(const ApiRequest& hr) {
     if (call->logprobs) choice["logprobs"] = {{"content", c.logprobs}};
     choices.push_back(choice);
   }
-  return json_response({{"id", call->id},
-                        {"object", "chat.completion"},
-                        {"created", call->created},
-                        {"model", call->model},
-                        {"choices", choices},
-                        {"usage", call->usage()}});
+  return json_response(call->response("chat.completion", std::move(choices)));
 }
 
 ApiResponse Service::completions(const ApiRequest& hr) {
@@ -568,17 +588,7 @@ ApiResponse Service::completions(const ApiRequest& hr) {
     echoes.push_back(r.echo ? (p.text ? *p.text : tok_.decode(ids, r.gen.skip_special_tokens)) : "");
     prompts.push_back(std::move(ids));
   }
-  auto call = std::make_shared<Call>();
-  call->chat = false;
-  call->stream = r.gen.stream;
-  call->include_usage = r.gen.include_usage;
-  call->logprobs = r.gen.logprobs;
-  call->id = new_id("cmpl-");
-  call->model = opts_.served_model_name;
-  call->created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  call->metrics = &metrics_;
-  call->draining = &draining_;
-  call->tok = &tok_;
+  auto call = new_call(false, r.gen, new_id("cmpl-"), opts_.served_model_name, &metrics_, &draining_, &tok_);
   OutputParserOptions po;
   po.skip_special_tokens = r.gen.skip_special_tokens;
   const int n = r.gen.n;
@@ -592,21 +602,9 @@ ApiResponse Service::completions(const ApiRequest& hr) {
   for (const auto& p : prompts) call->prompt_tokens += int64_t(p.size());
 
   std::vector<std::shared_ptr<RequestState>> states;
-  uint64_t seed = r.gen.seed_given ? r.gen.sampling.seed : (std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32));
+  const uint64_t seed = request_seed(r.gen);
   for (size_t i = 0; i < prompts.size(); ++i) {
-    ScheduledRequest sr;
-    sr.prompt = prompts[i];
-    sr.n = n;
-    sr.sampling = r.gen.sampling;
-    sr.sampling.seed = seed;
-    sr.penalties = r.gen.penalties;
-    sr.logit_bias = r.gen.logit_bias;
-    sr.max_new_tokens = r.gen.max_tokens;
-    sr.min_new_tokens = r.gen.min_tokens;
-    sr.stop_ids = r.gen.stop_token_ids;
-    if (!r.gen.ignore_eos)
-      for (int32_t e : opts_.eos_ids) sr.stop_ids.push_back(e);
-    sr.top_logprobs = r.gen.logprobs ? r.gen.top_logprobs : -1;
+    ScheduledRequest sr = scheduled(r.gen, prompts[i], r.gen.max_tokens, seed, opts_.eos_ids);
     Scheduler::Admission refused = Scheduler::Admission::Ok;
     auto st = scheduler_.submit(std::move(sr), callbacks_for(call, int(i) * n, hr.disconnected), &refused);
     if (!st) {
@@ -616,13 +614,7 @@ ApiResponse Service::completions(const ApiRequest& hr) {
     }
     states.push_back(st);
   }
-  if (call->stream) {
-    ApiResponse resp;
-    resp.content_type = "text/event-stream";
-    resp.headers.push_back({"Cache-Control", "no-cache"});
-    resp.stream = call->events;
-    return resp;
-  }
+  if (call->stream) return event_stream(call->events);
   wait_done(*call);
   std::lock_guard lock(call->mu);
   Json choices = Json::array();
@@ -636,12 +628,7 @@ ApiResponse Service::completions(const ApiRequest& hr) {
                             {"text_offset", c.lp_offsets}};
     choices.push_back(choice);
   }
-  return json_response({{"id", call->id},
-                        {"object", "text_completion"},
-                        {"created", call->created},
-                        {"model", call->model},
-                        {"choices", choices},
-                        {"usage", call->usage()}});
+  return json_response(call->response("text_completion", std::move(choices)));
 }
 
 ApiResponse Service::tokenize(const ApiRequest& hr) const {
