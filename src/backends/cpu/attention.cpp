@@ -4,12 +4,13 @@
 // per-head K/V are never expanded. q_pe sits beside q_lat (qcat), so one dot product with a
 // cache row gives a score.
 //
-// Decode (few tokens): kv_b_proj is read as stored; the scores and values of all heads come
-// from one pass over each part of an entry's context (see the decode branch). Prefill: kv_b_proj
-// head blocks are dequantised once per call and the three steps run as sgemm, the scores in
-// blocks of consecutive entries of one sequence.
-#include <cblas.h>
-
+// Every entry's arithmetic depends on its own query and context only, never on the other entries
+// of the step (a decode entry alone or in a batch, a prompt token whatever its chunking): the
+// context goes in parts of kPartRows rows at fixed positions, each part's scores, softmax
+// numerators and values are computed the same way whichever path runs them, and the parts combine
+// in part order. The paths differ only in scheduling: consecutive entries of one prompt share
+// each part's cache rows on one thread (the scores and values of all their heads in one pass),
+// and a lone entry's parts spread over the threads (a long decode context).
 #include <algorithm>
 #include <cmath>
 
@@ -22,6 +23,19 @@ namespace dsv3 {
 
 namespace {
 
+// Context rows per part: a part's rows (576 floats each for V3) stay in L2 between its scores and
+// its values. Fixed, not derived from the thread count or the step, so that an entry's parts are
+// the same in every step and at every thread count.
+constexpr int64_t kPartRows = 128;
+
+// Prefill entries per block (their queries share each part's cache rows).
+constexpr int64_t kAttendBlock = 16;
+
+// Entries per absorb unit (matvec_t_rows shares each weight's decode between them).
+constexpr int64_t kAbsorbEntries = 32;
+
+int64_t parts_of(int64_t n_ctx) { return (n_ctx + kPartRows - 1) / kPartRows; }
+
 // Scores r[0 .. len) -> exp(r - max), in place; returns the max and their sum (in double).
 float exp_shifted(float* r, int64_t len, double& sum) {
   const float mx = *std::max_element(r, r + len);
@@ -30,21 +44,26 @@ float exp_shifted(float* r, int64_t len, double& sum) {
   return mx;
 }
 
-// Scores r[0 .. len) -> probabilities, in place; r[len .. m) (positions this query may not see)
-// -> 0.
-void softmax_row(float* r, int64_t len, int64_t m) {
-  double sum;
-  exp_shifted(r, len, sum);
-  const float inv = float(1.0 / sum);
-  for (int64_t t = 0; t < len; ++t) r[t] *= inv;
-  std::fill(r + len, r + m, 0.0f);
+// One (entry, head)'s softmax over the parts seen so far: o = Σ_p o_p · e^(max_p - m), d = Σ_p
+// sum_p · e^(max_p - m) (md[1]), m = the largest max_p (md[0]). Parts fold in in part order
+// (online softmax); `finish` divides by d.
+void fold_part(float* o, double* md, const float* op, float max_p, float sum_p, int64_t L, bool first) {
+  if (first) {
+    std::copy_n(op, L, o);
+    md[0] = max_p, md[1] = sum_p;
+    return;
+  }
+  const double mx = std::max(md[0], double(max_p)), a = std::exp(md[0] - mx), b = std::exp(double(max_p) - mx);
+  md[1] = md[1] * a + double(sum_p) * b;
+  md[0] = mx;
+  const float fa = float(a), fb = float(b);
+  for (int64_t k = 0; k < L; ++k) o[k] = o[k] * fa + op[k] * fb;
 }
 
-// Prefill entries per attention block (see attend_block below).
-constexpr int64_t kAttendBlock = 16;
-
-// Decode: context rows per part (at least; a context splits into up to 2 parts per thread).
-constexpr int64_t kDecodePartRows = 128;
+void finish(float* o, const double* md, int64_t L) {
+  const float inv = float(1.0 / md[1]);
+  for (int64_t k = 0; k < L; ++k) o[k] *= inv;
+}
 
 }  // namespace
 
@@ -60,135 +79,127 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   const int T = pool_.size();
   float* qcat = grow(qcat_, n * nh * row);  // [n, nh, L + R] = [q_lat | q_pe]
   float* olat = grow(olat_, n * nh * L);    // [n, nh, L]
-  const bool batched = n >= kGemmMinTokens;
-  // Prefill: the scores of a block of entries, or a head's dequantised kv_b_proj rows (decode
-  // reserves its own below).
-  int64_t max_ctx = 0;
-  for (int64_t i = 0; i < n; ++i) max_ctx = std::max(max_ctx, ctx[size_t(i)].n_ctx);
-  if (batched)
-    reserve_thread_scratch(
-        std::max(std::min(kAttendBlock, n) * nh * max_ctx, std::max(nope, vd) * cpu::padded_stride(L)));
+  double* md = grow(running_, 2 * n * nh);  // [n, nh]: fold_part's m and d
 
-  // Step 1 for heads [h0, h1): qcat.
-  auto absorb_q = [&](int t, int64_t h0, int64_t h1) {
-    for (int64_t h = h0; h < h1; ++h) {
-      if (batched) {
-        const int64_t ld = cpu::padded_stride(L);
-        float* wk = thread_scratch(t, nope * ld);  // [nope, L]
-        cpu::dequant_rows(kvb, h * per, h * per + nope, wk, ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(L), int(nope), 1.0f, q + h * qk,
-                    int(nh * qk), wk, int(ld), 0.0f, qcat + h * row, int(nh * row));
-      } else {
-        for (int64_t i = 0; i < n; ++i)
-          cpu::matvec_t_rows(kvb, h * per, h * per + nope, q + (i * nh + h) * qk, qcat + (i * nh + h) * row);
-      }
-      for (int64_t i = 0; i < n; ++i) std::copy_n(q + (i * nh + h) * qk + nope, R, qcat + (i * nh + h) * row + L);
-    }
-  };
-  // Step 2 (olat = softmax(scale · qcat · Cᵀ) · C[:, :L]) for entries [i0, i1) that read the same
-  // cache rows, each one more than the one before (a prompt's tokens; or one entry alone): one
-  // pair of sgemms for all their heads against the last entry's rows, the rows an earlier entry
-  // may not see masked out of its softmax (probability 0). Per entry, OpenBLAS packed the same
-  // cache rows again for every token (M = n_heads rows each).
-  auto attend_block = [&](int t, int64_t i0, int64_t i1) {
-    const int64_t rows_q = (i1 - i0) * nh, m = ctx[size_t(i1 - 1)].n_ctx;
-    const float* c = ctx[size_t(i0)].rows;
-    float* p = thread_scratch(t, rows_q * m);  // [rows_q, m]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows_q), int(m), int(row), s.softmax_scale,
-                qcat + i0 * nh * row, int(row), c, int(row), 0.0f, p, int(m));
-    for (int64_t i = i0; i < i1; ++i)
-      for (int64_t h = 0; h < nh; ++h) softmax_row(p + ((i - i0) * nh + h) * m, ctx[size_t(i)].n_ctx, m);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows_q), int(L), int(m), 1.0f, p, int(m), c, int(row),
-                0.0f, olat + i0 * nh * L, int(L));
-  };
-  // Step 3 for heads [h0, h1): out[:, h] = W_v,h · olat[:, h].
-  auto project_out = [&](int t, int64_t h0, int64_t h1) {
-    for (int64_t h = h0; h < h1; ++h) {
-      if (batched) {
-        const int64_t ld = cpu::padded_stride(L);
-        float* wv = thread_scratch(t, vd * ld);  // [vd, L]
-        cpu::dequant_rows(kvb, h * per + nope, h * per + per, wv, ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(vd), int(L), 1.0f, olat + h * L,
-                    int(nh * L), wv, int(ld), 0.0f, out + h * vd, int(nh * vd));
-      } else {
-        cpu::matvec_rows(kvb, h * per + nope, h * per + per, olat + h * L, n, nh * L, out + h * vd, nh * vd);
-      }
-    }
-  };
+  // Step 1: qcat for every entry, per head and chunk of entries (each entry's sums the same in any
+  // chunk: matvec_t_rows).
+  const int64_t entry_chunks = (n + kAbsorbEntries - 1) / kAbsorbEntries;
+  pool_.for_chunks(nh * entry_chunks, [&](int64_t u, int) {
+    const int64_t h = u % nh, i0 = u / nh * kAbsorbEntries, i1 = std::min(n, i0 + kAbsorbEntries);
+    cpu::matvec_t_rows(kvb, h * per, h * per + nope, q + (i0 * nh + h) * qk, i1 - i0, nh * qk,
+                       qcat + (i0 * nh + h) * row, nh * row);
+    for (int64_t i = i0; i < i1; ++i) std::copy_n(q + (i * nh + h) * qk + nope, R, qcat + (i * nh + h) * row + L);
+  });
 
-  if (!batched) {
-    // Decode: each entry's cache rows are read for all heads at once (attend_kernels.h: scores,
-    // then values, the part still in L2), in parts of its context spread over the threads; each
-    // part keeps its scores' maximum and exp-sum per head, and the parts combine exactly as one
-    // softmax would (rescaled by exp(max_part - max)). Groups of heads had each read the whole
-    // cache twice through OpenBLAS, which packed it first: 8 reads and 8 copies per layer at two
-    // threads, ~10% of bench-m's decode at 600 tokens of context and ~30% at 2000.
-    const int64_t groups = std::min<int64_t>(nh, 2 * int64_t(T));
-    // About two parts per thread over all entries (several entries are parallel work already):
-    // the parts' outputs (n_heads x kv_lora_rank floats each) stay within ~2T of them.
-    const int64_t max_parts = std::max<int64_t>(1, (2 * int64_t(T) + n - 1) / n);
-    auto parts_of = [&](int64_t m) { return std::clamp<int64_t>(m / kDecodePartRows, 1, max_parts); };
-    float* opart = grow(opart_, n * max_parts * nh * (L + 2));  // [entry][part][head]: o (L), max, sum
-    pool_.for_chunks(groups, [&](int64_t g, int t) { absorb_q(t, nh * g / groups, nh * (g + 1) / groups); });
-    std::vector<ContextPart>& parts = context_parts_;
-    parts.clear();
-    int64_t part_rows = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t m = ctx[size_t(i)].n_ctx, P = parts_of(m);
-      part_rows = std::max(part_rows, (m + P - 1) / P);
-      for (int64_t p = 0; p < P; ++p) parts.push_back({int32_t(i), int32_t(p), int32_t(P)});
-    }
-    reserve_thread_scratch(nh * part_rows);
-    pool_.for_chunks(int64_t(parts.size()), [&](int64_t k, int t) {
-      const int64_t i = parts[size_t(k)].entry, p = parts[size_t(k)].part, P = parts[size_t(k)].parts;
-      const int64_t m = ctx[size_t(i)].n_ctx, j0 = m * p / P, j1 = m * (p + 1) / P, mp = j1 - j0;
-      const float* c = ctx[size_t(i)].rows + j0 * row;
-      float* sc = thread_scratch(t, nh * mp);  // [nh, mp]
-      float* o = opart + (i * max_parts + p) * nh * (L + 2);
-      cpu::attend_scores(qcat + i * nh * row, nh, row, c, row, mp, s.softmax_scale, sc, mp);
+  // Part p of entries [i0, i1) (one sequence at consecutive positions, so that they read the same
+  // cache rows and the ones that reach part p are a suffix): o_p (L floats), max and exp-sum per
+  // (entry, head) for those entries, into o [rows of (entry, head)][L] and ms [.][2] from entry
+  // `first` on; returns `first`. Scores against rows an entry may not see are set to 0 after the
+  // softmax numerators: the values' sums over rows in order then equal those over its own rows.
+  auto part = [&](int t, int64_t i0, int64_t i1, int64_t p, float* o, float* ms) {
+    const int64_t j0 = p * kPartRows;
+    int64_t first = i0;
+    while (ctx[size_t(first)].n_ctx <= j0) ++first;
+    const int64_t rows_q = (i1 - first) * nh, m = std::min(kPartRows, ctx[size_t(i1 - 1)].n_ctx - j0);
+    const float* c = ctx[size_t(first)].rows + j0 * row;
+    float* sc = thread_scratch(t, rows_q * m);  // [rows_q, m]
+    cpu::attend_scores(qcat + first * nh * row, rows_q, row, c, row, m, s.softmax_scale, sc, m);
+    for (int64_t i = first; i < i1; ++i) {
+      const int64_t len = std::min(kPartRows, ctx[size_t(i)].n_ctx - j0);
       for (int64_t h = 0; h < nh; ++h) {
+        const int64_t k = (i - first) * nh + h;
         double sum;
-        o[nh * L + 2 * h] = exp_shifted(sc + h * mp, mp, sum);
-        o[nh * L + 2 * h + 1] = float(sum);
+        ms[2 * k] = exp_shifted(sc + k * m, len, sum);
+        ms[2 * k + 1] = float(sum);
+        std::fill(sc + k * m + len, sc + (k + 1) * m, 0.0f);
       }
-      cpu::attend_values(sc, nh, mp, c, row, mp, L, o);
-    });
-    // Combine the parts (olat = Σ_p o_p · e^(max_p - max) / Σ_p sum_p · e^(max_p - max)), then
-    // project, per group of heads.
-    pool_.for_chunks(groups, [&](int64_t g, int t) {
-      const int64_t h0 = nh * g / groups, h1 = nh * (g + 1) / groups, stride = nh * (L + 2);
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t P = parts_of(ctx[size_t(i)].n_ctx);
-        const float* o = opart + i * max_parts * stride;
-        for (int64_t h = h0; h < h1; ++h) {
-          auto part_max = [&](int64_t p) { return double(o[p * stride + nh * L + 2 * h]); };
-          auto part_sum = [&](int64_t p) { return double(o[p * stride + nh * L + 2 * h + 1]); };
-          double mx = -INFINITY, denom = 0;
-          for (int64_t p = 0; p < P; ++p) mx = std::max(mx, part_max(p));
-          for (int64_t p = 0; p < P; ++p) denom += part_sum(p) * std::exp(part_max(p) - mx);
-          float* ol = olat + (i * nh + h) * L;
-          for (int64_t p = 0; p < P; ++p) {
-            const float f = float(std::exp(part_max(p) - mx) / denom);
-            const float* op = o + p * stride + h * L;
-            for (int64_t k = 0; k < L; ++k) ol[k] = p == 0 ? op[k] * f : ol[k] + op[k] * f;
-          }
-        }
-      }
-      project_out(t, h0, h1);
-    });
-    return;
-  }
-  pool_.for_chunks(nh, [&](int64_t h, int t) { absorb_q(t, h, h + 1); });
-  std::vector<int64_t>& starts = block_starts_;  // entry blocks for attend_block
+    }
+    cpu::attend_values(sc, rows_q, m, c, row, m, L, o);
+    return first;
+  };
+
+  // Blocks of entries for one thread each: consecutive entries of one sequence at consecutive
+  // positions, at most kAttendBlock (a lone entry is a block of its own).
+  std::vector<int64_t>& starts = block_starts_;
   starts.clear();
   for (int64_t i = 0; i < n; ++i)
     if (i == 0 || i - starts.back() == kAttendBlock || ctx[size_t(i)].rows != ctx[size_t(i - 1)].rows ||
         ctx[size_t(i)].n_ctx != ctx[size_t(i - 1)].n_ctx + 1)
       starts.push_back(i);
   starts.push_back(n);
-  pool_.for_chunks(int64_t(starts.size()) - 1,
-                   [&](int64_t b, int t) { attend_block(t, starts[size_t(b)], starts[size_t(b + 1)]); });
-  pool_.for_chunks(nh, [&](int64_t h, int t) { project_out(t, h, h + 1); });
+  const int64_t n_blocks = int64_t(starts.size()) - 1;
+  // A lone entry with several parts spreads them over the threads (below); a block runs its parts
+  // on one thread in order, folding each into olat as it comes.
+  auto spread = [&](int64_t b) {
+    return starts[size_t(b + 1)] - starts[size_t(b)] == 1 && parts_of(ctx[size_t(starts[size_t(b)])].n_ctx) > 1;
+  };
+  int64_t block_entries = 1;
+  for (int64_t b = 0; b < n_blocks; ++b)
+    block_entries = std::max(block_entries, starts[size_t(b + 1)] - starts[size_t(b)]);
+  reserve_thread_scratch(block_entries * nh * (kPartRows + L + 2));
+  pool_.for_chunks(n_blocks, [&](int64_t b, int t) {
+    if (spread(b)) return;
+    const int64_t i0 = starts[size_t(b)], i1 = starts[size_t(b + 1)], P = parts_of(ctx[size_t(i1 - 1)].n_ctx);
+    const int64_t cnt = i1 - i0;
+    // The thread's scratch holds the scores first and this part's o and maxima after them.
+    float* o = thread_scratch(t, cnt * nh * (kPartRows + L + 2)) + cnt * nh * kPartRows;
+    float* ms = o + cnt * nh * L;
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t first = part(t, i0, i1, p, o, ms);
+      for (int64_t i = first; i < i1; ++i)
+        for (int64_t h = 0; h < nh; ++h) {
+          const int64_t k = (i - first) * nh + h;
+          fold_part(olat + (i * nh + h) * L, md + 2 * (i * nh + h), o + k * L, ms[2 * k], ms[2 * k + 1], L, p == 0);
+        }
+    }
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t h = 0; h < nh; ++h) finish(olat + (i * nh + h) * L, md + 2 * (i * nh + h), L);
+  });
+
+  // Lone entries' parts, in waves of at most max_stored parts (their outputs, n_heads x
+  // kv_lora_rank floats each, wait for the fold in part order).
+  const int64_t max_stored = std::max<int64_t>(16, 4 * int64_t(T)), stride = nh * (L + 2);
+  std::vector<ContextPart>& parts = context_parts_;
+  for (int64_t b = 0; b < n_blocks;) {
+    parts.clear();
+    int64_t b_end = b;
+    for (; b_end < n_blocks; ++b_end) {
+      if (!spread(b_end)) continue;
+      const int64_t i = starts[size_t(b_end)], P = parts_of(ctx[size_t(i)].n_ctx);
+      if (!parts.empty() && int64_t(parts.size()) + P > max_stored) break;
+      for (int64_t p = 0; p < P; ++p) parts.push_back({int32_t(i), int32_t(p), int32_t(P)});
+    }
+    b = b_end;
+    if (parts.empty()) break;
+    float* opart = grow(opart_, int64_t(parts.size()) * stride);  // [part][head]: o (L), then max, sum
+    pool_.for_chunks(int64_t(parts.size()), [&](int64_t k, int t) {
+      const ContextPart& cp = parts[size_t(k)];
+      float* o = opart + k * stride;
+      part(t, cp.entry, cp.entry + 1, cp.part, o, o + nh * L);
+    });
+    // parts of one entry are consecutive, in part order
+    pool_.for_chunks(int64_t(parts.size()), [&](int64_t k, int) {
+      const ContextPart& cp = parts[size_t(k)];
+      if (cp.part != 0) return;
+      const int64_t i = cp.entry;
+      for (int64_t h = 0; h < nh; ++h) {
+        float* ol = olat + (i * nh + h) * L;
+        for (int64_t p = 0; p < cp.parts; ++p) {
+          const float* o = opart + (k + p) * stride;
+          fold_part(ol, md + 2 * (i * nh + h), o + h * L, o[nh * L + 2 * h], o[nh * L + 2 * h + 1], L, p == 0);
+        }
+        finish(ol, md + 2 * (i * nh + h), L);
+      }
+    });
+  }
+
+  // Step 3: out[:, h] = W_v,h · olat[:, h], a linear over each head's band of kv_b_proj rows.
+  std::vector<LinearJob>& jobs = attn_jobs_;
+  jobs.clear();
+  for (int64_t h = 0; h < nh; ++h)
+    jobs.push_back({.w = &kvb, .x = olat + h * L, .n = n, .y = out + h * vd, .x_stride = nh * L, .y_stride = nh * vd,
+                    .row_begin = h * per + nope, .row_end = h * per + per});
+  linear_jobs(jobs);
 }
 
 }  // namespace dsv3

@@ -12,16 +12,6 @@
 
 namespace dsv3 {
 
-namespace {
-// Rows per dequantised tile in the many-token path (gemm.h): a whole number of register blocks,
-// about 2 MiB of f32: 1-2 MiB tiles prefilled bench-m's 512 tokens fastest here, 256 KiB ones
-// ~10% slower. The row stride is padded (kernels.h padded_stride).
-int64_t tile_rows(int64_t cols) {
-  const int64_t rows = (int64_t(2) << 20) / (cols * 4) / cpu::kGemmRowBlock * cpu::kGemmRowBlock;
-  return std::clamp<int64_t>(rows, cpu::kGemmRowBlock, 240);
-}
-}  // namespace
-
 CpuBackend::CpuBackend(ThreadPool& pool) : pool_(pool), scratch_(size_t(pool.size())) {
   // We parallelise over our own pool; OpenBLAS's threads would oversubscribe the cores.
   openblas_set_num_threads(1);
@@ -49,76 +39,91 @@ void CpuBackend::add(float* y, const float* x, int64_t count) {
   for (int64_t i = 0; i < count; ++i) y[i] += x[i];
 }
 
-void CpuBackend::linear_rows(int t, const LinearJob& job, const float* packed, int64_t r0, int64_t r1) {
-  const Weight& w = *job.w;
-  if (r0 >= r1 || job.n == 0) return;
-  if (job.n < kGemmMinTokens) {
-    cpu::matvec_rows(w, r0, r1, job.x, job.n, w.cols, job.y + r0, w.rows);
-    return;
-  }
-  const int64_t rows_per_tile = tile_rows(w.cols);
-  const int64_t ld = cpu::padded_stride(w.cols);
-  float* tile = thread_scratch(t, rows_per_tile * ld);
-  for (int64_t r = r0; r < r1; r += rows_per_tile) {
-    const int64_t tr = std::min(rows_per_tile, r1 - r);
-    cpu::dequant_rows(w, r, r + tr, tile, ld);  // rows past tr are read by the kernel but unused
-    cpu::gemm_tile(tile, ld, tr, packed, job.n, w.cols, job.y + r, w.rows);
+void CpuBackend::linear_rows(int t, size_t job, int64_t r0, int64_t r1) {
+  const LinearJob& j = run_jobs_[job];
+  const Weight& w = *j.w;
+  if (r0 >= r1 || j.n == 0) return;
+  float* y = j.y + (r0 - j.row_begin);
+  if (j.n < kGemmMinTokens) return cpu::matvec_rows(w, r0, r1, j.x, j.n, j.x_stride, y, j.y_stride);
+  cpu::gemm_rows(w, r0, r1, packed_[job], unscale_[job], j.n, y, j.y_stride,
+                 thread_scratch(t, cpu::gemm_scratch_floats(w)));
+}
+
+void CpuBackend::normalize_jobs(std::span<const LinearJob> jobs) {
+  run_jobs_.assign(jobs.begin(), jobs.end());
+  for (auto& j : run_jobs_) {
+    if (j.x_stride == 0) j.x_stride = j.w->cols;
+    if (j.row_end < 0) j.row_end = j.w->rows;
+    if (j.y_stride == 0) j.y_stride = j.row_end - j.row_begin;
   }
 }
 
 void CpuBackend::linear_jobs(std::span<const LinearJob> jobs) {
   // Chunks of rows handed out dynamically (ThreadPool::for_chunks), about 8 per thread so that a
   // thread slowed by other work on its core leaves its share to the others; a many-token chunk
-  // is one dequantised tile.
+  // is one dequantised tile. How rows are split never changes a row's sums (dot_order-inl.h).
+  normalize_jobs(jobs);
   int64_t total = 0;
-  for (const auto& j : jobs) total += j.w->rows * j.w->cols;
+  for (const auto& j : run_jobs_) total += (j.row_end - j.row_begin) * j.w->cols;
   const int64_t target = std::max<int64_t>(total / (int64_t(pool_.size()) * 8), int64_t(1) << 15);
-  pack_jobs(jobs);
-  for (const auto& j : jobs)
-    if (j.n >= kGemmMinTokens) reserve_thread_scratch(tile_rows(j.w->cols) * cpu::padded_stride(j.w->cols));
+  pack_jobs();
+  for (const auto& j : run_jobs_)
+    if (j.n >= kGemmMinTokens) reserve_thread_scratch(cpu::gemm_scratch_floats(*j.w));
   chunks_.clear();
-  for (size_t ij = 0; ij < jobs.size(); ++ij) {
-    const auto& j = jobs[ij];
+  for (size_t ij = 0; ij < run_jobs_.size(); ++ij) {
+    const auto& j = run_jobs_[ij];
     if (j.n == 0) continue;
-    int64_t step = j.n >= kGemmMinTokens ? tile_rows(j.w->cols)
-                                         : std::max<int64_t>(16, (target / j.w->cols + 15) / 16 * 16);
-    for (int64_t r = 0; r < j.w->rows; r += step) chunks_.push_back({int32_t(ij), r, std::min(j.w->rows, r + step)});
+    const int64_t step = j.n >= kGemmMinTokens ? cpu::gemm_tile_rows(*j.w)
+                                               : std::max<int64_t>(16, (target / j.w->cols + 15) / 16 * 16);
+    for (int64_t r = j.row_begin; r < j.row_end; r += step)
+      chunks_.push_back({int32_t(ij), r, std::min(j.row_end, r + step)});
   }
   pool_.for_chunks(int64_t(chunks_.size()), [&](int64_t c, int t) {
     const RowChunk& ch = chunks_[size_t(c)];
-    linear_rows(t, jobs[size_t(ch.job)], packed_[size_t(ch.job)], ch.r0, ch.r1);
+    linear_rows(t, size_t(ch.job), ch.r0, ch.r1);
   });
 }
 
-void CpuBackend::pack_jobs(std::span<const LinearJob> jobs) {
-  // Each many-token job's x in the token panels of gemm.h, once (jobs that share their x, like
-  // gate_proj and up_proj, share the packing), the panels split over the threads.
+void CpuBackend::pack_jobs() {
+  // Each many-token job's x in the panels of gemm.h, once (jobs that share their x and the
+  // weight's layout, like gate_proj and up_proj, share the packing), the panels split over the
+  // threads.
+  const auto& jobs = run_jobs_;
   packed_.assign(jobs.size(), nullptr);
-  std::vector<int64_t>& offset = pack_offset_;
-  offset.assign(jobs.size() + 1, 0);
+  unscale_.assign(jobs.size(), nullptr);
+  pack_offset_.assign(jobs.size() + 1, 0);
+  unscale_offset_.assign(jobs.size() + 1, 0);
+  auto shares_previous = [&](size_t ij) {
+    if (ij == 0) return false;
+    const LinearJob &a = jobs[ij - 1], &b = jobs[ij];
+    return a.x == b.x && a.n == b.n && a.x_stride == b.x_stride && a.w->cols == b.w->cols && a.w->dtype == b.w->dtype;
+  };
   for (size_t ij = 0; ij < jobs.size(); ++ij) {
     const auto& j = jobs[ij];
-    const bool shares = ij > 0 && jobs[ij - 1].x == j.x && jobs[ij - 1].n == j.n && jobs[ij - 1].w->cols == j.w->cols;
-    const bool own = j.n >= kGemmMinTokens && !shares;
-    offset[ij + 1] = offset[ij] + (own ? cpu::gemm_packed_floats(j.n, j.w->cols) : 0);
+    const bool own = j.n >= kGemmMinTokens && !shares_previous(ij);
+    pack_offset_[ij + 1] = pack_offset_[ij] + (own ? cpu::gemm_packed_floats(*j.w, j.n) : 0);
+    unscale_offset_[ij + 1] = unscale_offset_[ij] + (own ? cpu::gemm_unscale_count(*j.w, j.n) : 0);
   }
-  if (offset.back() == 0) return;
-  float* xp = grow(xp_, offset.back());
+  if (pack_offset_.back() == 0) return;
+  float* xp = grow(xp_, pack_offset_.back());
+  double* us = grow(xp_unscale_, unscale_offset_.back());
   units_.clear();
   for (size_t ij = 0; ij < jobs.size(); ++ij) {
     const auto& j = jobs[ij];
     if (j.n < kGemmMinTokens) continue;
-    if (offset[ij + 1] == offset[ij]) {  // shares the previous job's packing
+    if (pack_offset_[ij + 1] == pack_offset_[ij]) {  // shares the previous job's packing
       packed_[ij] = packed_[ij - 1];
+      unscale_[ij] = unscale_[ij - 1];
       continue;
     }
-    packed_[ij] = xp + offset[ij];
+    packed_[ij] = xp + pack_offset_[ij];
+    unscale_[ij] = us + unscale_offset_[ij];
     for (int64_t p = 0; p < cpu::gemm_panels(j.n); ++p) units_.push_back({int32_t(ij), p, p + 1});
   }
   pool_.for_chunks(int64_t(units_.size()), [&](int64_t c, int) {
     const RowChunk& u = units_[size_t(c)];
     const auto& j = jobs[size_t(u.job)];
-    cpu::gemm_pack_panels(j.x, j.n, j.w->cols, u.r0, u.r1, packed_[size_t(u.job)]);
+    cpu::gemm_pack(*j.w, j.x, j.n, j.x_stride, u.r0, u.r1, packed_[size_t(u.job)], unscale_[size_t(u.job)]);
   });
 }
 

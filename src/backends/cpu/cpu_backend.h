@@ -2,7 +2,9 @@
 // our f32 GEMM (gemm.h) on dequantised tiles for many-token batches, and our own thread pool
 // (passed in). Decode steps reuse grow-only scratch: after the first steps at a given context
 // length they do not allocate. Ops it does not override (embed, rope, naive attention) run
-// the scalar reference.
+// the scalar reference. Every op computes a token's (an entry's) result the same way whatever
+// else shares the call: the linear kernels sum in one order (dot_order-inl.h) and attention
+// splits contexts at fixed positions (attention.cpp), so that answers do not depend on batching.
 #pragma once
 
 #include <span>
@@ -30,27 +32,32 @@ class CpuBackend : public ReferenceBackend {
   ThreadPool& pool() { return pool_; }
 
   // y [n, w.rows] = x [n, w.cols] · Wᵀ for several independent layers in one parallel region,
-  // rows split over the threads in proportion to rows x cols.
+  // rows split over the threads in proportion to rows x cols. A job may take a band of w's rows
+  // [row_begin, row_end) (y's column 0 is row row_begin) and strided x and y (0: dense).
   struct LinearJob {
     const Weight* w;
-    const float* x;  // [n, w->cols]
+    const float* x;  // [n, w->cols], row stride x_stride
     int64_t n;
-    float* y;  // [n, w->rows]
+    float* y;  // [n, rows of the band], row stride y_stride
+    int64_t x_stride = 0, y_stride = 0;
+    int64_t row_begin = 0, row_end = -1;  // -1: w->rows
   };
   void linear_jobs(std::span<const LinearJob> jobs);
 
   // Batches of at least this many tokens go through gemm.h on dequantised tiles; smaller ones
   // through the matrix-vector kernel that decodes each weight once per 4 tokens (as fast per
   // token below one full panel of 16 tokens: 8, 16 and 24 measured within noise at pp512, 16
-  // ahead at 10-24-token prompts here).
+  // ahead at 10-24-token prompts here). Both sum every output in the same order
+  // (dot_order-inl.h), so which one a token goes through does not change its result.
   static constexpr int64_t kGemmMinTokens = 16;
 
  private:
-  // Rows [r0, r1) of one job on thread t.
-  // `packed` is the job's x in gemm.h's token panels (many-token jobs only).
-  void linear_rows(int t, const LinearJob& job, const float* packed, int64_t r0, int64_t r1);
-  // Packs the x of every many-token job into packed_[job] (gemm.h's token panels).
-  void pack_jobs(std::span<const LinearJob> jobs);
+  // Rows [r0, r1) of one job on thread t (within the job's band).
+  void linear_rows(int t, size_t job, int64_t r0, int64_t r1);
+  // run_jobs_ = jobs with their strides and bands filled in.
+  void normalize_jobs(std::span<const LinearJob> jobs);
+  // Packs the x of every many-token job into packed_[job] and unscale_[job] (gemm.h's panels).
+  void pack_jobs();
   float* thread_scratch(int t, int64_t count);
   // Grows every thread's scratch to `count` floats here, before a region: which thread runs which
   // chunk varies from call to call, and a steady decode step must not allocate in any of them.
@@ -65,6 +72,8 @@ class CpuBackend : public ReferenceBackend {
   std::vector<int32_t> count_, slot_, route_i_;
   std::vector<int64_t> block_starts_;
   std::vector<float> route_f_;
+  std::vector<double> running_;      // attention: per (entry, head) softmax max and sum
+  std::vector<LinearJob> attn_jobs_;  // attention: kv_b_proj's value bands
   std::vector<LinearJob> jobs_;
   struct RowChunk {
     int32_t job;
@@ -76,9 +85,12 @@ class CpuBackend : public ReferenceBackend {
     int32_t entry, part, parts;
   };
   std::vector<ContextPart> context_parts_;
-  std::vector<float*> packed_;  // per job: its x packed (gemm.h), or null
-  std::vector<int64_t> pack_offset_;
+  std::vector<LinearJob> run_jobs_;  // the jobs of the current linear_jobs call, normalized
+  std::vector<float*> packed_;       // per job: its x packed (gemm.h), or null
+  std::vector<double*> unscale_;     // per job: gemm.h's FP8 unscale factors, or null
+  std::vector<int64_t> pack_offset_, unscale_offset_;
   std::vector<float> xp_;
+  std::vector<double> xp_unscale_;
 };
 
 }  // namespace dsv3

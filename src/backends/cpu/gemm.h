@@ -1,37 +1,54 @@
-// The many-token (prefill) matrix product on dequantised f32 weight tiles, our own kernel in
-// place of OpenBLAS sgemm: y[t, r] = Σ_k W[r, k] · x[t, k].
+// The many-token (prefill) matrix product over weights as stored, our own kernel:
+// y[t, r] = Σ_c W[r, c] · x[t, c], summed in dot_order-inl.h's order, so that every output has
+// the bits matvec_rows (kernels.h) gives for the same row and token: a token's result does not
+// depend on how many tokens share its step.
 //
-// Layout: the activations are packed once per call into token panels (`gemm_pack_panels`: for each
-// panel of up to two SIMD vectors of tokens, [cols][panel width] floats, tokens past n zero), so
-// that one aligned load gives one k for a vector of tokens; the weight tile stays in its natural
-// row-major layout and each weight is broadcast. The register block is kGemmRowBlock rows x one
-// panel (12 x 32 on AVX-512: 24 accumulators), summed over all of k without leaving registers,
-// then written to y. No transposition of the weights: the tile is what dequant_rows writes.
+// Layout: the activations are packed once per call into panels of up to two SIMD vectors of tokens
+// (`gemm_pack`), in the order's load order and grouped by partial: partial (q, l) of a segment
+// holds its `steps` activations one after another, each as [panel width] floats (tokens past n
+// zero), so that one load gives one column for a vector of tokens. The weights are dequantised a
+// tile of rows at a time into f32, each segment partial by partial too, so that the weights a
+// partial broadcasts are consecutive. The register block is kGemmRowBlock rows x one panel (12 x
+// 32 on AVX-512: 24 accumulators): for each partial it runs over that partial's columns, and the
+// partials merge in the order's tree. FP8 tiles stay within one 128-row block: their panel is
+// multiplied by that block's scales first (step 3 of the order).
 //
-// Measured here (Zen 4, one thread, bench-m shapes, weights dequantised from BF16 per tile):
-// 93-109 GFLOP/s against 79-97 for dequantisation + OpenBLAS sgemm on the same tiles (OpenBLAS
-// packs both operands on every call); the FMA peak of one core is ~117.
+// The register block's inner loop is what it was before the order was imposed (measured then on
+// Zen 4, one thread, bench-m shapes, weights dequantised from BF16 per tile: 93-109 GFLOP/s
+// against 79-97 for dequantisation + OpenBLAS sgemm on the same tiles; the FMA peak of one core
+// is ~117).
 #pragma once
 
 #include <cstdint>
 
+#include "weights/weight.h"
+
 namespace dsv3::cpu {
 
-// Rows of the register block. Tiles passed to gemm_tile hold a whole number of such blocks:
-// rows past the valid ones are read (any values, NaN included) but reach no output.
+// Rows of the full register block (the dispatched target's; smaller blocks take the rest).
 inline constexpr int64_t kGemmRowBlock = 12;
 
-// Floats that gemm_pack_panels writes for n tokens of `cols` values (the dispatched target's layout).
-int64_t gemm_packed_floats(int64_t n, int64_t cols);
-
-// Panels that n tokens make; gemm_pack_panels packs panels [p0, p1) of x [n, cols] (row stride
-// cols) into xp (gemm_packed_floats(n, cols) floats), so that callers can split the packing.
+// Panels that n tokens make (gemm_pack packs a range of them, so that callers can split the work).
 int64_t gemm_panels(int64_t n);
-void gemm_pack_panels(const float* x, int64_t n, int64_t cols, int64_t p0, int64_t p1, float* xp);
 
-// y[t * y_stride + r] = Σ_k tile[r * ld + k] · x[t, k] for r < rows, t < n, with xp the packed x.
-// The tile has ceil(rows / kGemmRowBlock) · kGemmRowBlock rows of ld >= cols floats.
-void gemm_tile(const float* tile, int64_t ld, int64_t rows, const float* xp, int64_t n, int64_t cols, float* y,
-               int64_t y_stride);
+// Floats of packed activations, and doubles of FP8 unscale factors (n x segments), that gemm_pack
+// writes for n tokens against w: they depend on w's dtype and cols only (two weights of the same
+// dtype and width share a packing).
+int64_t gemm_packed_floats(const Weight& w, int64_t n);
+int64_t gemm_unscale_count(const Weight& w, int64_t n);
+
+// Packs panels [p0, p1) of x [n, w.cols] (row stride x_stride) into xp and unscale.
+void gemm_pack(const Weight& w, const float* x, int64_t n, int64_t x_stride, int64_t p0, int64_t p1, float* xp,
+               double* unscale);
+
+// Rows that gemm_rows dequantises at a time (FP8: a divisor of 128, so that callers splitting rows
+// at multiples of it keep each tile in one block of scales), and the floats of per-thread scratch
+// it needs.
+int64_t gemm_tile_rows(const Weight& w);
+int64_t gemm_scratch_floats(const Weight& w);
+
+// y[t * y_stride + r - r0] for r in [r0, r1), t < n, from gemm_pack's output for all n tokens.
+void gemm_rows(const Weight& w, int64_t r0, int64_t r1, const float* xp, const double* unscale, int64_t n, float* y,
+               int64_t y_stride, float* scratch);
 
 }  // namespace dsv3::cpu

@@ -10,23 +10,28 @@
 namespace dsv3::cpu {
 
 // y[i * y_stride + (r - r0)] = dot(W[r, :], x[i * x_stride + 0 .. cols)) for r in [r0, r1),
-// i < n. FP8 rows are summed per 128-column block and each block sum is scaled once.
-// Decodes each weight once per group of up to 4 tokens: the decode (matrix-vector) kernel.
+// i < n, summed in dot_order-inl.h's order: each output's bits are those of gemm.h's for the same
+// row and token, whatever n and the row range. Decodes each weight once per group of up to 4
+// tokens: the decode (matrix-vector) kernel.
 void matvec_rows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t n, int64_t x_stride, float* y,
                  int64_t y_stride);
 
-// out[c] = Σ_{r in [r0, r1)} q[r - r0] · W[r, c] for every column c (out is overwritten):
-// Wᵀ·q over a band of rows (MLA folds q_nope through kv_b_proj this way).
-void matvec_t_rows(const Weight& w, int64_t r0, int64_t r1, const float* q, float* out);
+// out[i * out_stride + c] = Σ_{r in [r0, r1)} q[i * q_stride + r - r0] · W[r, c] for every column c
+// and i < n (out is overwritten): Wᵀ·q over a band of rows (MLA folds q_nope through kv_b_proj this
+// way). One fma per row in row order from 0, per token the same whatever n.
+void matvec_t_rows(const Weight& w, int64_t r0, int64_t r1, const float* q, int64_t n, int64_t q_stride, float* out,
+                   int64_t out_stride);
+inline void matvec_t_rows(const Weight& w, int64_t r0, int64_t r1, const float* q, float* out) {
+  matvec_t_rows(w, r0, r1, q, 1, 0, out, 0);
+}
 
 // out [r1 - r0, cols] f32 (row stride out_stride >= cols) = W[r0 .. r1, :] dequantised exactly
 // (ref::dequant_row's values).
 void dequant_rows(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t out_stride);
 
-// Row stride for a dequantised tile of `cols` floats (gemm.h reads 12 of its rows at once,
-// attention's sgemm packs it): a stride of a multiple of 4 KiB (cols = 1024, 2048, ...) maps
-// every row to the same cache sets and made OpenBLAS's packing of the tile 2-3x slower (39 vs 68
-// GFLOP/s at 24 tokens x 2048 here).
+// Row stride for a dequantised tile of `cols` floats: a stride of a multiple of 4 KiB (cols =
+// 1024, 2048, ...) maps every row to the same cache sets (OpenBLAS's packing of such tiles ran
+// 2-3x slower here).
 inline int64_t padded_stride(int64_t cols) { return (cols + 15) / 16 * 16 + 16; }
 
 // Σ p[0 .. n) in f32 with several accumulators: the streaming read of the bandwidth probe.

@@ -1,0 +1,273 @@
+// The one summation order of y[t, r] = Σ_c W[r, c] · x[t, c] that every linear kernel of the CPU
+// backend follows, whichever path computes it: the one-token decode kernel, the 2-4-token kernels
+// (kernels.cpp) and the many-token GEMM (gemm.cpp). An output's bits then depend only on its row
+// and its token's activations, never on how many tokens share the call or on how the rows are
+// split over threads: a request's answer is the same alone and inside any batch (continuous
+// batching), and a prompt's states are the same whatever its chunking into steps.
+//
+// The order, per row r and token t (N = SIMD lanes of the target, C = chains of the layout):
+// 1. Columns go in segments of L::kSegment; a segment's sum is added to y in segment order.
+// 2. A segment's columns go in groups of G = C·D·N; group k's columns land in chain q, lane l,
+//    depth d < D by the layout's permutation (the order its SIMD loads deliver). Columns past the
+//    segment's end are zeros on both sides (adding 0·0 leaves a sum unchanged).
+// 3. Weights: as stored, FP8 e4m3 times 2^-120 (exact; LoadE4m3Bits). Activations: permuted alike;
+//    FP8 also times 2^e (e from the segment's max |x|, so that the products stay clear of overflow
+//    and of subnormals), then, where the weight has scales, times the scale_inv of the 128x128
+//    block: xq = (x · 2^e) · scale_inv, two roundings in this order. Scaling the activations once
+//    per 128-row block rather than each weight keeps the decode kernels at one FMA per weight
+//    vector: a multiply per FP8 weight vector summed rows in cache at ~0.6 of the speed.
+// 4. Partial (q, l) = fma(w, xq, ·) over the groups k in order and within a group over d, from +0.
+// 5. Segment sum = a perfect binary tree over the partials taken in the order (q, bitrev(l)): per
+//    chain the lanes fold in halves (lane l + lane l + N/2, ...), then the chains pair up,
+//    (q0 + q1) + (q2 + q3), or q0 + q1. Kernels with lanes over columns fold their chain vectors;
+//    the GEMM, with lanes over tokens, visits the partials in that order and merges them like a
+//    binary counter.
+// 6. FP8: the tree's sum times 2^(120 - e) in double, rounded to f32.
+// Rejected: summing each output in one sequential chain, what a broadcast GEMM does naturally: the
+// decode kernel would then have to read the weights transposed.
+//
+// Included once per Highway target by kernels.cpp and gemm.cpp (the usual -inl.h toggle).
+#if defined(DSV3_BACKENDS_CPU_DOT_ORDER_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef DSV3_BACKENDS_CPU_DOT_ORDER_INL_H_
+#undef DSV3_BACKENDS_CPU_DOT_ORDER_INL_H_
+#else
+#define DSV3_BACKENDS_CPU_DOT_ORDER_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "hwy/highway.h"
+#include "weights/weight.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dsv3::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Software prefetch into L2 (prefetcht1): the weight window plus the activations would fill Zen
+// 4's 32 KiB L1, evicting lines before their use.
+HWY_INLINE void PrefetchL2(const void* p) { __builtin_prefetch(p, 0, 2); }
+
+// a · b + c with one rounding where the target has FMA: scalar tails call this rather than write
+// `c += a * b`, whose contraction into an FMA is the compiler's choice per expression.
+HWY_INLINE float MulAdd1(float a, float b, float c) {
+  const hn::CappedTag<float, 1> d1;
+  return hn::GetLane(hn::MulAdd(hn::Set(d1, a), hn::Set(d1, b), hn::Set(d1, c)));
+}
+
+// N e4m3 bytes -> f32 values times 2^-120, exactly: the byte sign-extended to 32 bits, shifted left
+// by 20 and masked (0x87F00000) is the f32 with exponent field 0000eeee (subnormals included).
+HWY_INLINE VF LoadE4m3Bits(DF df, const uint8_t* p) {
+  const hn::RebindToSigned<DF> di;
+  const hn::Rebind<int8_t, DF> d8;
+  const auto v = hn::PromoteTo(di, hn::LoadU(d8, reinterpret_cast<const int8_t*>(p)));
+  return hn::BitCast(df, hn::And(hn::ShiftLeft<20>(v), hn::Set(di, static_cast<int32_t>(0x87F00000u))));
+}
+
+#if HWY_TARGET != HWY_SCALAR  // one-lane vectors have no 16-bit halves
+// 4N e4m3 bytes -> four f32 vectors, each value times 2^-120 (exact, as LoadE4m3Bits), lane j of
+// q[k] holding byte 4j + k. The bytes are read as 16-bit lanes and an arithmetic shift right by 4
+// puts a lane's high byte where LoadE4m3Bits' shift puts it (sign at bit 15, eeeemmm at bits
+// 10..4); the low byte gets there after a shift left by 8. Masked at 32 bits, the upper 16-bit
+// lane of each 32-bit lane is then that f32's bit pattern, and the lower one after a shift left
+// by 16. 5 shifts and 4 ANDs for 4N weights against 4 widenings, 4 shifts and 4 ANDs: on Zen 4 the
+// widenings and shifts share two pipes, and this decoded FP8 rows in L2 ~25% faster (29 vs 23
+// weights/ns on one core).
+HWY_INLINE void LoadE4m3Quads(DF df, const uint8_t* p, VF q[4]) {
+  const hn::RebindToSigned<DF> di;
+  const hn::Repartition<int16_t, DF> d16;
+  const auto v = hn::LoadU(d16, reinterpret_cast<const int16_t*>(p));
+  const auto hi = hn::BitCast(di, hn::ShiftRight<4>(v));                   // bytes 4j + 3 and 4j + 1
+  const auto lo = hn::BitCast(di, hn::ShiftRight<4>(hn::ShiftLeft<8>(v)));  // bytes 4j + 2 and 4j
+  const auto m = hn::Set(di, static_cast<int32_t>(0x87F00000u));
+  q[0] = hn::BitCast(df, hn::And(hn::ShiftLeft<16>(lo), m));
+  q[1] = hn::BitCast(df, hn::And(hn::ShiftLeft<16>(hi), m));
+  q[2] = hn::BitCast(df, hn::And(lo, m));
+  q[3] = hn::BitCast(df, hn::And(hi, m));
+}
+#endif
+
+// The layouts (step 2 of the order): G = kC·kDepth·N columns per group, Load puts them into
+// kC·kDepth vectors (vector d·kC + q: chain q at depth d), Permute puts G activations into the same
+// order (xs[(d·kC + q)·N + l] = x[column of (q, l, d)]).
+//
+// FP8: the four vectors of LoadE4m3Quads (the fastest decode here; lane l of vector m = column
+// 4l + m), values times 2^-120. Where there are 32 vector registers (AVX-512) they are four chains;
+// on 16-register targets two chains of depth two (vectors 0, 2 into chain 0, vectors 1, 3 into
+// chain 1): four tokens' four chains would not fit the registers, and tokens two at a time decoded
+// each weight twice (the 4-token kernel ~0.8 of the speed of the earlier per-block order, here);
+// two chains also halve the GEMM's partials. The one-token kernel then waits on the FMA latency
+// for rows in cache (~0.8 of the earlier order's speed in L3, here); decode reads its rows from
+// memory, where it keeps up (1.02-1.05 of it at two threads).
+struct Fp8Layout {
+  using T = uint8_t;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  static constexpr int kC = 4, kDepth = 1;
+#else
+  static constexpr int kC = 2, kDepth = 2;
+#endif
+  static constexpr bool kFp8 = true;
+  static constexpr int64_t kSegment = 2048;
+  static HWY_INLINE void Load(DF df, const T* p, VF v[4]) {
+#if HWY_TARGET == HWY_SCALAR
+    for (int m = 0; m < 4; ++m) v[m] = LoadE4m3Bits(df, p + m);
+#else
+    LoadE4m3Quads(df, p, v);
+#endif
+  }
+  static HWY_INLINE void Permute(DF df, const float* x, float* xs) {
+#if HWY_TARGET == HWY_SCALAR
+    std::copy_n(x, 4, xs);
+#else
+    const int64_t N = int64_t(hn::Lanes(df));
+    VF v0, v1, v2, v3;
+    hn::LoadInterleaved4(df, x, v0, v1, v2, v3);
+    hn::StoreU(v0, df, xs);
+    hn::StoreU(v1, df, xs + N);
+    hn::StoreU(v2, df, xs + 2 * N);
+    hn::StoreU(v3, df, xs + 3 * N);
+#endif
+  }
+};
+
+// BF16: two chains, lane l of chain q = column 2l + q: the low half of each 32-bit lane shifted up
+// is one f32 (even columns), the high half masked the next (no widening instruction).
+struct Bf16Layout {
+  using T = uint16_t;
+  static constexpr int kC = 2, kDepth = 1;
+  static constexpr bool kFp8 = false;
+  static constexpr int64_t kSegment = 2048;
+  static HWY_INLINE void Load(DF df, const T* p, VF v[kC]) {
+#if HWY_TARGET == HWY_SCALAR
+    for (int q = 0; q < kC; ++q) v[q] = hn::Set(df, bf16_to_f32(p[q]));
+#else
+    const hn::RebindToUnsigned<DF> du;
+    const hn::Repartition<uint16_t, DF> d16;
+    const auto u = hn::BitCast(du, hn::LoadU(d16, p));
+    v[0] = hn::BitCast(df, hn::ShiftLeft<16>(u));
+    v[1] = hn::BitCast(df, hn::And(u, hn::Set(du, 0xFFFF0000u)));
+#endif
+  }
+  static HWY_INLINE void Permute(DF df, const float* x, float* xs) {
+#if HWY_TARGET == HWY_SCALAR
+    std::copy_n(x, kC, xs);
+#else
+    const int64_t N = int64_t(hn::Lanes(df));
+    VF even, odd;
+    hn::LoadInterleaved2(df, x, even, odd);
+    hn::StoreU(even, df, xs);
+    hn::StoreU(odd, df, xs + N);
+#endif
+  }
+};
+
+// F16 and F32: two chains of consecutive vectors (lane l of chain q = column q·N + l).
+struct F16Layout {
+  using T = uint16_t;
+  static constexpr int kC = 2, kDepth = 1;
+  static constexpr bool kFp8 = false;
+  static constexpr int64_t kSegment = 2048;
+  static HWY_INLINE void Load(DF df, const T* p, VF v[kC]) {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    const int64_t N = int64_t(hn::Lanes(df));
+    const auto* h = reinterpret_cast<const hwy::float16_t*>(p);
+    for (int q = 0; q < kC; ++q) v[q] = hn::PromoteTo(df, hn::LoadU(dh, h + q * N));
+  }
+  static HWY_INLINE void Permute(DF df, const float* x, float* xs) { std::copy_n(x, kC * hn::Lanes(df), xs); }
+};
+struct F32Layout {
+  using T = float;
+  static constexpr int kC = 2, kDepth = 1;
+  static constexpr bool kFp8 = false;
+  static constexpr int64_t kSegment = 2048;
+  static HWY_INLINE void Load(DF df, const T* p, VF v[kC]) {
+    const int64_t N = int64_t(hn::Lanes(df));
+    for (int q = 0; q < kC; ++q) v[q] = hn::LoadU(df, p + q * N);
+  }
+  static HWY_INLINE void Permute(DF df, const float* x, float* xs) { std::copy_n(x, kC * hn::Lanes(df), xs); }
+};
+
+template <class L>
+HWY_INLINE int64_t GroupWidth(DF df) {
+  return L::kC * L::kDepth * int64_t(hn::Lanes(df));
+}
+
+// Loads a partial last group: the `len` weights at p, zeros after them.
+template <class L>
+HWY_INLINE void LoadTail(DF df, const typename L::T* p, int64_t len, VF* v) {
+  constexpr int64_t kMaxG = L::kC * L::kDepth * int64_t(hn::MaxLanes(DF()));
+  typename L::T tmp[kMaxG] = {};
+  std::memcpy(tmp, p, size_t(len) * sizeof(typename L::T));
+  L::Load(df, tmp, v);
+}
+
+// Step 3 for one token's segment x[0 .. len): xq[0 .. steps·G) = the activations in load order,
+// zeros past len; FP8 times 2^e; then, where srow is given (the scale_inv row of the weight's
+// 128-row block, from the segment's first column), each group times its block's scale. Returns
+// 2^(120 - e) for FP8 (step 6), else 1. The GEMM packs with srow = null and multiplies by the
+// scales per row block later: the same two roundings.
+template <class L>
+HWY_INLINE double PrepSegment(DF df, const float* x, int64_t len, const float* srow, float* xq) {
+  const int64_t N = int64_t(hn::Lanes(df)), G = GroupWidth<L>(df), full = len / G * G;
+  for (int64_t c = 0; c < full; c += G) L::Permute(df, x + c, xq + c);
+  if (full < len) {
+    constexpr int64_t kMaxG = L::kC * L::kDepth * int64_t(hn::MaxLanes(DF()));
+    float tmp[kMaxG] = {};
+    std::copy(x + full, x + len, tmp);
+    L::Permute(df, tmp, xq + full);
+  }
+  const int64_t padded = (len + G - 1) / G * G;
+  double unscale = 1.0;
+  if constexpr (L::kFp8) {
+    // k so that max |x| · 2^k is about 2^100: weights times 2^-120 times the scaled x then stay far
+    // from both the f32 subnormal range and overflow, whatever the activations' magnitude.
+    VF vmax = hn::Zero(df);
+    for (int64_t c = 0; c < padded; c += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xq + c)));
+    int e = 0;
+    std::frexp(hn::GetLane(hn::MaxOfLanes(df, vmax)), &e);  // max < 2^e
+    const int k = std::clamp(100 - e, -126, 127);
+    const VF vk = hn::Set(df, std::ldexp(1.0f, k));
+    for (int64_t c = 0; c < padded; c += N) hn::StoreU(hn::Mul(hn::LoadU(df, xq + c), vk), df, xq + c);
+    unscale = std::ldexp(1.0, 120 - k);
+  }
+  if (srow != nullptr)
+    for (int64_t c = 0; c < padded; c += G) {
+      const VF vs = hn::Set(df, srow[c / kFp8BlockSize]);
+      for (int64_t i = 0; i < G; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, xq + c + i), vs), df, xq + c + i);
+    }
+  return unscale;
+}
+
+// Sum of a vector's lanes as the halves fold: lane l + lane l + N/2, then again (step 5).
+template <class D>
+HWY_INLINE float Fold(D d, hn::Vec<D> v) {
+#if HWY_TARGET == HWY_SCALAR
+  return hn::GetLane(v);
+#else
+  if constexpr (hn::MaxLanes(D()) == 1) {
+    return hn::GetLane(v);
+  } else {
+    const hn::Half<D> dh;
+    return Fold(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
+  }
+#endif
+}
+
+// Step 5 for one token's chain vectors.
+template <int kC>
+HWY_INLINE float ChainSum(DF df, const VF* a) {
+  if constexpr (kC == 4) return (Fold(df, a[0]) + Fold(df, a[1])) + (Fold(df, a[2]) + Fold(df, a[3]));
+  if constexpr (kC == 2) return Fold(df, a[0]) + Fold(df, a[1]);
+  return Fold(df, a[0]);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace dsv3::cpu
+HWY_AFTER_NAMESPACE();
+
+#endif  // DSV3_BACKENDS_CPU_DOT_ORDER_INL_H_
