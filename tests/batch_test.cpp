@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -32,8 +33,10 @@ std::string first_difference(const float* a, const float* b, int64_t n) {
   if (std::memcmp(a, b, size_t(n) * sizeof(float)) == 0) return "";
   int64_t i = 0;
   while (std::memcmp(a + i, b + i, sizeof(float)) == 0) ++i;
-  return "element " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " + std::to_string(b[i]) +
-         " (max abs diff " + std::to_string(test::max_abs_diff(a, b, size_t(n))) + ")";
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "element %lld: %.9g vs %.9g (max abs diff %.3g)", (long long)i, a[i], b[i],
+                test::max_abs_diff(a, b, size_t(n)));
+  return buf;
 }
 
 class BatchTest : public testing::TestWithParam<std::tuple<std::string, int>> {
