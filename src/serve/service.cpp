@@ -159,20 +159,19 @@ void Service::check_model(const std::string& model) const {
 }
 
 void Service::check_admission(int64_t prompt_tokens) const {
-  if (draining_.load()) {
-    metrics_.request_rejected("draining");
-    throw ApiError(503, "the server is shutting down", "unavailable_error");
+  const Scheduler::Admission a =
+      draining_.load() ? Scheduler::Admission::Draining : scheduler_.admission(prompt_tokens);
+  if (a != Scheduler::Admission::Ok) refuse(a);
+}
+
+void Service::refuse(Scheduler::Admission why) const {
+  if (why == Scheduler::Admission::QueueFull) {
+    metrics_.request_rejected("queue_full");
+    throw ApiError(429, "the server is busy: the request queue is full; retry later", "rate_limit_error", "",
+                   "queue_full");
   }
-  switch (scheduler_.admission(prompt_tokens)) {
-    case Scheduler::Admission::Ok: return;
-    case Scheduler::Admission::Draining:
-      metrics_.request_rejected("draining");
-      throw ApiError(503, "the server is shutting down", "unavailable_error");
-    case Scheduler::Admission::QueueFull:
-      metrics_.request_rejected("queue_full");
-      throw ApiError(429, "the server is busy: the request queue is full; retry later", "rate_limit_error", "",
-                     "queue_full");
-  }
+  metrics_.request_rejected("draining");
+  throw ApiError(503, "the server is shutting down", "unavailable_error");
 }
 
 int64_t Service::fit_context(int64_t n_prompt, int64_t max_tokens, const char* field) const {
@@ -485,10 +484,14 @@ ApiResponse event_stream(const std::shared_ptr<EventStream>& events) {
   return resp;
 }
 
-// Waits for a non-streaming request to finish, then the response body.
+// Waits for a non-streaming request to finish; a choice stopped by shutdown makes it a 503.
 void wait_done(Call& call) {
   std::vector<std::string> sink;
   while (call.events->pop(sink, std::chrono::milliseconds(200))) sink.clear();
+  std::lock_guard lock(call.mu);
+  for (const auto& c : call.choices)
+    if (c.finish_reason == "abort")
+      throw ApiError(503, "the request was stopped (server shutting down)", "unavailable_error");
 }
 
 }  // namespace
@@ -537,10 +540,7 @@ ApiResponse Service::chat(const ApiRequest& hr) {
 
   Scheduler::Admission refused = Scheduler::Admission::Ok;
   auto state = scheduler_.submit(std::move(sr), callbacks_for(call, 0, hr.disconnected), &refused);
-  if (!state) {
-    check_admission(0);  // throws the matching 429 / 503
-    throw ApiError(429, "the server is busy: the request queue is full; retry later", "rate_limit_error", "", "queue_full");
-  }
+  if (!state) refuse(refused);
   if (opts_.log_requests)
     std::fprintf(stderr, "dsv3 serve: %s chat: %lld prompt tokens, n=%d, max_tokens=%lld%s\n", call->id.c_str(),
                  (long long)call->prompt_tokens, r.gen.n, (long long)max_new, r.gen.stream ? ", stream" : "");
@@ -551,7 +551,6 @@ ApiResponse Service::chat(const ApiRequest& hr) {
   Json choices = Json::array();
   for (size_t i = 0; i < call->choices.size(); ++i) {
     auto& c = call->choices[i];
-    if (c.finish_reason == "abort") throw ApiError(503, "the request was stopped (server shutting down)", "unavailable_error");
     Json msg = {{"role", "assistant"}};
     const auto content = c.out->content();
     msg["content"] = content ? Json(*content) : Json();
@@ -609,8 +608,7 @@ ApiResponse Service::completions(const ApiRequest& hr) {
     auto st = scheduler_.submit(std::move(sr), callbacks_for(call, int(i) * n, hr.disconnected), &refused);
     if (!st) {
       for (auto& s : states) s->cancel();
-      check_admission(0);
-      throw ApiError(429, "the server is busy: the request queue is full; retry later", "rate_limit_error", "", "queue_full");
+      refuse(refused);
     }
     states.push_back(st);
   }
@@ -620,7 +618,6 @@ ApiResponse Service::completions(const ApiRequest& hr) {
   Json choices = Json::array();
   for (size_t i = 0; i < call->choices.size(); ++i) {
     auto& c = call->choices[i];
-    if (c.finish_reason == "abort") throw ApiError(503, "the request was stopped (server shutting down)", "unavailable_error");
     Json choice = {{"index", int(i)}, {"text", c.echo + c.out->content().value_or("")}, {"logprobs", nullptr},
                    {"finish_reason", c.finish_reason}};
     if (call->logprobs)

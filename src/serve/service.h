@@ -94,7 +94,10 @@ class Service {
   ApiResponse detokenize(const ApiRequest& req) const;
   ApiResponse apply_template(const ApiRequest& req) const;
   void check_model(const std::string& model) const;
+  // Throws the 429 / 503 that `admission()` (or draining) calls for.
   void check_admission(int64_t prompt_tokens) const;
+  // Throws the 429 (QueueFull) or 503 (Draining) for a refused admission, counting it.
+  [[noreturn]] void refuse(Scheduler::Admission why) const;
   std::string render_chat(const ChatRequest& r) const;
   // prompt + max_tokens must fit the context (400 with both numbers otherwise); returns the
   // number of tokens to generate.
