@@ -29,6 +29,7 @@ struct BenchOptions {
   int64_t prompt = 512, decode = 128;
   int threads = 0;
   bool json = false, fp8_head = false;
+  std::string kv_cache_dtype = "f32";
   int64_t probe_mb = 1024;
 };
 
@@ -134,7 +135,7 @@ void run_bench(const BenchOptions& o) {
   {
     // Warm-up on a throw-away cache, outside the timing: the whole prompt once (every scratch
     // buffer reaches its prefill size and its pages are touched) and two decode steps.
-    SequenceCache warm = model.new_cache(P + 2);
+    SequenceCache warm = model.new_cache(P + 2, cache_dtype_from_flag(o.kv_cache_dtype));
     SequenceCache* wc[] = {&warm};
     model.forward(entries, wc, {.logit_rows = last}, hidden.data(), logits.data());
     for (int32_t k = 0; k < 2; ++k) {
@@ -143,7 +144,7 @@ void run_bench(const BenchOptions& o) {
     }
   }
 
-  SequenceCache cache = model.new_cache(P + o.decode + 1);
+  SequenceCache cache = model.new_cache(P + o.decode + 1, cache_dtype_from_flag(o.kv_cache_dtype));
   SequenceCache* caches[] = {&cache};
   double cpu0 = process_cpu_seconds();
   auto t0 = std::chrono::steady_clock::now();
@@ -256,6 +257,9 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("-t,--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   sub->add_flag("--json", o->json, "Print one JSON object");
   sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
+  sub->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
   sub->add_option("--probe-mb", o->probe_mb,
                   "Bandwidth probe buffer in MiB, read by all threads after each decode round (not counted in peak memory)")
       ->check(CLI::Range(int64_t(64), int64_t(1) << 20))

@@ -97,8 +97,10 @@ void run_chat(const ChatArgs& a) {
     echo.open(a.echo_prompt, std::ios::binary | std::ios::trunc);
     if (!echo) fail("--echo-prompt: cannot create '{}'", a.echo_prompt);
   }
-  Engine engine(*r.model);
-  Session session(*r.model);
+  EngineOptions eo;
+  apply_cache_flags(a.gen, *r.model, eo);
+  Engine engine(*r.model, eo);
+  Session session(engine.pool());  // the conversation's cache lives in the engine's pool
   std::string system = a.system;
   std::vector<Json> history;
   GenerationStats last{};

@@ -76,7 +76,9 @@ void run_generate(const GenerateArgs& a) {
   }
   std::vector<ReplyStream> replies;
   for (size_t i = 0; i < requests.size(); ++i) replies.emplace_back(tok, a.gen.stop);
-  Engine engine(*r.model, {.max_step_tokens = a.max_step_tokens});
+  EngineOptions eo{.max_step_tokens = a.max_step_tokens};
+  apply_cache_flags(a.gen, *r.model, eo);
+  Engine engine(*r.model, eo);
   const auto results = engine.generate(requests, [&](size_t i, int32_t id) {
     replies[i].push(id);
     return !replies[i].stopped();

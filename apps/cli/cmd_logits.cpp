@@ -11,7 +11,7 @@ namespace dsv3::cli {
 
 namespace {
 struct LogitsOptions {
-  std::string model, ids, out, mtp_out, attention = "absorb";
+  std::string model, ids, out, mtp_out, attention = "absorb", kv_cache_dtype = "f32";
   int64_t decode = 0;
   int threads = 0;
   bool fp8_head = false;
@@ -24,6 +24,7 @@ void run_logits(const LogitsOptions& o) {
   for (auto id : prompt)
     if (id >= V) fail("--ids: token id {} is out of range; the vocabulary has {} ids (0..{})", id, V, V - 1);
   GreedyOptions g{.decode_steps = o.decode, .absorbed = o.attention == "absorb", .mtp = !o.mtp_out.empty()};
+  g.cache_dtype = cache_dtype_from_flag(o.kv_cache_dtype);
   const GreedyRun run = run_greedy(*r.model, prompt, g);
   write_f32_file(o.out, run.logits);
   if (!o.mtp_out.empty()) write_f32_file(o.mtp_out, run.mtp_logits);
@@ -50,6 +51,9 @@ void add_logits_command(CLI::App& app) {
                   "Also write the MTP module's logits for prompt positions 0..L-2 ([L-1, vocab_size])");
   sub->add_option("--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
+  sub->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
   sub->callback([o] { run_logits(*o); });
 }
 

@@ -52,6 +52,10 @@ struct ServeArgs {
   bool fp8_head = false;
   int64_t max_body_mb = 32;
   bool quiet = false;
+  int64_t kv_cache_mb = 0;  // 0: sized from the memory left after the weights
+  std::string kv_cache_dtype = "f32";
+  int64_t block_size = 64;
+  bool no_prefix_caching = false;
 };
 
 // Bytes of memory the system can still give (MemAvailable), or 0 when unknown.
@@ -136,33 +140,50 @@ void run_serve(const ServeArgs& a) {
     fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,
          tok.vocab_size(), config.vocab_size);
 
-  // Context: the flag, else the model's, capped so that max_running full sequences' latent
-  // caches fit in 80% of the memory left after the weights.
-  const int64_t bytes_per_token = r.model->cache_layers() * r.model->cache_row() * int64_t(sizeof(float));
+  // The KV cache pool: --kv-cache-mb, else room for --max-running full contexts, capped at half
+  // the memory left after the weights. The context is capped to what the pool holds.
+  const CacheLayout layout = r.model->cache_layout(a.block_size, cache_dtype_from_flag(a.kv_cache_dtype));
+  const int64_t block_bytes = layout.block_bytes();
   int64_t ctx = a.ctx_size > 0 ? a.ctx_size : config.max_position_embeddings;
   if (a.ctx_size > config.max_position_embeddings)
     fail("--ctx-size {} is larger than the model's max_position_embeddings {}", a.ctx_size,
          config.max_position_embeddings);
-  if (a.ctx_size <= 0) {
-    const uint64_t avail = available_memory();
-    if (avail > 0) {
-      const int64_t fit = int64_t(avail / 10 * 8) / (bytes_per_token * a.max_running);
-      if (fit < ctx) {
-        if (!a.quiet)
-          std::fprintf(stderr, "dsv3 serve: context capped at %lld tokens (model: %lld) so that %lld sequences' "
-                       "caches fit in memory (%s per token)\n", (long long)fit, (long long)ctx, (long long)a.max_running,
-                       format_bytes(uint64_t(bytes_per_token)).c_str());
-        ctx = std::max<int64_t>(fit, 16);
-      }
-    }
+  uint64_t budget = uint64_t(a.kv_cache_mb) << 20;
+  if (a.kv_cache_mb == 0) {
+    budget = uint64_t(a.max_running) * uint64_t(ctx + a.block_size) * uint64_t(layout.token_bytes());
+    if (const uint64_t avail = available_memory(); avail > 0) budget = std::min(budget, avail / 2);
   }
+  const int64_t n_blocks = int64_t(budget / uint64_t(block_bytes));
+  if (n_blocks < 2)
+    fail("--kv-cache-mb {}: the KV cache pool needs at least 2 blocks of {} positions ({} each)",
+         a.kv_cache_mb > 0 ? std::to_string(a.kv_cache_mb) : "(default, from free memory)", a.block_size,
+         format_bytes(uint64_t(block_bytes)));
+  if (n_blocks * a.block_size - 1 < ctx) {
+    if (a.ctx_size > 0)
+      fail("--ctx-size {} does not fit the KV cache pool ({} positions; raise --kv-cache-mb)", a.ctx_size,
+           n_blocks * a.block_size);
+    ctx = n_blocks * a.block_size - 1;
+  }
+  auto pool = std::make_shared<BlockPool>(layout, n_blocks);
+  if (!a.quiet)
+    std::fprintf(stderr,
+                 "dsv3 serve: KV cache: %s (%lld blocks of %lld positions, %lld positions, %s per position, %s), "
+                 "context %lld, prefix caching %s\n",
+                 format_bytes(pool->bytes()).c_str(), (long long)n_blocks, (long long)a.block_size,
+                 (long long)(n_blocks * a.block_size), format_bytes(uint64_t(layout.token_bytes())).c_str(),
+                 a.kv_cache_dtype.c_str(), (long long)ctx, a.no_prefix_caching ? "off" : "on");
 
   Scheduler scheduler(*r.model, {.max_running = a.max_running,
                                  .max_queue = a.max_queue,
                                  .max_queued_tokens = a.max_queued_tokens,
                                  .max_step_tokens = a.max_step_tokens,
                                  .ctx_size = ctx,
-                                 .itl_prefill_ratio = a.prefill_step_ratio});
+                                 .itl_prefill_ratio = a.prefill_step_ratio,
+                                 .pool = pool,
+                                 .prefix_caching = !a.no_prefix_caching,
+                                 .prefix_namespace = prefix_namespace(
+                                     std::filesystem::weakly_canonical(dir).string() + (a.fp8_head ? "|fp8-head" : ""),
+                                     layout.dtype)});
   serve::Metrics metrics(name);
   serve::ServiceOptions so;
   so.served_model_name = name;
@@ -248,9 +269,22 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 1000.0))
       ->capture_default_str();
   sub->add_option("--ctx-size", a->ctx_size,
-                  "Most tokens per sequence, prompt + output (default: max_position_embeddings, capped so that "
-                  "--max-running caches fit in memory)")
+                  "Most tokens per sequence, prompt + output (default: max_position_embeddings, capped to what the "
+                  "KV cache pool holds)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
+  sub->add_option("--kv-cache-mb", a->kv_cache_mb,
+                  "KV cache pool size in MiB, allocated once and shared by every sequence (default: room for "
+                  "--max-running full contexts, at most half the memory free after loading; printed at start). "
+                  "Requests wait for blocks; running ones are preempted and recomputed when it runs out")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
+  sub->add_option("--kv-cache-dtype", a->kv_cache_dtype, kKvCacheDtypeHelp)
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  sub->add_option("--block-size", a->block_size, "Positions per KV cache block (the unit of sharing and of prefix reuse)")
+      ->check(CLI::Range(int64_t(1), int64_t(4096)))
+      ->capture_default_str();
+  sub->add_flag("--no-prefix-caching", a->no_prefix_caching,
+                "Do not reuse cached blocks of earlier prompts (every prompt is prefilled in full)");
   sub->add_option("--tool-call-parser", a->tool_call_parser,
                   "auto, deepseek_v3, deepseek_v31, kimi_k2 or none (SGLang's spellings accepted); auto picks from "
                   "the chat template")

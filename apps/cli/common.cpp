@@ -75,4 +75,10 @@ void write_f32_file(const std::string& path, const std::vector<float>& data) {
   if (!out) fail("cannot write '{}'", path);
 }
 
+CacheDtype cache_dtype_from_flag(const std::string& value) {
+  if (value == "f32") return CacheDtype::F32;
+  if (value == "bf16") return CacheDtype::BF16;
+  fail("--kv-cache-dtype: expected f32 or bf16, got '{}'", value);
+}
+
 }  // namespace dsv3::cli

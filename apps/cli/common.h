@@ -40,4 +40,11 @@ inline constexpr const char* kFp8HeadHelp =
 
 void write_f32_file(const std::string& path, const std::vector<float>& data);
 
+// --kv-cache-dtype: "f32" (default; every golden within 1e-4) or "bf16" (half the cache bytes,
+// as DeepSeek's demo keeps it). The flag's values are checked by CLI11; this maps them.
+CacheDtype cache_dtype_from_flag(const std::string& value);
+inline constexpr const char* kKvCacheDtypeHelp =
+    "Element type of the latent KV cache: f32 (default, exact) or bf16 (half the cache memory; rows rounded to "
+    "nearest even, as DeepSeek's demo keeps its cache)";
+
 }  // namespace dsv3::cli

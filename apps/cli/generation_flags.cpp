@@ -8,7 +8,9 @@
 #include <random>
 
 #include "apps/cli/common.h"
+#include "apps/cli/progress.h"
 #include "base/error.h"
+#include "runtime/engine.h"
 
 namespace dsv3::cli {
 
@@ -41,6 +43,28 @@ void add_generation_flags(CLI::App* sub, GenerationFlags& f) {
       ->capture_default_str();
   g->add_option("--stop", f.stop, "Stop when the reply contains this text (repeatable); the text is not shown");
   g->add_flag("--ignore-eos", f.ignore_eos, "Do not stop at the end-of-sequence token");
+  auto* k = sub->add_option_group("KV cache");
+  k->add_option("--kv-cache-dtype", f.kv_cache_dtype, kKvCacheDtypeHelp)
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  k->add_option("--kv-cache-mb", f.kv_cache_mb,
+                "Fixed size of the KV cache pool in MiB (0: it grows with the conversations; a run that needs more "
+                "than a fixed pool holds stops with an error naming its size)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
+      ->capture_default_str();
+}
+
+void apply_cache_flags(const GenerationFlags& f, const Model& model, EngineOptions& opts) {
+  opts.cache_dtype = cache_dtype_from_flag(f.kv_cache_dtype);
+  opts.block_size = 64;
+  opts.kv_cache_blocks = 0;
+  if (f.kv_cache_mb > 0) {
+    const int64_t block_bytes = model.cache_layout(opts.block_size, opts.cache_dtype).block_bytes();
+    opts.kv_cache_blocks = (f.kv_cache_mb << 20) / block_bytes;
+    if (opts.kv_cache_blocks < 1)
+      fail("--kv-cache-mb {}: less than one cache block ({} of {} positions)", f.kv_cache_mb,
+           format_bytes(uint64_t(block_bytes)), opts.block_size);
+  }
 }
 
 SamplingParams resolve_sampling(const GenerationFlags& f) {

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "io/model_config.h"
+#include "runtime/engine.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -24,14 +25,19 @@ struct GenerationFlags {
   int64_t max_new_tokens = 256;
   std::vector<std::string> stop;
   bool ignore_eos = false;
+  std::string kv_cache_dtype = "f32";
+  int64_t kv_cache_mb = 0;  // 0: the pool grows as the conversation does
 };
 
 // --model, --threads, --quiet, --fp8-head, --temperature, --top-p, --top-k, --min-p, --seed,
-// --max-new-tokens, --stop, --ignore-eos, with their defaults in --help.
+// --max-new-tokens, --stop, --ignore-eos, --kv-cache-dtype, --kv-cache-mb, with their defaults in --help.
 void add_generation_flags(CLI::App* sub, GenerationFlags& f);
 
 // Validated sampling parameters with the seed resolved (random when --seed is not given).
 SamplingParams resolve_sampling(const GenerationFlags& f);
+
+// The engine's KV cache pool from --kv-cache-dtype and --kv-cache-mb (blocks of 64 positions).
+void apply_cache_flags(const GenerationFlags& f, const Model& model, EngineOptions& opts);
 
 // --model, or the default model: $DSV3_MODEL, else models/default beside the build directory
 // holding this binary (scripts/setup.sh makes it), else ./models/default. Throws Error saying

@@ -37,14 +37,14 @@ void Model::attention(const AttentionWeights& aw, int64_t il, const float* h, fl
   backend_.rope(kv + L, n, L + R, 1, 0, R, pos, inv_freq_.data());
   for (int64_t i = 0; i < n; ++i) {
     SequenceCache& cache = *caches[size_t(entries[size_t(i)].seq)];
-    std::copy_n(kv + i * (L + R), L + R, cache.row(il, pos[i]));
+    cache.write_row(il, pos[i], kv + i * (L + R));
     cache.mark_written(il, pos[i]);
   }
 
   // Every entry sees its own sequence's positions 0..pos: causal within a prefill, the whole
   // cache in decode, and the right prefix in a mixed batch.
   LatentRows* ctx = grow(ctx_, n);
-  for (int64_t i = 0; i < n; ++i) ctx[i] = {caches[size_t(entries[size_t(i)].seq)]->rows(il), pos[i] + 1};
+  for (int64_t i = 0; i < n; ++i) ctx[i] = caches[size_t(entries[size_t(i)].seq)]->view(il, pos[i] + 1);
   MlaShape shape = mla_shape_;
   shape.kv_b_proj = &aw.kv_b_proj;
   float* o = grow(o_, n * nh * c.v_head_dim);

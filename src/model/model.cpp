@@ -46,12 +46,32 @@ void Model::validate(std::span<const StepEntry> entries, std::span<SequenceCache
   }
 }
 
+void Model::make_writable(SequenceCache& cache, int64_t pos) const {
+  if (!cache.try_make_writable(pos))
+    fail("the KV cache pool is full: position {} needs a block and none of its {} blocks of {} tokens is free",
+         pos, cache.pool().n_blocks(), cache.block_size());
+}
+
+CacheLayout Model::cache_layout(int64_t block_size, CacheDtype dtype) const {
+  return CacheLayout{.n_layers = cache_layers(), .row = cache_row(), .block_size = block_size, .dtype = dtype};
+}
+
+SequenceCache Model::new_cache(int64_t capacity, CacheDtype dtype) const {
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (capacity + kBlock - 1) / kBlock;
+  // A private growable pool with room for `capacity` positions from the start.
+  auto pool = std::make_shared<BlockPool>(cache_layout(kBlock, dtype), 0);
+  SequenceCache cache(std::move(pool));
+  if (blocks > 0) cache.reserve(blocks * kBlock);
+  return cache;
+}
+
 void Model::forward(std::span<const StepEntry> entries, std::span<SequenceCache* const> caches,
                     const ForwardOptions& opts, float* hidden, float* logits) {
   validate(entries, caches);
   const int64_t n = int64_t(entries.size()), H = config_.hidden_size;
   if (n == 0) return;
-  for (const auto& e : entries) caches[size_t(e.seq)]->reserve(e.pos + 1);
+  for (const auto& e : entries) make_writable(*caches[size_t(e.seq)], e.pos);
   int32_t* ids = grow(ids_, n);
   for (int64_t i = 0; i < n; ++i) ids[i] = entries[size_t(i)].token;
   float* x = hidden;  // the residual stream lives in the caller's buffer [n, H]
@@ -77,7 +97,7 @@ void Model::forward_mtp(std::span<const StepEntry> entries, const float* hidden_
     if (e.seq < 0 || size_t(e.seq) >= caches.size() || !caches[size_t(e.seq)]) fail("MTP entry names no cache");
   for (const auto& e : entries) {
     if (e.token < 0 || e.token >= config_.vocab_size) fail("token id {} is out of range", e.token);
-    caches[size_t(e.seq)]->reserve(e.pos + 1);
+    make_writable(*caches[size_t(e.seq)], e.pos);
   }
   int32_t* ids = grow(ids_, n);
   for (int64_t i = 0; i < n; ++i) ids[i] = entries[size_t(i)].token;

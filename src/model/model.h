@@ -46,11 +46,16 @@ class Model {
   // Layers a SequenceCache needs (main layers, plus the MTP layer when loaded).
   int64_t cache_layers() const { return config_.num_hidden_layers + (has_mtp() ? 1 : 0); }
   int64_t cache_row() const { return config_.kv_lora_rank + config_.qk_rope_head_dim; }
-  SequenceCache new_cache(int64_t capacity = 0) const { return SequenceCache(cache_layers(), cache_row(), capacity); }
+  // The cache layout for this model: every cache layer, rows of cache_row() values.
+  CacheLayout cache_layout(int64_t block_size, CacheDtype dtype = CacheDtype::F32) const;
+  // A cache over a pool of its own that grows on demand (tests, tools), with blocks for
+  // `capacity` positions taken at once. Servers share one fixed pool instead (BlockPool).
+  SequenceCache new_cache(int64_t capacity = 0, CacheDtype dtype = CacheDtype::F32) const;
 
   // Main model. hidden [n, hidden_size] = state after the final norm (what the head sees);
-  // logits [opts.logit_rows.size(), vocab_size]. Throws Error for token ids out of range or
-  // positions that would leave a gap in a cache.
+  // logits [opts.logit_rows.size(), vocab_size]. Throws Error for token ids out of range,
+  // positions that would leave a gap in a cache, or a fixed block pool without a block for a
+  // position (the runtime checks SequenceCache::blocks_to_write first to avoid it).
   void forward(std::span<const StepEntry> entries, std::span<SequenceCache* const> caches,
                const ForwardOptions& opts, float* hidden, float* logits);
 
@@ -61,6 +66,8 @@ class Model {
 
  private:
   void validate(std::span<const StepEntry> entries, std::span<SequenceCache* const> caches) const;
+  // A block for position pos (copied first when shared); throws Error when the pool is full.
+  void make_writable(SequenceCache& cache, int64_t pos) const;
   // x [n, hidden] += attention and FFN of one decoder layer; il indexes the cache layer.
   void block(const LayerWeights& lw, int64_t il, float* x, std::span<const StepEntry> entries,
              std::span<SequenceCache* const> caches, const ForwardOptions& opts);

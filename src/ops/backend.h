@@ -4,6 +4,7 @@
 // reference/ holds scalar implementations that every faster backend is tested against.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -27,11 +28,35 @@ struct MlaShape {
   int64_t cache_row() const { return kv_lora_rank + qk_rope_head_dim; }
 };
 
+// Element type of the latent cache's rows (--kv-cache-dtype). BF16 rows are rounded to nearest
+// even when written and widened exactly when read (DeepSeek's demo keeps its cache in BF16).
+enum class CacheDtype : uint8_t { F32, BF16 };
+inline int64_t cache_dtype_size(CacheDtype t) { return t == CacheDtype::F32 ? 4 : 2; }
+inline const char* cache_dtype_name(CacheDtype t) { return t == CacheDtype::F32 ? "f32" : "bf16"; }
+
 // What one query token attends to: cache rows 0..n_ctx-1 of its sequence in this layer, each
-// row [kv_norm(c_kv) (kv_lora_rank) | rotated k_pe (qk_rope_head_dim)].
+// row [kv_norm(c_kv) (kv_lora_rank) | rotated k_pe (qk_rope_head_dim)]. Either contiguous f32
+// rows (`rows`, blocks == nullptr: tests and tools), or paged (the block pool, model/kv_cache.h):
+// row j lives in block blocks[j / block_size] at offset j % block_size, at
+//   data + (blocks[j / block_size] * block_size + j % block_size) * row_values * cache_dtype_size(dtype).
 struct LatentRows {
   const float* rows = nullptr;
   int64_t n_ctx = 0;
+  const int32_t* blocks = nullptr;  // the sequence's block table (paged)
+  const std::byte* data = nullptr;  // the layer's block storage (paged)
+  int64_t block_size = 0;
+  CacheDtype dtype = CacheDtype::F32;
+
+  // Address of row j (row_values = kv_lora_rank + qk_rope_head_dim), in `dtype`.
+  const void* row(int64_t j, int64_t row_values) const {
+    if (!blocks) return rows + j * row_values;
+    const int64_t b = blocks[j / block_size];
+    return data + (b * block_size + j % block_size) * row_values * cache_dtype_size(dtype);
+  }
+  // Row j as f32: the row itself, or `tmp` (row_values floats) holding it widened.
+  const float* row_f32(int64_t j, int64_t row_values, float* tmp) const;
+  // Both describe the same sequence's rows (same storage and block table).
+  bool same_rows(const LatentRows& o) const { return rows == o.rows && blocks == o.blocks && data == o.data; }
 };
 
 struct RouteShape {

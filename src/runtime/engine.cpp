@@ -36,7 +36,10 @@ struct Slot {
 
 }  // namespace
 
-Engine::Engine(Model& model, EngineOptions opts) : model_(model), opts_(opts) {
+Engine::Engine(Model& model, EngineOptions opts)
+    : model_(model),
+      opts_(opts),
+      pool_(std::make_shared<BlockPool>(model.cache_layout(opts.block_size, opts.cache_dtype), opts.kv_cache_blocks)) {
   DSV3_CHECK(opts_.max_step_tokens > 0, "max_step_tokens must be positive");
 }
 
@@ -68,11 +71,10 @@ std::vector<GenerationResult> Engine::generate(std::span<GenerationRequest> requ
       s.prompt_next = keep;
       results[i].reused_tokens = int64_t(keep);
     } else {
-      s.own_cache = std::make_unique<SequenceCache>(model_.new_cache());
+      s.own_cache = std::make_unique<SequenceCache>(pool_);
       s.cache = s.own_cache.get();
       s.fed = &s.own_fed;
     }
-    s.cache->reserve(int64_t(r.prompt.size()) + r.max_new_tokens);
     results[i].prompt_tokens = int64_t(r.prompt.size() - s.prompt_next);
   }
   std::vector<SequenceCache*> caches;

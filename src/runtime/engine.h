@@ -26,6 +26,8 @@ namespace dsv3 {
 // prompt that starts with them prefills only the rest.
 struct Session {
   explicit Session(const Model& model) : cache(model.new_cache()) {}
+  // On a shared pool (Engine::pool(): chat keeps its conversation in the engine's pool).
+  explicit Session(std::shared_ptr<BlockPool> pool) : cache(std::move(pool)) {}
   SequenceCache cache;
   std::vector<int32_t> tokens;  // tokens whose latents are in the cache, position order
 };
@@ -58,6 +60,11 @@ struct GenerationStats {
 struct EngineOptions {
   int64_t max_step_tokens = 2048;  // entries per forward step (prompt chunks + decodes)
   bool absorbed = true;
+  // The KV cache pool: kv_cache_blocks blocks of block_size positions (0: grows on demand).
+  // A fixed pool that runs out fails the step with an Error naming its size.
+  CacheDtype cache_dtype = CacheDtype::F32;
+  int64_t block_size = 64;
+  int64_t kv_cache_blocks = 0;
 };
 
 // Called with (request index, token) for every generated token (never a stop id); return false
@@ -75,10 +82,13 @@ class Engine {
                                          const std::atomic<bool>* cancel = nullptr);
 
   const GenerationStats& last_stats() const { return stats_; }
+  // The pool every request's cache takes its blocks from.
+  const std::shared_ptr<BlockPool>& pool() const { return pool_; }
 
  private:
   Model& model_;
   EngineOptions opts_;
+  std::shared_ptr<BlockPool> pool_;
   GenerationStats stats_;
 };
 

@@ -17,7 +17,7 @@ GreedyRun run_greedy(Model& model, const std::vector<int32_t>& prompt, const Gre
   const int64_t L = int64_t(prompt.size()), V = c.vocab_size, H = c.hidden_size;
   if (opts.mtp && !model.has_mtp()) fail("this checkpoint has no MTP layer (layer {})", c.num_hidden_layers);
   GreedyRun run;
-  SequenceCache cache = model.new_cache(L + opts.decode_steps + 1);
+  SequenceCache cache = model.new_cache(L + opts.decode_steps + 1, opts.cache_dtype);
   SequenceCache* caches[] = {&cache};
 
   std::vector<StepEntry> entries;

@@ -21,6 +21,7 @@ struct GreedyOptions {
   bool absorbed = true;
   bool mtp = false;
   RoutingTrace* trace = nullptr;
+  CacheDtype cache_dtype = CacheDtype::F32;
 };
 
 GreedyRun run_greedy(Model& model, const std::vector<int32_t>& prompt, const GreedyOptions& opts);

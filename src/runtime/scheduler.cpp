@@ -14,12 +14,17 @@ namespace dsv3 {
 struct Scheduler::Choice {
   int index = 0;
   std::optional<Sampler> sampler;
-  std::unique_ptr<SequenceCache> cache;
-  int64_t fed = 0;       // positions in the cache
-  int32_t pending = -1;  // sampled token to feed next step
+  std::unique_ptr<SequenceCache> cache;  // null until the choice starts (choices > 0: at the fork)
+  // The prompt, then every token sampled (the last one is fed in the next step): position k of
+  // the cache holds tokens[k] for k < fed.
+  std::vector<int32_t> tokens;
+  int64_t fed = 0;
+  std::vector<uint64_t> keys;  // prefix-cache keys of the cache's first full blocks
   int64_t generated = 0;
   bool done = false;
   std::vector<int32_t> counts;  // [vocab] occurrences in the output (penalties only)
+
+  bool runnable() const { return !done && cache && fed < int64_t(tokens.size()); }
 };
 
 struct Scheduler::Active {
@@ -27,16 +32,29 @@ struct Scheduler::Active {
   RequestCallbacks cb;
   std::shared_ptr<RequestState> state;
   std::vector<Choice> choices;
-  size_t prompt_next = 0;  // next prompt token to prefill (into choice 0's cache)
-  bool admitted = false;   // left the queue for the running batch
+  bool forked = false;     // choice 0 sampled its first token and the others started from its cache
+  bool admitted = false;   // in the running batch
+  bool ever_admitted = false;
+  int64_t order = 0;       // admission order (preemption takes the newest)
+  uint64_t seed = 0;       // prefix-cache chain of this request's salt
   std::vector<uint8_t> in_prompt;  // [vocab] (repetition penalty only)
   int64_t n_done = 0;
 };
 
-Scheduler::Scheduler(Model& model, SchedulerOptions opts) : model_(model), opts_(opts) {
+Scheduler::Scheduler(Model& model, SchedulerOptions opts) : model_(model), opts_(std::move(opts)) {
   if (opts_.ctx_size <= 0) opts_.ctx_size = model_.config().max_position_embeddings;
   DSV3_CHECK(opts_.max_running > 0 && opts_.max_step_tokens > 0 && opts_.max_queue >= 0, "bad scheduler options");
-  stats_.cache_capacity_tokens = opts_.max_running * opts_.ctx_size;
+  pool_ = opts_.pool ? opts_.pool : std::make_shared<BlockPool>(model_.cache_layout(64), 0);
+  const CacheLayout& lay = pool_->layout();
+  if (lay.n_layers != model_.cache_layers() || lay.row != model_.cache_row())
+    fail("the KV cache pool's layout ({} layers of {} values) does not fit the model ({} of {})", lay.n_layers,
+         lay.row, model_.cache_layers(), model_.cache_row());
+  if (opts_.prefix_caching) prefix_ = std::make_unique<PrefixCache>(pool_, opts_.prefix_namespace);
+  stats_.cache_capacity_tokens =
+      pool_->growable() ? opts_.max_running * opts_.ctx_size : pool_->n_blocks() * pool_->block_size();
+  stats_.kv_block_size = lay.block_size;
+  stats_.kv_bytes_per_token = lay.token_bytes();
+  refresh_pool_stats();
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -47,6 +65,9 @@ Scheduler::~Scheduler() {
   }
   cv_.notify_all();
   thread_.join();
+  // Caches go before the prefix cache and the pool they point into.
+  running_.clear();
+  prefix_.reset();
 }
 
 Scheduler::Admission Scheduler::admission(int64_t prompt_tokens) const {
@@ -69,6 +90,17 @@ std::shared_ptr<RequestState> Scheduler::submit(ScheduledRequest req, RequestCal
   if (int64_t(req.prompt.size()) >= opts_.ctx_size)
     fail("the prompt has {} tokens; the context holds {} (one output token must fit)", req.prompt.size(),
          opts_.ctx_size);
+  if (!pool_->growable()) {
+    // The prompt plus one token, and a block of its own for each other choice, must fit the pool
+    // on its own: a request that could never run is refused now rather than queued forever.
+    const int64_t bs = pool_->block_size(), P = int64_t(req.prompt.size());
+    const int64_t need = (P + 1 + bs - 1) / bs + (req.n - 1);
+    if (need > pool_->n_blocks())
+      fail("the prompt has {} tokens and needs {} KV cache blocks of {} tokens{}; the pool holds {} blocks ({} "
+           "tokens; --kv-cache-mb)",
+           P, need, bs, req.n > 1 ? fmt::format(" for its {} choices", req.n) : std::string(), pool_->n_blocks(),
+           pool_->n_blocks() * bs);
+  }
   if (req.top_logprobs > 20) fail("'top_logprobs' must be at most 20, got {}", req.top_logprobs);
   req.sampling.validate();
   if (!(req.penalties.repetition_penalty > 0) || !std::isfinite(req.penalties.repetition_penalty))
@@ -84,6 +116,7 @@ std::shared_ptr<RequestState> Scheduler::submit(ScheduledRequest req, RequestCal
     a->choices[size_t(i)].index = i;
     a->choices[size_t(i)].sampler.emplace(sp);
   }
+  a->choices[0].tokens = req.prompt;
   a->req = std::move(req);
   a->cb = std::move(cb);
   auto state = a->state;
@@ -131,6 +164,12 @@ SchedulerStats Scheduler::stats() const {
   return stats_;
 }
 
+void Scheduler::refresh_pool_stats() {
+  stats_.kv_blocks_total = pool_->n_blocks();
+  stats_.kv_blocks_used = pool_->n_used();
+  stats_.kv_blocks_cached = pool_->n_evictable();
+}
+
 void Scheduler::finish_choice(Active& a, Choice& c, FinishReason r) {
   if (c.done) return;
   c.done = true;
@@ -147,6 +186,7 @@ void Scheduler::finish_choice(Active& a, Choice& c, FinishReason r) {
     std::lock_guard lock(mu_);
     stats_.running = std::max<int64_t>(0, stats_.running - (a.admitted ? 1 : 0));
     stats_.requests_finished_total += 1;
+    refresh_pool_stats();
   }
   if (a.cb.on_finish) a.cb.on_finish(c.index, r);
 }
@@ -190,7 +230,18 @@ void Scheduler::loop() {
       return;
     }
     admit_waiting();
-    if (!running_.empty()) step();
+    preempted_ = false;
+    if (!running_.empty() && !step() && !preempted_) {
+      // Nothing could run: every running sequence waits for blocks that only a preemption frees.
+      if (running_.size() > 1) {
+        preempt(*running_.back());
+      } else if (!running_.empty()) {
+        // Alone and still out of blocks: its sequences outgrew the whole pool.
+        Active& a = *running_.front();
+        for (auto& c : a.choices)
+          if (c.runnable()) finish_choice(a, c, FinishReason::Length);
+      }
+    }
     sweep();
   }
 }
@@ -198,6 +249,13 @@ void Scheduler::loop() {
 void Scheduler::sweep() {
   std::erase_if(running_, [&](const std::unique_ptr<Active>& a) { return a->n_done == int64_t(a->choices.size()); });
   std::lock_guard lock(mu_);
+  // Preempted requests go back to the front of the queue, the oldest first.
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it)
+    if (!(*it)->admitted) {
+      waiting_tokens_ += int64_t((*it)->req.prompt.size());
+      waiting_.push_front(std::move(*it));
+    }
+  std::erase_if(running_, [](const std::unique_ptr<Active>& a) { return !a; });
   running_states_.clear();
   int64_t seqs = 0, tokens = 0;
   for (auto& a : running_) {
@@ -212,56 +270,186 @@ void Scheduler::sweep() {
   stats_.waiting = int64_t(waiting_.size());
   stats_.running_sequences = seqs;
   stats_.cache_tokens = tokens;
+  refresh_pool_stats();
+}
+
+bool Scheduler::start(Active& a, bool must) {
+  const int64_t bs = pool_->block_size();
+  int64_t need = 0, hit_tokens = 0;
+  if (!a.ever_admitted) a.seed = prefix_ ? prefix_->chain_seed(a.req.cache_salt) : 0;
+  for (auto& c : a.choices) {
+    if (c.done || c.tokens.empty()) continue;  // choices > 0 start at the fork
+    c.cache = std::make_unique<SequenceCache>(pool_);
+    c.fed = 0;
+    c.keys.clear();
+    // At least the last token is fed: its logits give the next one.
+    const int64_t T = int64_t(c.tokens.size());
+    if (prefix_) {
+      const auto hit = prefix_->match(a.seed, c.tokens, T - 1, &c.keys);
+      c.cache->adopt(hit, int64_t(hit.size()) * bs, model_.config().num_hidden_layers);
+      for (int32_t b : hit) pool_->release(b);  // adopt took its own reference
+      c.fed = int64_t(hit.size()) * bs;
+      if (c.index == 0) hit_tokens = c.fed;
+    }
+    need += (T + bs - 1) / bs - c.fed / bs;
+  }
+  if (!a.forked) need += int64_t(a.choices.size()) - 1;  // the other choices' copies of the last block
+  if (!must && need > pool_->n_available()) {
+    for (auto& c : a.choices) {
+      c.cache.reset();
+      c.fed = 0;
+      c.keys.clear();
+    }
+    return false;
+  }
+  if (!a.ever_admitted) {
+    a.state->set_cached_tokens(hit_tokens);
+    std::lock_guard lock(mu_);
+    stats_.prefix_cache_queries_total += int64_t(a.req.prompt.size());
+    stats_.prefix_cache_hits_total += hit_tokens;
+  }
+  return true;
+}
+
+void Scheduler::preempt(Active& a) {
+  for (auto& c : a.choices) {
+    c.cache.reset();  // releases its blocks, the last first; indexed ones stay for the recompute
+    c.fed = 0;
+    c.keys.clear();
+  }
+  a.admitted = false;  // sweep() queues it again
+  preempted_ = true;
+  std::lock_guard lock(mu_);
+  ++stats_.preemptions_total;
+  refresh_pool_stats();
 }
 
 void Scheduler::admit_waiting() {
-  std::lock_guard lock(mu_);
   int64_t seqs = 0;
   for (auto& a : running_) seqs += int64_t(a->choices.size()) - a->n_done;
-  while (!waiting_.empty()) {
-    Active& next = *waiting_.front();
-    // A request with more choices than max_running still runs, alone.
-    if (!running_.empty() && seqs + next.req.n > opts_.max_running) break;
-    seqs += next.req.n;
-    next.admitted = true;
-    waiting_tokens_ -= int64_t(next.req.prompt.size());
-    next.choices[0].cache = std::make_unique<SequenceCache>(model_.new_cache());
-    if (next.cb.on_admitted) next.cb.on_admitted();
-    running_states_.push_back(next.state);
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+  while (true) {
+    std::unique_ptr<Active> next;
+    {
+      std::lock_guard lock(mu_);
+      if (waiting_.empty()) break;
+      Active& front = *waiting_.front();
+      const int64_t live = int64_t(front.choices.size()) - front.n_done;
+      // A request with more choices than max_running still runs, alone.
+      if (!running_.empty() && seqs + live > opts_.max_running) break;
+      next = std::move(waiting_.front());
+      waiting_.pop_front();
+    }
+    // Blocks for its prompt (what the prefix cache lacks), or it waits; alone it always starts.
+    if (!start(*next, running_.empty())) {
+      std::lock_guard lock(mu_);
+      waiting_.push_front(std::move(next));
+      break;
+    }
+    Active& a = *next;
+    seqs += int64_t(a.choices.size()) - a.n_done;
+    a.admitted = true;
+    a.order = next_order_++;
+    const bool first = !a.ever_admitted;
+    a.ever_admitted = true;
+    {
+      std::lock_guard lock(mu_);
+      waiting_tokens_ -= int64_t(a.req.prompt.size());
+      running_states_.push_back(a.state);
+      stats_.waiting = int64_t(waiting_.size());
+      stats_.running = int64_t(running_.size()) + 1;
+      refresh_pool_stats();
+    }
+    if (first && a.cb.on_admitted) a.cb.on_admitted(a.state->cached_tokens());
+    running_.push_back(std::move(next));
   }
-  stats_.waiting = int64_t(waiting_.size());
-  stats_.running = int64_t(running_.size());
 }
 
-namespace {
-// Room for position `pos` (and a little more) in `cache`, grown geometrically up to the context.
-void ensure_capacity(SequenceCache& cache, int64_t pos, int64_t ctx) {
-  if (pos < cache.capacity()) return;
-  cache.reserve(std::min(ctx, std::max<int64_t>(pos + 1, std::max<int64_t>(64, cache.capacity() * 2))));
+int64_t Scheduler::make_room(Active& a, Choice& c, int64_t from, int64_t to, bool may_preempt) {
+  int64_t pos = from;
+  while (pos < to) {
+    if (c.cache->try_make_writable(pos)) {
+      ++pos;
+      continue;
+    }
+    if (!may_preempt) break;
+    // Free the newest running request's blocks, unless that is this request itself.
+    Active* newest = nullptr;
+    for (auto& p : running_)
+      if (p->admitted && (!newest || p->order > newest->order)) newest = p.get();
+    if (!newest || newest == &a) break;
+    preempt(*newest);
+  }
+  return pos - from;
 }
-}  // namespace
+
+void Scheduler::index_blocks(Active& a, Choice& c) {
+  if (!prefix_) return;
+  const int64_t bs = pool_->block_size();
+  const auto blocks = c.cache->blocks();
+  for (int64_t k = int64_t(c.keys.size()); (k + 1) * bs <= c.fed; ++k) {
+    const uint64_t parent = k > 0 ? c.keys[size_t(k - 1)] : 0;
+    const int32_t parent_block = k > 0 ? blocks[size_t(k - 1)] : -1;
+    c.keys.push_back(prefix_->insert(a.seed, parent, parent_block,
+                                     std::span<const int32_t>(c.tokens).subspan(size_t(k * bs), size_t(bs)),
+                                     blocks[size_t(k)]));
+  }
+}
 
 bool Scheduler::step() {
   const int64_t V = model_.config().vocab_size, H = model_.config().hidden_size;
   struct Row {
     Active* a;
-    int choice;  // -1: the prompt's last token (every choice samples from it)
+    int choice;
   };
   std::vector<Row> row_of;
   entries_.clear();
   caches_.clear();
   rows_.clear();
-  for (auto& ap : running_) {
-    for (auto& c : ap->choices) {
-      if (c.done || c.pending < 0) continue;
-      ensure_capacity(*c.cache, c.fed, opts_.ctx_size);
+  // Oldest first: a request that runs short of blocks preempts newer ones, never older ones.
+  std::vector<Active*> order;
+  for (auto& ap : running_) order.push_back(ap.get());
+  std::sort(order.begin(), order.end(), [](Active* x, Active* y) { return x->order < y->order; });
+
+  // Decode entries first: every sequence with one token to feed.
+  for (Active* ap : order) {
+    Active& a = *ap;
+    if (!a.admitted) continue;
+    for (auto& c : a.choices) {
+      if (!c.runnable() || int64_t(c.tokens.size()) - c.fed != 1) continue;
+      if (make_room(a, c, c.fed, c.fed + 1, true) == 0) {
+        // This request is the newest: it gives its blocks back and waits (unless it is alone,
+        // which the caller handles when the step stays empty).
+        bool others = false;
+        for (auto& p : running_)
+          if (p.get() != &a && p->admitted) others = true;
+        if (others) preempt(a);
+        break;
+      }
       rows_.push_back(int32_t(entries_.size()));
-      row_of.push_back({ap.get(), c.index});
-      entries_.push_back({int32_t(caches_.size()), c.pending, int32_t(c.fed)});
+      row_of.push_back({&a, c.index});
+      entries_.push_back({int32_t(caches_.size()), c.tokens.back(), int32_t(c.fed)});
       caches_.push_back(c.cache.get());
     }
+  }
+  // A preempted request's entries (if it had any before its own preemption) leave the step.
+  {
+    std::vector<StepEntry> kept;
+    std::vector<int32_t> kept_rows;
+    std::vector<Row> kept_row_of;
+    std::vector<SequenceCache*> kept_caches;
+    for (size_t r = 0; r < rows_.size(); ++r) {
+      if (!row_of[r].a->admitted) continue;
+      StepEntry e = entries_[size_t(rows_[r])];
+      e.seq = int32_t(kept_caches.size());
+      kept_caches.push_back(caches_[size_t(entries_[size_t(rows_[r])].seq)]);
+      kept_rows.push_back(int32_t(kept.size()));
+      kept.push_back(e);
+      kept_row_of.push_back(row_of[r]);
+    }
+    entries_ = std::move(kept);
+    rows_ = std::move(kept_rows);
+    row_of = std::move(kept_row_of);
+    caches_ = std::move(kept_caches);
   }
   const int64_t n_decode = int64_t(entries_.size());
   int64_t budget = opts_.max_step_tokens - n_decode;
@@ -272,23 +460,26 @@ bool Scheduler::step() {
     budget = std::min(budget, std::max<int64_t>(opts_.min_prefill_chunk,
                                                 int64_t(opts_.itl_prefill_ratio * decode_step_s_ / prefill_token_s_)));
   int64_t n_prompt = 0;
-  for (auto& ap : running_) {
+  for (Active* ap : order) {
     if (budget <= 0) break;
     Active& a = *ap;
-    const auto& prompt = a.req.prompt;
-    if (a.prompt_next >= prompt.size() || a.choices[0].done) continue;
-    Choice& c0 = a.choices[0];
-    const size_t n = std::min(prompt.size() - a.prompt_next, size_t(budget));
-    ensure_capacity(*c0.cache, int64_t(a.prompt_next + n) - 1, opts_.ctx_size);
-    const int32_t seq = int32_t(caches_.size());
-    caches_.push_back(c0.cache.get());
-    for (size_t k = 0; k < n; ++k) entries_.push_back({seq, prompt[a.prompt_next + k], int32_t(a.prompt_next + k)});
-    a.prompt_next += n;
-    budget -= int64_t(n);
-    n_prompt += int64_t(n);
-    if (a.prompt_next == prompt.size()) {
-      rows_.push_back(int32_t(entries_.size() - 1));
-      row_of.push_back({&a, -1});
+    if (!a.admitted) continue;
+    for (auto& c : a.choices) {
+      if (budget <= 0) break;
+      const int64_t left = int64_t(c.tokens.size()) - c.fed;
+      if (!c.runnable() || left < 2) continue;
+      // A chunk of what the pool can hold now (prompts do not preempt; decodes free blocks).
+      const int64_t n = make_room(a, c, c.fed, c.fed + std::min(left, budget), false);
+      if (n == 0) continue;
+      const int32_t seq = int32_t(caches_.size());
+      caches_.push_back(c.cache.get());
+      for (int64_t k = 0; k < n; ++k) entries_.push_back({seq, c.tokens[size_t(c.fed + k)], int32_t(c.fed + k)});
+      budget -= n;
+      n_prompt += n;
+      if (c.fed + n == int64_t(c.tokens.size())) {
+        rows_.push_back(int32_t(entries_.size() - 1));
+        row_of.push_back({&a, c.index});
+      }
     }
   }
   if (entries_.empty()) return false;
@@ -309,10 +500,13 @@ bool Scheduler::step() {
         prefill_token_s_ = prefill_token_s_ > 0 ? kKeep * prefill_token_s_ + (1 - kKeep) * per_token : per_token;
     }
   }
-  // Positions now in the caches.
+  // Positions now in the caches; their full blocks go to the prefix cache.
   for (auto& ap : running_)
     for (auto& c : ap->choices)
-      if (!c.done && c.cache) c.fed = c.cache->length(0);
+      if (!c.done && c.cache && ap->admitted) {
+        c.fed = c.cache->length(0);
+        index_blocks(*ap, c);
+      }
 
   {
     std::lock_guard lock(mu_);
@@ -323,19 +517,23 @@ bool Scheduler::step() {
   for (size_t r = 0; r < rows_.size(); ++r) {
     Active& a = *row_of[r].a;
     const float* row = logits_.data() + r * size_t(V);
-    if (row_of[r].choice >= 0) {
-      Choice& c = a.choices[size_t(row_of[r].choice)];
-      c.pending = -1;
-      if (!c.done) sample_row(a, c, row);
+    Choice& c = a.choices[size_t(row_of[r].choice)];
+    if (c.index == 0 && !a.forked) {
+      // The prompt is in choice 0's cache: the other choices share its blocks from here on.
+      a.forked = true;
+      for (size_t i = 1; i < a.choices.size(); ++i) {
+        Choice& o = a.choices[i];
+        if (o.done) continue;
+        o.cache = std::make_unique<SequenceCache>(*c.cache);
+        o.tokens = c.tokens;
+        o.fed = c.fed;
+        o.keys = c.keys;
+      }
+      for (auto& o : a.choices)
+        if (!o.done) sample_row(a, o, row);
       continue;
     }
-    // The prompt is in choice 0's cache: the other choices start from copies of it.
-    for (size_t i = 1; i < a.choices.size(); ++i) {
-      a.choices[i].cache = std::make_unique<SequenceCache>(*a.choices[0].cache);
-      a.choices[i].fed = a.choices[0].fed;
-    }
-    for (auto& c : a.choices)
-      if (!c.done) sample_row(a, c, row);
+    if (!c.done) sample_row(a, c, row);
   }
   return true;
 }
@@ -405,7 +603,7 @@ void Scheduler::sample_row(Active& a, Choice& c, const float* logits) {
   } else if (c.generated >= q.max_new_tokens) {
     finish_choice(a, c, FinishReason::Length);
   } else {
-    c.pending = tok.id;
+    c.tokens.push_back(tok.id);
   }
 }
 

@@ -9,8 +9,16 @@
 //   auto handle = sched.submit(std::move(req), callbacks);   // nullptr: queue full / draining
 //   ... callbacks run on the scheduler thread; handle->cancel() from any thread ...
 //
-// A request has n choices (OpenAI `n`): the prompt is prefilled once and the cache is copied to
-// the other choices after the prefill, each then samples with its own seed (seed + choice).
+// A request has n choices (OpenAI `n`): the prompt is prefilled once and the other choices share
+// its cache blocks after the prefill (copy on write), each then samples with its own seed (seed
+// + choice).
+//
+// Caches live in one block pool (model/kv_cache.h) with a prefix cache over it
+// (runtime/prefix_cache.h): a prompt prefills only what no cached block covers. A request waits
+// in the queue until the pool has blocks for its prompt; when running sequences need a block and
+// none is free, the newest running request is preempted (its blocks released, the request queued
+// again at the front and later recomputed, mostly from its own cached blocks): never an
+// allocation past the pool.
 #pragma once
 
 #include <atomic>
@@ -23,8 +31,11 @@
 #include <thread>
 #include <vector>
 
+#include <string>
+
 #include "model/model.h"
 #include "runtime/engine.h"
+#include "runtime/prefix_cache.h"
 #include "runtime/sampler.h"
 
 namespace dsv3 {
@@ -50,6 +61,7 @@ struct ScheduledRequest {
   std::vector<int32_t> stop_ids;  // finish with Eos without reporting the token
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to the logits before sampling (OpenAI logit_bias)
   int top_logprobs = -1;          // -1: no logprobs; 0..20: the chosen token's logprob and this many alternatives
+  std::string cache_salt;         // prefix-cache namespace of its own (vLLM's cache_salt); "" = shared
 };
 
 // One sampled token of one choice, as reported to the callbacks.
@@ -65,8 +77,9 @@ struct RequestCallbacks {
   std::function<bool(int choice, const SampledToken&)> on_token;
   // Scheduler thread, exactly once per choice, after its last token.
   std::function<void(int choice, FinishReason reason)> on_finish;
-  // Scheduler thread, when the request leaves the queue for the running batch.
-  std::function<void()> on_admitted;
+  // Scheduler thread, when the request first leaves the queue for the running batch, with the
+  // prompt tokens that cached blocks held (not prefilled; RequestState::cached_tokens).
+  std::function<void(int64_t cached_tokens)> on_admitted;
   // Scheduler thread, at every step boundary while the request is queued or running; return
   // true when the client is gone: the request then finishes as Cancelled and its caches are freed.
   std::function<bool()> disconnected;
@@ -78,12 +91,14 @@ class RequestState {
   // Any thread: finish every choice as Cancelled at the next step boundary.
   void cancel() { cancelled_.store(true); }
   bool cancelled() const { return cancelled_.load(); }
-  // Prompt tokens not prefilled because a previous request's cache covered them (always 0 until
-  // the paged cache with prefix reuse lands; kept so usage.cached_tokens has one source).
-  int64_t cached_tokens() const { return 0; }
+  // Prompt tokens not prefilled because cached blocks held them (when the request first ran;
+  // OpenAI's usage.prompt_tokens_details.cached_tokens). Set before on_admitted runs.
+  int64_t cached_tokens() const { return cached_tokens_.load(); }
+  void set_cached_tokens(int64_t n) { cached_tokens_.store(n); }
 
  private:
   std::atomic<bool> cancelled_{false};
+  std::atomic<int64_t> cached_tokens_{0};
 };
 
 struct SchedulerOptions {
@@ -98,6 +113,11 @@ struct SchedulerOptions {
   double itl_prefill_ratio = 1.0;
   int64_t min_prefill_chunk = 16;
   bool absorbed = true;
+  // The KV cache every sequence takes its blocks from (null: a pool of 64-token f32 blocks that
+  // grows on demand). A fixed pool bounds the cache memory; see the class comment.
+  std::shared_ptr<BlockPool> pool;
+  bool prefix_caching = true;
+  uint64_t prefix_namespace = 0;  // prefix_namespace(model identity, dtype): keeps models apart
 };
 
 // A snapshot for /metrics and /health.
@@ -106,7 +126,11 @@ struct SchedulerStats {
   int64_t waiting = 0;          // requests queued
   int64_t running_sequences = 0;
   int64_t cache_tokens = 0;     // positions held in the running sequences' caches
-  int64_t cache_capacity_tokens = 0;  // max_running * ctx_size
+  int64_t cache_capacity_tokens = 0;  // positions the pool holds (fixed pool), else max_running * ctx_size
+  int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_cached = 0;  // pool blocks: all, referenced, evictable
+  int64_t kv_block_size = 0, kv_bytes_per_token = 0;
+  int64_t prefix_cache_queries_total = 0, prefix_cache_hits_total = 0;  // prompt tokens looked up / found
+  int64_t preemptions_total = 0;
   int64_t prompt_tokens_total = 0, generation_tokens_total = 0, steps_total = 0;
   int64_t iteration_tokens_total = 0;  // entries over all steps
   int64_t requests_finished_total = 0;
@@ -144,6 +168,17 @@ class Scheduler {
   struct Active;
   void loop();
   void admit_waiting();
+  // Gives a's choices their caches, from cached blocks where the prefix cache has them; false
+  // (nothing held) when the pool cannot take the rest of its tokens while others run.
+  bool start(Active& a, bool must);
+  // Releases every cache of a and queues it again at the front (recomputed later).
+  void preempt(Active& a);
+  // Positions [from, to) of c writable; preempts newer requests than `a` when the pool is out.
+  // Returns the positions made writable (from.. that), fewer when nothing could be freed.
+  int64_t make_room(Active& a, Choice& c, int64_t from, int64_t to, bool may_preempt);
+  // Offers c's newly full blocks to the prefix cache.
+  void index_blocks(Active& a, Choice& c);
+  void refresh_pool_stats();  // under mu_
   // Removes requests whose choices all finished and refreshes the running counts.
   void sweep();
   bool step();
@@ -152,6 +187,10 @@ class Scheduler {
 
   Model& model_;
   SchedulerOptions opts_;
+  std::shared_ptr<BlockPool> pool_;
+  std::unique_ptr<PrefixCache> prefix_;
+  int64_t next_order_ = 0;
+  bool preempted_ = false;  // a preemption happened in this step (scheduler thread)  // admission order: the newest running request is preempted first
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Active>> waiting_;  // guarded by mu_

@@ -240,6 +240,176 @@ TEST_P(SchedulerTest, LogitBiasMinTokensStopCallbackAndLogprobs) {
   EXPECT_THROW(s.submit(greedy({5000}, 1), e.callbacks()), Error);
 }
 
+// Block pools for the tiny model: `blocks` blocks of `block_size` positions (0: growable).
+std::shared_ptr<BlockPool> pool_of(const Model& m, int64_t block_size, int64_t blocks,
+                                   CacheDtype dt = CacheDtype::F32) {
+  return std::make_shared<BlockPool>(m.cache_layout(block_size, dt), blocks);
+}
+
+TEST_P(SchedulerTest, APromptServedFromCachedBlocksGivesTheColdRunsTokens) {
+  // A long shared prefix (a system prompt), then different questions; the second and later
+  // requests take the prefix's full blocks from the cache. Their greedy tokens equal those of a
+  // scheduler without prefix caching, at block sizes 16, 64 and 256.
+  std::vector<int32_t> prefix = prompt(300, 9);
+  auto with_tail = [&](int salt) {
+    std::vector<int32_t> p = prefix;
+    for (int i = 0; i < 5 + salt; ++i) p.push_back((i * 13 + salt * 7) % 1000 + 2);
+    return p;
+  };
+  std::vector<std::vector<int32_t>> cold;
+  {
+    Scheduler s(model_, {.max_running = 4, .max_step_tokens = 128, .prefix_caching = false});
+    for (int q = 0; q < 3; ++q) {
+      Collector c;
+      auto st = s.submit(greedy(with_tail(q), 8), c.callbacks());
+      c.wait();
+      EXPECT_EQ(st->cached_tokens(), 0);
+      cold.push_back(c.tokens[0]);
+    }
+  }
+  for (int64_t bs : {16, 64, 256}) {
+    Scheduler s(model_, {.max_running = 4, .max_step_tokens = 128, .pool = pool_of(model_, bs, 64)});
+    for (int q = 0; q < 3; ++q) {
+      Collector c;
+      auto st = s.submit(greedy(with_tail(q), 8), c.callbacks());
+      c.wait();
+      EXPECT_EQ(c.tokens[0], cold[size_t(q)]) << "block size " << bs << " request " << q;
+      // The first request finds nothing; the others find the prefix's full blocks (and the first
+      // request's later blocks when they hold the same tokens).
+      if (q == 0) EXPECT_EQ(st->cached_tokens(), 0);
+      if (q > 0) EXPECT_GE(st->cached_tokens(), 300 / bs * bs) << "block size " << bs;
+      EXPECT_EQ(st->cached_tokens() % bs, 0);
+    }
+    const SchedulerStats stats = s.stats();
+    EXPECT_EQ(stats.kv_blocks_used, 0);  // every reference returned
+    EXPECT_GT(stats.kv_blocks_cached, 0);
+    EXPECT_EQ(stats.prefix_cache_queries_total, int64_t(with_tail(0).size() + with_tail(1).size() + with_tail(2).size()));
+    EXPECT_GE(stats.prefix_cache_hits_total, 2 * (300 / bs * bs));
+  }
+}
+
+TEST_P(SchedulerTest, SaltedRequestsDoNotShareBlocks) {
+  Scheduler s(model_, {.max_running = 2, .pool = pool_of(model_, 16, 64)});
+  auto run = [&](const std::string& salt) {
+    ScheduledRequest r = greedy(prompt(80, 3), 2);
+    r.cache_salt = salt;
+    Collector c;
+    auto st = s.submit(std::move(r), c.callbacks());
+    c.wait();
+    return st->cached_tokens();
+  };
+  EXPECT_EQ(run("a"), 0);
+  EXPECT_EQ(run("b"), 0);
+  EXPECT_EQ(run(""), 0);
+  EXPECT_EQ(run("a"), 64);
+}
+
+TEST_P(SchedulerTest, UnderPressureRequestsWaitOrArePreemptedAndStillGiveTheirTokens) {
+  // 64 concurrent requests; the pool holds 16 of them (3 blocks of 16 each: prompts of 17-31
+  // tokens plus 16 new ones). Everything finishes, preemptions happen, and each request's greedy
+  // tokens equal those of an unconstrained run.
+  constexpr int kRequests = 64;
+  auto req = [&](int i) { return greedy(prompt(17 + i % 15, 50 + i), 16); };
+  std::vector<std::vector<int32_t>> free_run(kRequests);
+  {
+    Scheduler s(model_, {.max_running = 64, .max_step_tokens = 256, .prefix_caching = false});
+    std::vector<std::unique_ptr<Collector>> cs;
+    for (int i = 0; i < kRequests; ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      ASSERT_TRUE(s.submit(req(i), cs.back()->callbacks()));
+    }
+    for (int i = 0; i < kRequests; ++i) {
+      cs[size_t(i)]->wait();
+      free_run[size_t(i)] = cs[size_t(i)]->tokens[0];
+    }
+  }
+  auto pool = pool_of(model_, 16, 16 * 3);
+  Scheduler s(model_, {.max_running = 64, .max_queue = 64, .max_step_tokens = 256, .pool = pool});
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (int i = 0; i < kRequests; ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(s.submit(req(i), cs.back()->callbacks()));
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    cs[size_t(i)]->wait();
+    EXPECT_EQ(cs[size_t(i)]->finish[0], FinishReason::Length) << i;
+    EXPECT_EQ(cs[size_t(i)]->tokens[0], free_run[size_t(i)]) << "request " << i;
+  }
+  const SchedulerStats st = s.stats();
+  EXPECT_GT(st.preemptions_total, 0);
+  EXPECT_EQ(st.kv_blocks_total, 48);
+  EXPECT_EQ(st.kv_blocks_used, 0);
+  EXPECT_EQ(pool->n_used(), 0);
+}
+
+TEST_P(SchedulerTest, ChoicesShareBlocksAndAbortsReturnEveryReference) {
+  auto pool = pool_of(model_, 16, 40);
+  Scheduler s(model_, {.max_running = 8, .pool = pool});
+  // n = 4 over a 100-token prompt: 7 blocks, shared; each choice copies only the partial one.
+  ScheduledRequest r = greedy(prompt(100, 4), 40);
+  r.n = 4;
+  r.sampling.temperature = 0.8f;
+  Collector c(4);
+  std::atomic<int> seen{0};
+  std::atomic<int64_t> used_mid{-1};
+  c.keep_going = [&](int, int32_t) {
+    if (++seen == 8) used_mid = pool->n_used();  // scheduler thread: the pool is quiet here
+    return true;
+  };
+  ASSERT_TRUE(s.submit(std::move(r), c.callbacks()));
+  c.wait();
+  // Four unshared 100-token caches would take 28 blocks; sharing takes 6 full + 4 partial.
+  EXPECT_EQ(used_mid.load(), 6 + 4);
+  // Cancelled and disconnected requests give every block back.
+  std::vector<std::unique_ptr<Collector>> cs;
+  std::vector<std::shared_ptr<RequestState>> states;
+  for (int i = 0; i < 6; ++i) {
+    cs.push_back(std::make_unique<Collector>(2));
+    ScheduledRequest q = greedy(prompt(30 + i * 5, i), 1000);
+    q.n = 2;
+    states.push_back(s.submit(std::move(q), cs.back()->callbacks()));
+    ASSERT_TRUE(states.back());
+  }
+  std::this_thread::sleep_for(50ms);
+  for (int i = 0; i < 6; ++i) {
+    if (i % 2) states[size_t(i)]->cancel();
+    else cs[size_t(i)]->gone = true;
+  }
+  for (auto& x : cs) x->wait();
+  EXPECT_EQ(pool->n_used(), 0);
+  EXPECT_EQ(s.stats().kv_blocks_used, 0);
+}
+
+TEST_P(SchedulerTest, APromptThatCouldNeverFitThePoolIsRefusedAtSubmit) {
+  Scheduler s(model_, {.max_running = 2, .pool = pool_of(model_, 16, 4)});
+  Collector c;
+  try {
+    s.submit(greedy(prompt(64, 1), 4), c.callbacks());  // 65 positions: 5 blocks
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("KV cache blocks"), std::string::npos) << e.what();
+  }
+  ScheduledRequest two = greedy(prompt(40, 1), 4);
+  two.n = 3;  // 3 blocks + one more per other choice
+  EXPECT_THROW(s.submit(std::move(two), c.callbacks()), Error);
+  // One that fits the pool alone but outgrows it while decoding ends with "length".
+  Collector d;
+  ASSERT_TRUE(s.submit(greedy(prompt(40, 1), 1000), d.callbacks()));
+  d.wait();
+  EXPECT_EQ(d.finish[0], FinishReason::Length);
+  EXPECT_EQ(int64_t(d.tokens[0].size()), 64 - 40 + 1);  // the last one sampled at position 63
+}
+
+TEST_P(SchedulerTest, Bf16CacheHalvesTheBytesAndStaysCloseToF32) {
+  auto f32 = pool_of(model_, 16, 32), bf16 = pool_of(model_, 16, 32, CacheDtype::BF16);
+  EXPECT_EQ(bf16->layout().token_bytes() * 2, f32->layout().token_bytes());
+  Scheduler s(model_, {.max_running = 2, .pool = bf16});
+  Collector c;
+  ASSERT_TRUE(s.submit(greedy(prompt(40, 2), 6), c.callbacks()));
+  c.wait();
+  EXPECT_EQ(c.tokens[0].size(), 6u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Threads, SchedulerTest, testing::Values(1, 2),
                          [](const auto& info) { return std::to_string(info.param) + "_threads"; });
 

@@ -103,12 +103,26 @@ std::string Metrics::render(const SchedulerStats& s) const {
   };
   gauge("dsv3:num_requests_running", "Number of requests in the running batch.", double(s.running));
   gauge("dsv3:num_requests_waiting", "Number of requests waiting to be scheduled.", double(s.waiting));
-  gauge("dsv3:kv_cache_usage_perc", "Fraction of the latent-cache capacity (max running x context) in use; 1 = full.",
-        s.cache_capacity_tokens > 0 ? double(s.cache_tokens) / double(s.cache_capacity_tokens) : 0.0);
+  // vLLM's meaning: the fraction of the KV cache's blocks held by running sequences (blocks kept
+  // only for prefix reuse are free to take, so they do not count).
+  const double usage = s.kv_blocks_total > 0 && s.cache_capacity_tokens == s.kv_blocks_total * s.kv_block_size
+                           ? double(s.kv_blocks_used) / double(s.kv_blocks_total)
+                       : s.cache_capacity_tokens > 0 ? double(s.cache_tokens) / double(s.cache_capacity_tokens)
+                                                     : 0.0;
+  gauge("dsv3:kv_cache_usage_perc", "Fraction of the KV cache pool's blocks held by running sequences; 1 = full.",
+        usage);
   gauge("dsv3:kv_cache_tokens", "Positions held in the running sequences' latent caches.", double(s.cache_tokens));
-  counter("dsv3:prefix_cache_queries", "Prompt tokens looked up in the prefix cache (no prefix cache yet: 0).", 0);
-  counter("dsv3:prefix_cache_hits", "Prompt tokens found in the prefix cache (no prefix cache yet: 0).", 0);
-  counter("dsv3:num_preemptions_total", "Preemptions (none: sequences are never preempted).", 0);
+  gauge("dsv3:kv_cache_blocks_total", "Blocks in the KV cache pool.", double(s.kv_blocks_total));
+  gauge("dsv3:kv_cache_blocks_used", "Pool blocks held by running sequences.", double(s.kv_blocks_used));
+  gauge("dsv3:kv_cache_blocks_cached", "Unreferenced pool blocks kept for prefix reuse (evicted when needed).",
+        double(s.kv_blocks_cached));
+  gauge("dsv3:kv_cache_block_size", "Positions per KV cache block.", double(s.kv_block_size));
+  counter("dsv3:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.",
+          double(s.prefix_cache_queries_total));
+  counter("dsv3:prefix_cache_hits", "Prompt tokens found in the prefix cache (not prefilled).",
+          double(s.prefix_cache_hits_total));
+  counter("dsv3:num_preemptions_total", "Requests preempted (their blocks freed, recomputed later) for lack of blocks.",
+          double(s.preemptions_total));
   counter("dsv3:prompt_tokens_total", "Prefilled prompt tokens.", double(s.prompt_tokens_total));
   counter("dsv3:generation_tokens_total", "Generated tokens.", double(s.generation_tokens_total));
   counter("dsv3:iteration_tokens_total", "Entries (prompt + decode tokens) over all forward steps.",

@@ -93,6 +93,8 @@ GenerationOptions parse_common(const Json& body, const SamplingDefaults& d, bool
   g.sampling.top_p = d.top_p;
   g.sampling.top_k = d.top_k;
   g.sampling.min_p = d.min_p;
+  if (get_string(body, "cache_salt", g.cache_salt) && g.cache_salt.empty())
+    bad_field("cache_salt", "must be a non-empty string when given");
   int64_t i64 = 0;
   if (get_int(body, "max_tokens", i64)) {
     if (i64 < 1) bad_field("max_tokens", fmt::format("must be at least 1, got {}", i64));

@@ -41,6 +41,7 @@ struct GenerationOptions {
   bool include_stop_str_in_output = false;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+  std::string cache_salt;  // vLLM's: prefix-cache blocks are shared only among requests with the same salt
   int64_t min_tokens = 0;
   bool logprobs = false;
   int top_logprobs = 0;

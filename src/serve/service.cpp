@@ -126,7 +126,16 @@ ApiResponse Service::route(const ApiRequest& req) {
   const std::string& p = req.path;
   if (req.method == "GET") {
     if (p == "/v1/models" || p == "/models") return models();
-    if (p == "/health" || p == "/v1/health") return json_response({{"status", "ok"}});
+    if (p == "/health" || p == "/v1/health") {
+      const SchedulerStats st = scheduler_.stats();
+      return json_response({{"status", "ok"},
+                            {"kv_cache",
+                             {{"blocks_total", st.kv_blocks_total},
+                              {"blocks_used", st.kv_blocks_used},
+                              {"blocks_cached", st.kv_blocks_cached},
+                              {"block_size", st.kv_block_size},
+                              {"bytes_per_token", st.kv_bytes_per_token}}}});
+    }
     if (p == "/metrics") {
       ApiResponse r;
       r.content_type = "text/plain; version=0.0.4";
@@ -247,6 +256,7 @@ struct Call {
   };
   std::vector<ChoiceState> choices;
   int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;  // of prompt_tokens, held by cached blocks (not prefilled)
   int64_t n_open = 0;
   bool error = false;
   Clock::time_point arrived = Clock::now();
@@ -263,7 +273,7 @@ struct Call {
     return {{"prompt_tokens", prompt_tokens},
             {"completion_tokens", completion},
             {"total_tokens", prompt_tokens + completion},
-            {"prompt_tokens_details", {{"cached_tokens", 0}}}};
+            {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}}};
   }
 
   // A whole (non-streamed) response.
@@ -431,7 +441,11 @@ RequestCallbacks callbacks_for(const std::shared_ptr<Call>& call, int choice_off
   RequestCallbacks cb;
   cb.on_token = [call, choice_offset](int i, const SampledToken& t) { return call->on_token(choice_offset + i, t); };
   cb.on_finish = [call, choice_offset](int i, FinishReason r) { call->on_finish(choice_offset + i, r); };
-  cb.on_admitted = [call] { call->metrics->observe_queue_time(seconds(call->arrived, Clock::now())); };
+  cb.on_admitted = [call](int64_t cached) {
+    call->metrics->observe_queue_time(seconds(call->arrived, Clock::now()));
+    std::lock_guard lock(call->mu);
+    call->cached_tokens += cached;
+  };
   cb.disconnected = [call, disconnected] { return call->events->abandoned() || (disconnected && disconnected()); };
   return cb;
 }
@@ -468,6 +482,7 @@ ScheduledRequest scheduled(const GenerationOptions& g, std::vector<int32_t> prom
   sr.stop_ids = g.stop_token_ids;
   if (!g.ignore_eos) sr.stop_ids.insert(sr.stop_ids.end(), eos_ids.begin(), eos_ids.end());
   sr.top_logprobs = g.logprobs ? g.top_logprobs : -1;
+  sr.cache_salt = g.cache_salt;
   return sr;
 }
 

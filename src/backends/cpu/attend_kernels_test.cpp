@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "backends/cpu/test_weights.h"
+#include "base/dtype.h"
 
 namespace dsv3 {
 namespace {
@@ -17,6 +18,26 @@ using testing::random_vector;
 
 // got against Σ_k term(k) for k < K in double, within f32 accumulation error of a length-K dot:
 // K · 2^-24 · Σ|terms| (x4).
+// Cache rows as the paged cache hands them over: one pointer per row, rows out of order in
+// memory (reversed here), f32 or BF16. `c` is rounded to BF16 in place for a BF16 case so that
+// the double sums see the values the kernel reads.
+struct Rows {
+  std::vector<uint16_t> bf16;
+  std::vector<const void*> ptr;
+};
+Rows rows_of(std::vector<float>& c, int64_t m, int64_t stride, CacheDtype dt) {
+  Rows r;
+  if (dt == CacheDtype::BF16) {
+    r.bf16.resize(c.size());
+    for (size_t i = 0; i < c.size(); ++i) c[i] = bf16_to_f32(r.bf16[i] = f32_to_bf16(c[i]));
+  }
+  for (int64_t j = 0; j < m; ++j) {
+    const int64_t at = (m - 1 - j) * stride;  // row j stored at slot m-1-j
+    r.ptr.push_back(dt == CacheDtype::F32 ? static_cast<const void*>(c.data() + at) : r.bf16.data() + at);
+  }
+  return r;
+}
+
 template <class F>
 void expect_dot(float got, int64_t K, F term, double scale, const std::string& what) {
   const auto d = double_sum(K, term);
@@ -30,16 +51,20 @@ TEST(AttendKernels, ScoresMatchDoubleSums) {
         for (int64_t m : {1, 5, 17}) {
           const int64_t stride = k_len + 3, ld = m + 2;  // strides wider than the data
           auto q = random_vector(nq * k_len, uint32_t(nq + k_len));
-          auto c = random_vector(m * stride, uint32_t(m + 7));
-          std::vector<float> s(size_t(nq * ld), NAN);
-          cpu::attend_scores(q.data(), nq, k_len, c.data(), stride, m, 0.25f, s.data(), ld);
-          for (int64_t h = 0; h < nq; ++h)
-            for (int64_t j = 0; j < m; ++j)
-              expect_dot(
-                  s[size_t(h * ld + j)], k_len,
-                  [&](int64_t k) { return double(q[size_t(h * k_len + k)]) * c[size_t(j * stride + k)]; }, 0.25,
-                  "nq " + std::to_string(nq) + " k " + std::to_string(k_len) + " m " + std::to_string(m) + " at " +
-                      std::to_string(h) + "," + std::to_string(j));
+          for (CacheDtype dt : {CacheDtype::F32, CacheDtype::BF16}) {
+            auto c = random_vector(m * stride, uint32_t(m + 7));
+            const Rows rows = rows_of(c, m, stride, dt);
+            std::vector<float> s(size_t(nq * ld), NAN);
+            cpu::attend_scores(q.data(), nq, k_len, rows.ptr.data(), dt, m, 0.25f, s.data(), ld);
+            for (int64_t h = 0; h < nq; ++h)
+              for (int64_t j = 0; j < m; ++j)
+                expect_dot(
+                    s[size_t(h * ld + j)], k_len,
+                    [&](int64_t k) { return double(q[size_t(h * k_len + k)]) * c[size_t((m - 1 - j) * stride + k)]; },
+                    0.25,
+                    std::string(cache_dtype_name(dt)) + " nq " + std::to_string(nq) + " k " + std::to_string(k_len) +
+                        " m " + std::to_string(m) + " at " + std::to_string(h) + "," + std::to_string(j));
+          }
         }
   });
 }
@@ -51,16 +76,20 @@ TEST(AttendKernels, ValuesMatchDoubleSums) {
         for (int64_t m : {1, 6, 40}) {
           const int64_t stride = len + 64 + 5, ld = m + 1;
           auto p = random_vector(nq * ld, uint32_t(nq + m));
-          auto c = random_vector(m * stride, uint32_t(len + 11));
-          std::vector<float> o(size_t(nq * len), NAN);
-          cpu::attend_values(p.data(), nq, ld, c.data(), stride, m, len, o.data());
-          for (int64_t h = 0; h < nq; ++h)
-            for (int64_t k = 0; k < len; ++k)
-              expect_dot(
-                  o[size_t(h * len + k)], m,
-                  [&](int64_t j) { return double(p[size_t(h * ld + j)]) * c[size_t(j * stride + k)]; }, 1.0,
-                  "nq " + std::to_string(nq) + " len " + std::to_string(len) + " m " + std::to_string(m) + " at " +
-                      std::to_string(h) + "," + std::to_string(k));
+          for (CacheDtype dt : {CacheDtype::F32, CacheDtype::BF16}) {
+            auto c = random_vector(m * stride, uint32_t(len + 11));
+            const Rows rows = rows_of(c, m, stride, dt);
+            std::vector<float> o(size_t(nq * len), NAN);
+            cpu::attend_values(p.data(), nq, ld, rows.ptr.data(), dt, m, len, o.data());
+            for (int64_t h = 0; h < nq; ++h)
+              for (int64_t k = 0; k < len; ++k)
+                expect_dot(
+                    o[size_t(h * len + k)], m,
+                    [&](int64_t j) { return double(p[size_t(h * ld + j)]) * c[size_t((m - 1 - j) * stride + k)]; },
+                    1.0,
+                    std::string(cache_dtype_name(dt)) + " nq " + std::to_string(nq) + " len " + std::to_string(len) +
+                        " m " + std::to_string(m) + " at " + std::to_string(h) + "," + std::to_string(k));
+          }
         }
   });
 }

@@ -80,6 +80,7 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   float* qcat = grow(qcat_, n * nh * row);  // [n, nh, L + R] = [q_lat | q_pe]
   float* olat = grow(olat_, n * nh * L);    // [n, nh, L]
   double* md = grow(running_, 2 * n * nh);  // [n, nh]: fold_part's m and d
+  if (row_ptrs_.size() < size_t(T)) row_ptrs_.assign(size_t(T), std::vector<const void*>(size_t(kPartRows)));
 
   // Step 1: qcat for every entry, per head and chunk of entries (each entry's sums the same in any
   // chunk: matvec_t_rows).
@@ -101,9 +102,11 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
     int64_t first = i0;
     while (ctx[size_t(first)].n_ctx <= j0) ++first;
     const int64_t rows_q = (i1 - first) * nh, m = std::min(kPartRows, ctx[size_t(i1 - 1)].n_ctx - j0);
-    const float* c = ctx[size_t(first)].rows + j0 * row;
+    const LatentRows& cx = ctx[size_t(first)];
+    const void** c = row_ptrs_[size_t(t)].data();  // the part's rows, wherever their blocks are
+    for (int64_t j = 0; j < m; ++j) c[j] = cx.row(j0 + j, row);
     float* sc = thread_scratch(t, rows_q * m);  // [rows_q, m]
-    cpu::attend_scores(qcat + first * nh * row, rows_q, row, c, row, m, s.softmax_scale, sc, m);
+    cpu::attend_scores(qcat + first * nh * row, rows_q, row, c, cx.dtype, m, s.softmax_scale, sc, m);
     for (int64_t i = first; i < i1; ++i) {
       const int64_t len = std::min(kPartRows, ctx[size_t(i)].n_ctx - j0);
       for (int64_t h = 0; h < nh; ++h) {
@@ -114,7 +117,7 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
         std::fill(sc + k * m + len, sc + (k + 1) * m, 0.0f);
       }
     }
-    cpu::attend_values(sc, rows_q, m, c, row, m, L, o);
+    cpu::attend_values(sc, rows_q, m, c, cx.dtype, m, L, o);
     return first;
   };
 
@@ -123,7 +126,7 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   std::vector<int64_t>& starts = block_starts_;
   starts.clear();
   for (int64_t i = 0; i < n; ++i)
-    if (i == 0 || i - starts.back() == kAttendBlock || ctx[size_t(i)].rows != ctx[size_t(i - 1)].rows ||
+    if (i == 0 || i - starts.back() == kAttendBlock || !ctx[size_t(i)].same_rows(ctx[size_t(i - 1)]) ||
         ctx[size_t(i)].n_ctx != ctx[size_t(i - 1)].n_ctx + 1)
       starts.push_back(i);
   starts.push_back(n);

@@ -43,6 +43,7 @@ void mla_attention_absorbed(const MlaShape& s, const float* q, int64_t n, std::s
   const auto heads = dequant_kv_b(s);
   const int64_t L = s.kv_lora_rank, R = s.qk_rope_head_dim, row = s.cache_row();
   std::vector<double> q_lat(static_cast<size_t>(L)), o_lat(static_cast<size_t>(L));
+  std::vector<float> tmp(static_cast<size_t>(row));
   for (int64_t i = 0; i < n; ++i) {
     const LatentRows& c = ctx[size_t(i)];
     for (int64_t h = 0; h < s.n_heads; ++h) {
@@ -55,7 +56,7 @@ void mla_attention_absorbed(const MlaShape& s, const float* q, int64_t n, std::s
       }
       std::vector<double> p(static_cast<size_t>(c.n_ctx));
       for (int64_t t = 0; t < c.n_ctx; ++t) {
-        const float* kv = c.rows + t * row;
+        const float* kv = c.row_f32(t, row, tmp.data());
         double acc = 0;
         for (int64_t c2 = 0; c2 < L; ++c2) acc += q_lat[c2] * kv[c2];
         for (int64_t r = 0; r < R; ++r) acc += double(qh[s.qk_nope_head_dim + r]) * kv[L + r];
@@ -63,8 +64,10 @@ void mla_attention_absorbed(const MlaShape& s, const float* q, int64_t n, std::s
       }
       softmax(p);
       std::fill(o_lat.begin(), o_lat.end(), 0.0);
-      for (int64_t t = 0; t < c.n_ctx; ++t)
-        for (int64_t c2 = 0; c2 < L; ++c2) o_lat[c2] += p[t] * c.rows[t * row + c2];
+      for (int64_t t = 0; t < c.n_ctx; ++t) {
+        const float* kv = c.row_f32(t, row, tmp.data());
+        for (int64_t c2 = 0; c2 < L; ++c2) o_lat[c2] += p[t] * kv[c2];
+      }
       float* oh = out + (i * s.n_heads + h) * s.v_head_dim;
       for (int64_t d = 0; d < s.v_head_dim; ++d) {
         double acc = 0;
@@ -79,13 +82,14 @@ void mla_attention_naive(const MlaShape& s, const float* q, int64_t n, std::span
   const auto heads = dequant_kv_b(s);
   const int64_t L = s.kv_lora_rank, R = s.qk_rope_head_dim, row = s.cache_row();
   const int64_t nope = s.qk_nope_head_dim, vd = s.v_head_dim;
+  std::vector<float> tmp(static_cast<size_t>(row));
   for (int64_t i = 0; i < n; ++i) {
     const LatentRows& c = ctx[size_t(i)];
     for (int64_t h = 0; h < s.n_heads; ++h) {
       // Expand this head's keys [k_nope | k_pe] and values from every cached latent.
       std::vector<float> k(size_t(c.n_ctx * (nope + R))), v(static_cast<size_t>(c.n_ctx * vd));
       for (int64_t t = 0; t < c.n_ctx; ++t) {
-        const float* kv = c.rows + t * row;
+        const float* kv = c.row_f32(t, row, tmp.data());
         for (int64_t d = 0; d < nope; ++d) {
           double acc = 0;
           for (int64_t c2 = 0; c2 < L; ++c2) acc += double(kv[c2]) * heads[h].k[d * L + c2];

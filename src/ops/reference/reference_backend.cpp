@@ -1,6 +1,16 @@
 #include "ops/reference/reference.h"
 
+#include "base/dtype.h"
+
 namespace dsv3 {
+
+const float* LatentRows::row_f32(int64_t j, int64_t row_values, float* tmp) const {
+  const void* p = row(j, row_values);
+  if (dtype == CacheDtype::F32) return static_cast<const float*>(p);
+  const auto* b = static_cast<const uint16_t*>(p);
+  for (int64_t k = 0; k < row_values; ++k) tmp[k] = bf16_to_f32(b[k]);
+  return tmp;
+}
 
 void ReferenceBackend::embed(const Weight& table, std::span<const int32_t> ids, float* out) {
   ref::embed(table, ids, out);
