@@ -24,8 +24,9 @@ void BlockPool::grow(int64_t n_blocks) {
   if (n_blocks <= old) return;
   const size_t layer_bytes = size_t(n_blocks * layout_.block_size * layout_.row_bytes());
   for (auto& l : layers_) {
-    // Uninitialised: a fixed pool's pages are committed as blocks are first written.
-    std::unique_ptr<std::byte[]> bigger(new std::byte[layer_bytes]);
+    // A fixed pool is touched (zeroed) now, so that its memory is taken once at start and the
+    // process's size stays flat however the blocks are used later; a growable one is not.
+    std::unique_ptr<std::byte[]> bigger(growable_ ? new std::byte[layer_bytes] : new std::byte[layer_bytes]());
     if (old > 0) std::memcpy(bigger.get(), l.get(), size_t(old * layout_.block_size * layout_.row_bytes()));
     l = std::move(bigger);
   }

@@ -34,8 +34,8 @@ struct CacheLayout {
 
 class BlockPool {
  public:
-  // n_blocks > 0: a fixed pool of that many blocks, its memory reserved at once (the OS commits
-  // pages as they are first written). n_blocks == 0: a growable pool that never runs out (tests,
+  // n_blocks > 0: a fixed pool of that many blocks, its memory allocated and touched at once (the
+  // process's size does not grow afterwards). n_blocks == 0: a growable pool that never runs out (tests,
   // tools, chat and generate without --kv-cache-mb). Throws Error for a bad layout.
   BlockPool(CacheLayout layout, int64_t n_blocks);
   BlockPool(const BlockPool&) = delete;

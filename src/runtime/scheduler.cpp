@@ -273,7 +273,7 @@ void Scheduler::sweep() {
   refresh_pool_stats();
 }
 
-bool Scheduler::start(Active& a, bool must) {
+bool Scheduler::start(Active& a, bool must, int64_t& reserved) {
   const int64_t bs = pool_->block_size();
   int64_t need = 0, hit_tokens = 0;
   if (!a.ever_admitted) a.seed = prefix_ ? prefix_->chain_seed(a.req.cache_salt) : 0;
@@ -294,7 +294,7 @@ bool Scheduler::start(Active& a, bool must) {
     need += (T + bs - 1) / bs - c.fed / bs;
   }
   if (!a.forked) need += int64_t(a.choices.size()) - 1;  // the other choices' copies of the last block
-  if (!must && need > pool_->n_available()) {
+  if (!must && need > pool_->n_available() - reserved) {
     for (auto& c : a.choices) {
       c.cache.reset();
       c.fed = 0;
@@ -302,6 +302,7 @@ bool Scheduler::start(Active& a, bool must) {
     }
     return false;
   }
+  reserved += need;
   if (!a.ever_admitted) {
     a.state->set_cached_tokens(hit_tokens);
     std::lock_guard lock(mu_);
@@ -326,7 +327,14 @@ void Scheduler::preempt(Active& a) {
 
 void Scheduler::admit_waiting() {
   int64_t seqs = 0;
-  for (auto& a : running_) seqs += int64_t(a->choices.size()) - a->n_done;
+  // Blocks the running requests still need for the tokens they have not fed (prompts being
+  // prefilled): a new request is admitted only when the pool has room beyond those.
+  int64_t reserved = 0;
+  for (auto& a : running_) {
+    seqs += int64_t(a->choices.size()) - a->n_done;
+    for (auto& c : a->choices)
+      if (c.runnable()) reserved += c.cache->blocks_to_write(c.fed, int64_t(c.tokens.size()));
+  }
   while (true) {
     std::unique_ptr<Active> next;
     {
@@ -340,7 +348,7 @@ void Scheduler::admit_waiting() {
       waiting_.pop_front();
     }
     // Blocks for its prompt (what the prefix cache lacks), or it waits; alone it always starts.
-    if (!start(*next, running_.empty())) {
+    if (!start(*next, running_.empty(), reserved)) {
       std::lock_guard lock(mu_);
       waiting_.push_front(std::move(next));
       break;

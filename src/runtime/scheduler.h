@@ -169,8 +169,9 @@ class Scheduler {
   void loop();
   void admit_waiting();
   // Gives a's choices their caches, from cached blocks where the prefix cache has them; false
-  // (nothing held) when the pool cannot take the rest of its tokens while others run.
-  bool start(Active& a, bool must);
+  // (nothing held) when the pool cannot take the rest of its tokens beyond `reserved` blocks
+  // (promised to requests already running) unless `must`. Adds its own need to `reserved`.
+  bool start(Active& a, bool must, int64_t& reserved);
   // Releases every cache of a and queues it again at the front (recomputed later).
   void preempt(Active& a);
   // Positions [from, to) of c writable; preempts newer requests than `a` when the pool is out.

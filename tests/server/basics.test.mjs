@@ -391,7 +391,12 @@ test('10. tokenize / detokenize (vLLM shapes) round-trip; /apply-template; /heal
   for (const p of ['/health', '/v1/health']) {
     const h = await server.fetch(p);
     assert.equal(h.status, 200, p);
-    assert.deepEqual(await h.json(), { status: 'ok' });
+    const body = await h.json();
+    assert.equal(body.status, 'ok', p);
+    // The KV cache pool: idle, so no block is held by a request.
+    assert.equal(body.kv_cache.blocks_used, 0, p);
+    assert.ok(body.kv_cache.blocks_total > 0 && body.kv_cache.block_size > 0 && body.kv_cache.bytes_per_token > 0,
+              JSON.stringify(body));
   }
 
   // /metrics: vLLM's names with the dsv3: prefix and a model_name label on every sample.
