@@ -34,7 +34,8 @@ HWY_INLINE float RowValue(const uint16_t* p, int64_t k) {
 // Scores of kH heads against kJ cache rows: kH x kJ accumulators over k, each cache and query
 // vector loaded once per k step; the k tail in scalars.
 template <int kH, int kJ, typename T>
-HWY_INLINE void ScoreBlock(const float* q, int64_t k_len, const T* const* c, float scale, float* s, int64_t ld) {
+HWY_INLINE void ScoreBlock(const float* q, int64_t k_len, const T* c, int64_t c_stride, float scale, float* s,
+                           int64_t ld) {
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df)), kv = k_len / N * N;
   VF acc[kH][kJ];
@@ -42,7 +43,7 @@ HWY_INLINE void ScoreBlock(const float* q, int64_t k_len, const T* const* c, flo
     for (int j = 0; j < kJ; ++j) acc[h][j] = hn::Zero(df);
   for (int64_t k = 0; k < kv; k += N) {
     VF cv[kJ];
-    for (int j = 0; j < kJ; ++j) cv[j] = LoadRow(df, c[j] + k);
+    for (int j = 0; j < kJ; ++j) cv[j] = LoadRow(df, c + j * c_stride + k);
     for (int h = 0; h < kH; ++h) {
       const VF qv = hn::LoadU(df, q + h * k_len + k);
       for (int j = 0; j < kJ; ++j) acc[h][j] = hn::MulAdd(qv, cv[j], acc[h][j]);
@@ -51,51 +52,63 @@ HWY_INLINE void ScoreBlock(const float* q, int64_t k_len, const T* const* c, flo
   for (int h = 0; h < kH; ++h)
     for (int j = 0; j < kJ; ++j) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[h][j]));
-      for (int64_t k = kv; k < k_len; ++k) sum += q[h * k_len + k] * RowValue(c[j], k);
+      for (int64_t k = kv; k < k_len; ++k) sum += q[h * k_len + k] * RowValue(c + j * c_stride, k);
       s[h * ld + j] = scale * sum;
     }
 }
 
+// Each score is its own dot product over k: how the rows are grouped does not change it.
 template <int kH, typename T>
-HWY_INLINE void ScoreRows(const float* q, int64_t k_len, const T* const* c, int64_t m, float scale, float* s,
-                          int64_t ld) {
+HWY_INLINE void ScoreRows(const float* q, int64_t k_len, const T* c, int64_t c_stride, int64_t m, float scale,
+                          float* s, int64_t ld) {
   constexpr int kJ = 4;
   int64_t j = 0;
-  for (; j + kJ <= m; j += kJ) ScoreBlock<kH, kJ>(q, k_len, c + j, scale, s + j, ld);
-  for (; j < m; ++j) ScoreBlock<kH, 1>(q, k_len, c + j, scale, s + j, ld);
+  for (; j + kJ <= m; j += kJ) ScoreBlock<kH, kJ>(q, k_len, c + j * c_stride, c_stride, scale, s + j, ld);
+  for (; j < m; ++j) ScoreBlock<kH, 1>(q, k_len, c + j * c_stride, c_stride, scale, s + j, ld);
 }
 
 template <typename T>
-void AttendScoresT(const float* q, int64_t nq, int64_t k_len, const T* const* c, int64_t m, float scale, float* s,
-                   int64_t ld) {
+void AttendScoresT(const float* q, int64_t nq, int64_t k_len, const RowRun* runs, int64_t n_runs, int64_t stride,
+                   float scale, float* s, int64_t ld) {
   // 4 heads x 4 rows: 16 accumulators and 8 loads per 16 FMAs (AVX2's 16 registers too).
-  int64_t h = 0;
-  for (; h + 4 <= nq; h += 4) ScoreRows<4>(q + h * k_len, k_len, c, m, scale, s + h * ld, ld);
-  for (; h < nq; ++h) ScoreRows<1>(q + h * k_len, k_len, c, m, scale, s + h * ld, ld);
+  int64_t j0 = 0;
+  for (int64_t r = 0; r < n_runs; ++r) {
+    const T* c = static_cast<const T*>(runs[r].first);
+    const int64_t m = runs[r].rows;
+    int64_t h = 0;
+    for (; h + 4 <= nq; h += 4) ScoreRows<4>(q + h * k_len, k_len, c, stride, m, scale, s + h * ld + j0, ld);
+    for (; h < nq; ++h) ScoreRows<1>(q + h * k_len, k_len, c, stride, m, scale, s + h * ld + j0, ld);
+    j0 += m;
+  }
 }
 
-void AttendScores(const float* q, int64_t nq, int64_t k_len, const void* const* rows, bool bf16, int64_t m,
-                  float scale, float* s, int64_t ld) {
-  if (bf16) return AttendScoresT(q, nq, k_len, reinterpret_cast<const uint16_t* const*>(rows), m, scale, s, ld);
-  AttendScoresT(q, nq, k_len, reinterpret_cast<const float* const*>(rows), m, scale, s, ld);
+void AttendScores(const float* q, int64_t nq, int64_t k_len, const RowRun* runs, int64_t n_runs, int64_t stride,
+                  bool bf16, float scale, float* s, int64_t ld) {
+  if (bf16) return AttendScoresT<uint16_t>(q, nq, k_len, runs, n_runs, stride, scale, s, ld);
+  AttendScoresT<float>(q, nq, k_len, runs, n_runs, stride, scale, s, ld);
 }
 
 // Values of kH heads over columns [k0, k0 + kV·N): kH x kV accumulators, one pass over the rows,
 // each row's kV vectors loaded once and each probability broadcast once.
 template <int kH, int kV, typename T>
-HWY_INLINE void ValueBlock(const float* p, int64_t ld, const T* const* c, int64_t m, int64_t k0, float* o,
-                           int64_t len) {
+HWY_INLINE void ValueBlock(const float* p, int64_t ld, const RowRun* runs, int64_t n_runs, int64_t stride, int64_t k0,
+                           float* o, int64_t len) {
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df));
   VF acc[kH][kV];
   for (int h = 0; h < kH; ++h)
     for (int v = 0; v < kV; ++v) acc[h][v] = hn::Zero(df);
-  for (int64_t j = 0; j < m; ++j) {
-    VF cv[kV];
-    for (int v = 0; v < kV; ++v) cv[v] = LoadRow(df, c[j] + k0 + v * N);
-    for (int h = 0; h < kH; ++h) {
-      const VF pv = hn::Set(df, p[h * ld + j]);
-      for (int v = 0; v < kV; ++v) acc[h][v] = hn::MulAdd(pv, cv[v], acc[h][v]);
+  // One pass over the rows in order, run after run: the sums of contiguous rows.
+  int64_t j = 0;
+  for (int64_t r = 0; r < n_runs; ++r) {
+    const T* c = static_cast<const T*>(runs[r].first) + k0;
+    for (const int64_t end = j + runs[r].rows; j < end; ++j, c += stride) {
+      VF cv[kV];
+      for (int v = 0; v < kV; ++v) cv[v] = LoadRow(df, c + v * N);
+      for (int h = 0; h < kH; ++h) {
+        const VF pv = hn::Set(df, p[h * ld + j]);
+        for (int v = 0; v < kV; ++v) acc[h][v] = hn::MulAdd(pv, cv[v], acc[h][v]);
+      }
     }
   }
   for (int h = 0; h < kH; ++h)
@@ -103,21 +116,27 @@ HWY_INLINE void ValueBlock(const float* p, int64_t ld, const T* const* c, int64_
 }
 
 template <int kH, typename T>
-HWY_INLINE void ValueRows(const float* p, int64_t ld, const T* const* c, int64_t m, int64_t len, float* o) {
+HWY_INLINE void ValueRows(const float* p, int64_t ld, const RowRun* runs, int64_t n_runs, int64_t stride, int64_t len,
+                          float* o) {
   const int64_t N = int64_t(hn::Lanes(DF()));
   int64_t k = 0;
-  for (; k + 2 * N <= len; k += 2 * N) ValueBlock<kH, 2>(p, ld, c, m, k, o, len);
-  for (; k + N <= len; k += N) ValueBlock<kH, 1>(p, ld, c, m, k, o, len);
+  for (; k + 2 * N <= len; k += 2 * N) ValueBlock<kH, 2, T>(p, ld, runs, n_runs, stride, k, o, len);
+  for (; k + N <= len; k += N) ValueBlock<kH, 1, T>(p, ld, runs, n_runs, stride, k, o, len);
   for (; k < len; ++k)
     for (int h = 0; h < kH; ++h) {
       float sum = 0;
-      for (int64_t j = 0; j < m; ++j) sum += p[h * ld + j] * RowValue(c[j], k);
+      int64_t j = 0;
+      for (int64_t r = 0; r < n_runs; ++r) {
+        const T* c = static_cast<const T*>(runs[r].first);
+        for (int64_t i = 0; i < runs[r].rows; ++i, ++j) sum += p[h * ld + j] * RowValue(c + i * stride, k);
+      }
       o[h * len + k] = sum;
     }
 }
 
 template <typename T>
-void AttendValuesT(const float* p, int64_t nq, int64_t ld, const T* const* c, int64_t m, int64_t len, float* o) {
+void AttendValuesT(const float* p, int64_t nq, int64_t ld, const RowRun* c, int64_t n_runs, int64_t stride,
+                   int64_t len, float* o) {
   // 8 heads x 2 vectors (6 x 2 with AVX2's 16 registers): 16 accumulators, 2 loads and 8
   // broadcasts per 16 FMAs; the cache part is read once per 8 heads.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
@@ -126,15 +145,15 @@ void AttendValuesT(const float* p, int64_t nq, int64_t ld, const T* const* c, in
   constexpr int kH = 6;
 #endif
   int64_t h = 0;
-  for (; h + kH <= nq; h += kH) ValueRows<kH>(p + h * ld, ld, c, m, len, o + h * len);
-  for (; h + 2 <= nq; h += 2) ValueRows<2>(p + h * ld, ld, c, m, len, o + h * len);
-  for (; h < nq; ++h) ValueRows<1>(p + h * ld, ld, c, m, len, o + h * len);
+  for (; h + kH <= nq; h += kH) ValueRows<kH, T>(p + h * ld, ld, c, n_runs, stride, len, o + h * len);
+  for (; h + 2 <= nq; h += 2) ValueRows<2, T>(p + h * ld, ld, c, n_runs, stride, len, o + h * len);
+  for (; h < nq; ++h) ValueRows<1, T>(p + h * ld, ld, c, n_runs, stride, len, o + h * len);
 }
 
-void AttendValues(const float* p, int64_t nq, int64_t ld, const void* const* rows, bool bf16, int64_t m, int64_t len,
-                  float* o) {
-  if (bf16) return AttendValuesT(p, nq, ld, reinterpret_cast<const uint16_t* const*>(rows), m, len, o);
-  AttendValuesT(p, nq, ld, reinterpret_cast<const float* const*>(rows), m, len, o);
+void AttendValues(const float* p, int64_t nq, int64_t ld, const RowRun* runs, int64_t n_runs, int64_t stride,
+                  bool bf16, int64_t len, float* o) {
+  if (bf16) return AttendValuesT<uint16_t>(p, nq, ld, runs, n_runs, stride, len, o);
+  AttendValuesT<float>(p, nq, ld, runs, n_runs, stride, len, o);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -147,13 +166,13 @@ namespace dsv3::cpu {
 HWY_EXPORT(AttendScores);
 HWY_EXPORT(AttendValues);
 
-void attend_scores(const float* q, int64_t nq, int64_t k_len, const void* const* rows, CacheDtype dtype, int64_t m,
-                   float scale, float* s, int64_t ld) {
-  HWY_DYNAMIC_DISPATCH(AttendScores)(q, nq, k_len, rows, dtype == CacheDtype::BF16, m, scale, s, ld);
+void attend_scores(const float* q, int64_t nq, int64_t k_len, const RowRun* runs, int64_t n_runs, int64_t stride,
+                   CacheDtype dtype, float scale, float* s, int64_t ld) {
+  HWY_DYNAMIC_DISPATCH(AttendScores)(q, nq, k_len, runs, n_runs, stride, dtype == CacheDtype::BF16, scale, s, ld);
 }
-void attend_values(const float* p, int64_t nq, int64_t ld, const void* const* rows, CacheDtype dtype, int64_t m,
-                   int64_t len, float* o) {
-  HWY_DYNAMIC_DISPATCH(AttendValues)(p, nq, ld, rows, dtype == CacheDtype::BF16, m, len, o);
+void attend_values(const float* p, int64_t nq, int64_t ld, const RowRun* runs, int64_t n_runs, int64_t stride,
+                   CacheDtype dtype, int64_t len, float* o) {
+  HWY_DYNAMIC_DISPATCH(AttendValues)(p, nq, ld, runs, n_runs, stride, dtype == CacheDtype::BF16, len, o);
 }
 
 }  // namespace dsv3::cpu

@@ -18,23 +18,32 @@ using testing::random_vector;
 
 // got against Σ_k term(k) for k < K in double, within f32 accumulation error of a length-K dot:
 // K · 2^-24 · Σ|terms| (x4).
-// Cache rows as the paged cache hands them over: one pointer per row, rows out of order in
-// memory (reversed here), f32 or BF16. `c` is rounded to BF16 in place for a BF16 case so that
-// the double sums see the values the kernel reads.
+// Cache rows as the paged cache hands them over: runs of up to 3 consecutive rows, each run in a
+// buffer of its own (so runs are neither adjacent nor in order in memory), f32 or BF16. `c` (the
+// logical rows, m x stride) is rounded to BF16 in place for a BF16 case so that the double sums
+// see the values the kernel reads.
 struct Rows {
-  std::vector<uint16_t> bf16;
-  std::vector<const void*> ptr;
+  std::vector<std::vector<float>> f32;
+  std::vector<std::vector<uint16_t>> bf16;
+  std::vector<cpu::RowRun> runs;
 };
 Rows rows_of(std::vector<float>& c, int64_t m, int64_t stride, CacheDtype dt) {
   Rows r;
-  if (dt == CacheDtype::BF16) {
-    r.bf16.resize(c.size());
-    for (size_t i = 0; i < c.size(); ++i) c[i] = bf16_to_f32(r.bf16[i] = f32_to_bf16(c[i]));
+  if (dt == CacheDtype::BF16)
+    for (auto& x : c) x = bf16_to_f32(f32_to_bf16(x));
+  for (int64_t j = 0; j < m; j += 3) {
+    const int64_t n = std::min<int64_t>(3, m - j);
+    const float* src = c.data() + j * stride;
+    if (dt == CacheDtype::F32) {
+      r.f32.emplace_back(src, src + n * stride);
+    } else {
+      r.bf16.emplace_back();
+      for (int64_t k = 0; k < n * stride; ++k) r.bf16.back().push_back(f32_to_bf16(src[k]));
+    }
+    r.runs.push_back({nullptr, n});
   }
-  for (int64_t j = 0; j < m; ++j) {
-    const int64_t at = (m - 1 - j) * stride;  // row j stored at slot m-1-j
-    r.ptr.push_back(dt == CacheDtype::F32 ? static_cast<const void*>(c.data() + at) : r.bf16.data() + at);
-  }
+  for (size_t i = 0; i < r.runs.size(); ++i)
+    r.runs[i].first = dt == CacheDtype::F32 ? static_cast<const void*>(r.f32[i].data()) : r.bf16[i].data();
   return r;
 }
 
@@ -55,12 +64,13 @@ TEST(AttendKernels, ScoresMatchDoubleSums) {
             auto c = random_vector(m * stride, uint32_t(m + 7));
             const Rows rows = rows_of(c, m, stride, dt);
             std::vector<float> s(size_t(nq * ld), NAN);
-            cpu::attend_scores(q.data(), nq, k_len, rows.ptr.data(), dt, m, 0.25f, s.data(), ld);
+            cpu::attend_scores(q.data(), nq, k_len, rows.runs.data(), int64_t(rows.runs.size()), stride, dt, 0.25f,
+                               s.data(), ld);
             for (int64_t h = 0; h < nq; ++h)
               for (int64_t j = 0; j < m; ++j)
                 expect_dot(
                     s[size_t(h * ld + j)], k_len,
-                    [&](int64_t k) { return double(q[size_t(h * k_len + k)]) * c[size_t((m - 1 - j) * stride + k)]; },
+                    [&](int64_t k) { return double(q[size_t(h * k_len + k)]) * c[size_t(j * stride + k)]; },
                     0.25,
                     std::string(cache_dtype_name(dt)) + " nq " + std::to_string(nq) + " k " + std::to_string(k_len) +
                         " m " + std::to_string(m) + " at " + std::to_string(h) + "," + std::to_string(j));
@@ -80,12 +90,13 @@ TEST(AttendKernels, ValuesMatchDoubleSums) {
             auto c = random_vector(m * stride, uint32_t(len + 11));
             const Rows rows = rows_of(c, m, stride, dt);
             std::vector<float> o(size_t(nq * len), NAN);
-            cpu::attend_values(p.data(), nq, ld, rows.ptr.data(), dt, m, len, o.data());
+            cpu::attend_values(p.data(), nq, ld, rows.runs.data(), int64_t(rows.runs.size()), stride, dt, len,
+                               o.data());
             for (int64_t h = 0; h < nq; ++h)
               for (int64_t k = 0; k < len; ++k)
                 expect_dot(
                     o[size_t(h * len + k)], m,
-                    [&](int64_t j) { return double(p[size_t(h * ld + j)]) * c[size_t((m - 1 - j) * stride + k)]; },
+                    [&](int64_t j) { return double(p[size_t(h * ld + j)]) * c[size_t(j * stride + k)]; },
                     1.0,
                     std::string(cache_dtype_name(dt)) + " nq " + std::to_string(nq) + " len " + std::to_string(len) +
                         " m " + std::to_string(m) + " at " + std::to_string(h) + "," + std::to_string(k));

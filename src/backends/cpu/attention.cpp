@@ -80,7 +80,7 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
   float* qcat = grow(qcat_, n * nh * row);  // [n, nh, L + R] = [q_lat | q_pe]
   float* olat = grow(olat_, n * nh * L);    // [n, nh, L]
   double* md = grow(running_, 2 * n * nh);  // [n, nh]: fold_part's m and d
-  if (row_ptrs_.size() < size_t(T)) row_ptrs_.assign(size_t(T), std::vector<const void*>(size_t(kPartRows)));
+  if (row_runs_.size() < size_t(T)) row_runs_.assign(size_t(T), std::vector<cpu::RowRun>(size_t(kPartRows)));
 
   // Step 1: qcat for every entry, per head and chunk of entries (each entry's sums the same in any
   // chunk: matvec_t_rows).
@@ -103,10 +103,16 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
     while (ctx[size_t(first)].n_ctx <= j0) ++first;
     const int64_t rows_q = (i1 - first) * nh, m = std::min(kPartRows, ctx[size_t(i1 - 1)].n_ctx - j0);
     const LatentRows& cx = ctx[size_t(first)];
-    const void** c = row_ptrs_[size_t(t)].data();  // the part's rows, wherever their blocks are
-    for (int64_t j = 0; j < m; ++j) c[j] = cx.row(j0 + j, row);
+    // The part's rows as runs of consecutive rows: one per cache block it touches.
+    cpu::RowRun* c = row_runs_[size_t(t)].data();
+    int64_t n_runs = 0;
+    for (int64_t j = 0; j < m;) {
+      const int64_t len = cx.blocks ? std::min(m - j, cx.block_size - (j0 + j) % cx.block_size) : m - j;
+      c[n_runs++] = {cx.row(j0 + j, row), len};
+      j += len;
+    }
     float* sc = thread_scratch(t, rows_q * m);  // [rows_q, m]
-    cpu::attend_scores(qcat + first * nh * row, rows_q, row, c, cx.dtype, m, s.softmax_scale, sc, m);
+    cpu::attend_scores(qcat + first * nh * row, rows_q, row, c, n_runs, row, cx.dtype, s.softmax_scale, sc, m);
     for (int64_t i = first; i < i1; ++i) {
       const int64_t len = std::min(kPartRows, ctx[size_t(i)].n_ctx - j0);
       for (int64_t h = 0; h < nh; ++h) {
@@ -117,7 +123,7 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
         std::fill(sc + k * m + len, sc + (k + 1) * m, 0.0f);
       }
     }
-    cpu::attend_values(sc, rows_q, m, c, cx.dtype, m, L, o);
+    cpu::attend_values(sc, rows_q, m, c, n_runs, row, cx.dtype, L, o);
     return first;
   };
 

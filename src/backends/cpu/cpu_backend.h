@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "backends/cpu/attend_kernels.h"
 #include "base/thread_pool.h"
 #include "ops/reference/reference.h"
 
@@ -73,7 +74,7 @@ class CpuBackend : public ReferenceBackend {
   std::vector<int64_t> block_starts_;
   std::vector<float> route_f_;
   std::vector<double> running_;      // attention: per (entry, head) softmax max and sum
-  std::vector<std::vector<const void*>> row_ptrs_;  // attention: per thread, a part's cache rows
+  std::vector<std::vector<cpu::RowRun>> row_runs_;  // attention: per thread, a part's cache rows
   std::vector<LinearJob> attn_jobs_;  // attention: kv_b_proj's value bands
   std::vector<LinearJob> jobs_;
   struct RowChunk {
