@@ -1,0 +1,610 @@
+// The chat page: wires chat.js (state, requests, wording) and markdown.js (safe rendering) to the
+// DOM of index.html. It talks only to the server that served it, by relative URLs:
+// GET v1/models (model id, context size, sampling defaults) and POST v1/chat/completions
+// (streamed, with usage).
+import * as chat from './chat.js';
+import { loadMarkdown, renderMarkdown } from './markdown.js';
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  conversations: $('conversations'), newChat: $('new-chat'), theme: $('theme'), settingsOpen: $('settings-open'),
+  sidebarToggle: $('sidebar-toggle'), title: $('title'), titleEdit: $('title-edit'), rename: $('rename'),
+  export: $('export'), delete: $('delete'), server: $('server'), messages: $('messages'), empty: $('empty'),
+  notice: $('notice'), composer: $('composer'), input: $('input'), send: $('send'), stop: $('stop'),
+  settings: $('settings'), setSystem: $('set-system'), setTemperature: $('set-temperature'), setTopP: $('set-top-p'),
+  setMaxTokens: $('set-max-tokens'), setApiKey: $('set-api-key'), settingsError: $('settings-error'),
+  settingsReset: $('settings-reset'), exportAll: $('export-all'),
+};
+
+let state = chat.loadState(localStorage);
+let settings = chat.loadSettings(localStorage);
+let server = { model: null, ctx: null, defaults: null };
+// The reply being streamed (one at a time): {convId, msg, controller}.
+let active = null;
+
+// ------------------------------------------------------------------------------------------------
+// Persistence
+
+let saveTimer = null;
+function save() {
+  clearTimeout(saveTimer);
+  saveTimer = null;
+  const err = chat.saveState(localStorage, state);
+  if (err) showNotice(err);
+}
+// While a reply streams, at most one write every half second (each write stores every conversation).
+function saveSoon() {
+  if (!saveTimer) saveTimer = setTimeout(save, 500);
+}
+function saveSettings() {
+  localStorage.setItem(chat.SETTINGS_KEY, JSON.stringify(settings));
+}
+
+function current() {
+  return chat.findConversation(state, state.currentId);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rendering
+
+function showNotice(text) {
+  els.notice.textContent = text;
+  els.notice.hidden = !text;
+}
+
+function renderSidebar() {
+  els.conversations.replaceChildren();
+  for (const c of state.conversations) {
+    const li = document.createElement('li');
+    li.className = 'conv' + (c.id === state.currentId ? ' current' : '');
+    li.dataset.id = c.id;
+    const b = document.createElement('button');
+    b.className = 'conv-open';
+    b.textContent = c.title;
+    b.title = c.title;
+    b.addEventListener('click', () => switchTo(c.id));
+    li.append(b);
+    if (active && active.convId === c.id) li.classList.add('busy');
+    els.conversations.append(li);
+  }
+}
+
+function renderHeader() {
+  const c = current();
+  els.title.textContent = c ? c.title : 'New chat';
+  for (const b of [els.rename, els.export, els.delete]) b.disabled = !c;
+  document.title = c ? `${c.title} · dsv3 chat` : 'dsv3 chat';
+}
+
+function isNearBottom() {
+  const m = els.messages;
+  return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+}
+
+function scrollToBottom() {
+  els.messages.scrollTop = els.messages.scrollHeight;
+}
+
+function renderMessages() {
+  const c = current();
+  const nodes = [];
+  if (c) {
+    const lastAssistant = [...c.messages].reverse().find((m) => m.role === 'assistant');
+    for (const m of c.messages) nodes.push(messageNode(m, m === lastAssistant));
+  }
+  els.empty.hidden = nodes.length > 0;
+  els.messages.replaceChildren(els.empty, ...nodes);
+  scrollToBottom();
+}
+
+function renderAll() {
+  renderSidebar();
+  renderHeader();
+  renderMessages();
+  renderComposer();
+}
+
+function renderComposer() {
+  els.send.hidden = !!active;
+  els.stop.hidden = !active;
+}
+
+function button(label, title, onClick, cls = '') {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.title = title;
+  if (cls) b.className = cls;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+function messageNode(m, isLastAssistant) {
+  const art = document.createElement('article');
+  art.className = `msg ${m.role}`;
+  art.dataset.id = m.id;
+  if (m.role === 'user') {
+    const body = document.createElement('div');
+    body.className = 'body';
+    body.textContent = m.content;
+    const actions = document.createElement('div');
+    actions.className = 'actions';
+    actions.append(button('Edit', 'Edit this message and send it again', () => startEdit(m, art)));
+    art.append(body, actions);
+    return art;
+  }
+  fillAssistant(art, m, isLastAssistant);
+  return art;
+}
+
+// (Re)draws an assistant message in place: reasoning block, Markdown body, error, statistics.
+function fillAssistant(art, m, isLastAssistant) {
+  const wasOpen = art.querySelector('details.reasoning')?.open;
+  const userToggled = art.dataset.reasoningToggled === '1';
+  art.replaceChildren();
+  art.classList.toggle('pending', !!m.pending);
+  if (m.reasoning) {
+    const det = document.createElement('details');
+    det.className = 'reasoning';
+    // Open while the model thinks (or when it never answered), closed once the answer starts,
+    // unless the user chose.
+    det.open = userToggled ? !!wasOpen : !m.content;
+    const sum = document.createElement('summary');
+    sum.textContent = m.pending && !m.content ? 'Thinking…' : 'Reasoning';
+    const body = document.createElement('div');
+    body.className = 'md';
+    body.innerHTML = renderMarkdown(m.reasoning);
+    det.append(sum, body);
+    sum.addEventListener('click', () => { art.dataset.reasoningToggled = '1'; });
+    art.append(det);
+  }
+  const body = document.createElement('div');
+  body.className = 'body md';
+  if (m.content) body.innerHTML = renderMarkdown(m.content);
+  else if (m.pending && !m.reasoning) body.innerHTML = '<p class="waiting">…</p>';
+  addCodeButtons(body);
+  art.append(body);
+  if (m.error) {
+    const err = document.createElement('div');
+    err.className = 'error';
+    err.textContent = m.error;
+    art.append(err);
+  }
+  const meta = document.createElement('div');
+  meta.className = 'meta';
+  const stats = document.createElement('span');
+  stats.className = 'stats';
+  stats.textContent = [chat.formatStats(m.stats), m.stopped && 'stopped', m.note].filter(Boolean).join(' · ');
+  meta.append(stats);
+  if (!m.pending) {
+    const actions = document.createElement('span');
+    actions.className = 'actions';
+    if (m.content) actions.append(button('Copy', 'Copy the reply as Markdown', (e) => copyText(m.content, e.target)));
+    if (isLastAssistant) actions.append(button('Regenerate', 'Ask for this reply again', () => regenerate(m)));
+    meta.append(actions);
+  }
+  art.append(meta);
+}
+
+// A header with the language and a Copy button on every code block.
+function addCodeButtons(root) {
+  for (const pre of root.querySelectorAll('pre')) {
+    const code = pre.querySelector('code');
+    if (!code) continue;
+    const lang = /language-([\w+#.-]+)/.exec(code.className)?.[1] || 'code';
+    const head = document.createElement('div');
+    head.className = 'code-head';
+    const name = document.createElement('span');
+    name.textContent = lang;
+    head.append(name, button('Copy', 'Copy this code', (e) => copyText(code.textContent, e.target), 'copy-code'));
+    const wrap = document.createElement('div');
+    wrap.className = 'code';
+    pre.replaceWith(wrap);
+    wrap.append(head, pre);
+  }
+}
+
+async function copyText(text, btn) {
+  let ok = false;
+  try {
+    await navigator.clipboard.writeText(text);
+    ok = true;
+  } catch {
+    // The asynchronous clipboard needs a secure context (http://127.0.0.1 is one, a LAN address is
+    // not): fall back to a selected textarea.
+    const ta = document.createElement('textarea');
+    ta.value = text;
+    ta.style.position = 'fixed';
+    ta.style.opacity = '0';
+    document.body.append(ta);
+    ta.select();
+    try { ok = document.execCommand('copy'); } catch { ok = false; }
+    ta.remove();
+  }
+  const old = btn.textContent;
+  btn.textContent = ok ? 'Copied' : 'Copy failed';
+  setTimeout(() => { btn.textContent = old; }, 1500);
+}
+
+// Redraws one message if its conversation is on screen (streaming updates, once per frame).
+let frameQueued = new Set();
+function updateMessageSoon(convId, m) {
+  if (convId !== state.currentId) return;
+  if (frameQueued.has(m)) return;
+  frameQueued.add(m);
+  requestAnimationFrame(() => {
+    frameQueued.delete(m);
+    const art = els.messages.querySelector(`article[data-id="${m.id}"]`);
+    if (!art) return;
+    const stick = isNearBottom();
+    fillAssistant(art, m, true);
+    if (stick) scrollToBottom();
+  });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Conversations
+
+function switchTo(id) {
+  state.currentId = id;
+  save();
+  showNotice('');
+  renderAll();
+  document.body.classList.remove('sidebar-open');
+}
+
+function newChat() {
+  const c = current();
+  // An empty conversation is reused rather than piling up.
+  if (c && c.messages.length === 0) {
+    els.input.focus();
+    return;
+  }
+  const n = chat.newConversation();
+  state.conversations.unshift(n);
+  state.currentId = n.id;
+  save();
+  renderAll();
+  els.input.focus();
+}
+
+function startRename() {
+  const c = current();
+  if (!c) return;
+  els.title.hidden = true;
+  els.titleEdit.hidden = false;
+  els.titleEdit.value = c.title;
+  els.titleEdit.focus();
+  els.titleEdit.select();
+}
+
+function endRename(commit) {
+  if (els.titleEdit.hidden) return;
+  const c = current();
+  if (commit && c && chat.renameConversation(state, c.id, els.titleEdit.value)) save();
+  els.titleEdit.hidden = true;
+  els.title.hidden = false;
+  renderSidebar();
+  renderHeader();
+}
+
+function deleteCurrent() {
+  const c = current();
+  if (!c) return;
+  if (!confirm(`Delete the conversation "${c.title}"? This cannot be undone.`)) return;
+  if (active && active.convId === c.id) stop();
+  chat.deleteConversation(state, c.id);
+  save();
+  renderAll();
+}
+
+function download(name, obj) {
+  const blob = new Blob([JSON.stringify(obj, null, 2) + '\n'], { type: 'application/json' });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+function exportCurrent() {
+  const c = current();
+  if (c) download(chat.exportFileName(c), chat.exportConversation(c, settings));
+}
+
+function exportAll() {
+  download('dsv3-conversations.json', {
+    format: 'dsv3-chat-list-1',
+    conversations: state.conversations.map((c) => chat.exportConversation(c, settings)),
+  });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Sending and streaming
+
+function send() {
+  if (active) return;
+  const text = els.input.value;
+  if (!text.trim()) return;
+  let c = current();
+  if (!c) {
+    c = chat.newConversation();
+    state.conversations.unshift(c);
+    state.currentId = c.id;
+  }
+  c.messages.push({ id: chat.newId(), role: 'user', content: text });
+  if (!c.titleSet && c.messages.filter((m) => m.role === 'user').length === 1) c.title = chat.titleFrom(text);
+  els.input.value = '';
+  autosize();
+  generate(c);
+}
+
+// Asks for a reply to conversation `c` as it stands.
+async function generate(c) {
+  const reply = { id: chat.newId(), role: 'assistant', content: '', pending: true };
+  const history = c.messages.slice();
+  c.messages.push(reply);
+  c.system = settings.system;
+  chat.touch(state, c);
+  save();
+  showNotice('');
+  const controller = new AbortController();
+  active = { convId: c.id, msg: reply, controller };
+  renderAll();
+
+  const body = chat.buildRequest(history, settings, server.model);
+  const headers = { 'content-type': 'application/json' };
+  if (settings.apiKey) headers.authorization = `Bearer ${settings.apiKey}`;
+  const t0 = performance.now();
+  let tFirst;
+  let tLast;
+  let counted = 0;
+  try {
+    const res = await fetch('v1/chat/completions', {
+      method: 'POST', headers, body: JSON.stringify(body), signal: controller.signal,
+    });
+    if (!res.ok) {
+      let parsed = null;
+      try { parsed = await res.json(); } catch { /* not JSON */ }
+      reply.error = chat.describeError(res.status, parsed, res.headers.get('retry-after'), body);
+    } else {
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      const sse = new chat.SSEParser();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const data of sse.feed(decoder.decode(value, { stream: true }))) {
+          if (data === '[DONE]') continue;
+          let chunk;
+          try { chunk = JSON.parse(data); } catch { continue; }
+          const n = chat.applyChunk(reply, chunk);
+          if (n) {
+            const now = performance.now();
+            tFirst ??= now;
+            tLast = now;
+            counted += n;
+          }
+        }
+        updateMessageSoon(c.id, reply);
+        saveSoon();
+      }
+    }
+  } catch (e) {
+    if (e.name === 'AbortError') reply.stopped = true;
+    else reply.error = `Cannot reach the server (${e.message}). Is dsv3 serve still running?`;
+  }
+  if (counted || reply.usage) reply.stats = chat.makeStats({ t0, tFirst, tLast, counted, usage: reply.usage });
+  delete reply.usage;
+  delete reply.pending;
+  if (reply.finish_reason === 'length' && !reply.stopped) reply.note = 'max tokens reached';
+  delete reply.finish_reason;
+  active = null;
+  save();
+  renderSidebar();
+  renderComposer();
+  if (state.currentId === c.id) {
+    const stick = isNearBottom();
+    renderMessages();
+    if (!stick) els.messages.scrollTop = els.messages.scrollHeight;
+  }
+}
+
+// Aborting the fetch closes the connection; the server notices at its next step and frees the
+// request's place in the batch and its cache.
+function stop() {
+  if (active) active.controller.abort();
+}
+
+function regenerate(m) {
+  const c = current();
+  if (!c || active) return;
+  const i = c.messages.indexOf(m);
+  if (i < 0) return;
+  c.messages.splice(i);
+  generate(c);
+}
+
+function startEdit(m, art) {
+  if (active) return;
+  const c = current();
+  const ta = document.createElement('textarea');
+  ta.className = 'edit';
+  ta.value = m.content;
+  ta.rows = Math.min(12, m.content.split('\n').length + 1);
+  const go = () => {
+    const text = ta.value;
+    if (!text.trim() || active) return;
+    const i = c.messages.indexOf(m);
+    if (i < 0) return;
+    m.content = text;
+    c.messages.splice(i + 1);
+    if (!c.titleSet && i === c.messages.findIndex((x) => x.role === 'user')) c.title = chat.titleFrom(text);
+    generate(c);
+  };
+  ta.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      go();
+    } else if (e.key === 'Escape') {
+      e.stopPropagation();
+      renderMessages();
+    }
+  });
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  actions.append(button('Send', 'Replace the message and ask again (later messages are dropped)', go, 'primary'),
+                 button('Cancel', 'Keep the message as it was', () => renderMessages()));
+  art.replaceChildren(ta, actions);
+  ta.focus();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Server information and settings
+
+async function loadServer() {
+  const headers = settings.apiKey ? { authorization: `Bearer ${settings.apiKey}` } : {};
+  try {
+    const res = await fetch('v1/models', { headers });
+    if (res.status === 503) {
+      els.server.textContent = 'loading the model…';
+      setTimeout(loadServer, 2000);
+      return;
+    }
+    if (!res.ok) {
+      let parsed = null;
+      try { parsed = await res.json(); } catch { /* not JSON */ }
+      els.server.textContent = res.status === 401 ? 'API key needed (Settings)' : `HTTP ${res.status}`;
+      if (res.status === 401) showNotice(chat.describeError(401, parsed));
+      return;
+    }
+    const card = (await res.json()).data?.[0] ?? {};
+    server = { model: card.id ?? null, ctx: card.max_model_len ?? null, defaults: card.sampling_defaults ?? null };
+    els.server.textContent = card.id ? `${card.id}${server.ctx ? ` · context ${server.ctx}` : ''}` : 'connected';
+    els.server.title = card.root ? `Model directory: ${card.root}` : '';
+    fillSettings();
+  } catch (e) {
+    els.server.textContent = 'server unreachable';
+    setTimeout(loadServer, 3000);
+  }
+}
+
+const numberFields = () => [
+  { el: els.setTemperature, key: 'temperature', name: 'Temperature', min: 0, max: 2 },
+  { el: els.setTopP, key: 'top_p', name: 'Top-p', min: 0, max: 1 },
+  { el: els.setMaxTokens, key: 'max_tokens', name: 'Max tokens', min: 1, max: 1e9, integer: true },
+];
+
+function fillSettings() {
+  els.setSystem.value = settings.system;
+  els.setApiKey.value = settings.apiKey;
+  const d = server.defaults || {};
+  els.setTemperature.placeholder = d.temperature !== undefined ? `server default ${chat.shortNumber(d.temperature)}` : 'server default';
+  els.setTopP.placeholder = d.top_p !== undefined ? `server default ${chat.shortNumber(d.top_p)}` : 'server default';
+  els.setMaxTokens.placeholder = server.ctx ? `server default: the context left (of ${server.ctx})` : 'server default: the context left';
+  for (const f of numberFields()) f.el.value = settings[f.key] ?? '';
+}
+
+function readSettings() {
+  settings.system = els.setSystem.value;
+  const keyChanged = settings.apiKey !== els.setApiKey.value;
+  settings.apiKey = els.setApiKey.value;
+  const errors = [];
+  for (const f of numberFields()) {
+    const r = chat.parseNumberField(f.el.value, f);
+    f.el.classList.toggle('invalid', !!r.error);
+    if (r.error) errors.push(r.error);
+    else settings[f.key] = r.value;
+  }
+  els.settingsError.textContent = errors.join('. ');
+  els.settingsError.hidden = !errors.length;
+  saveSettings();
+  if (keyChanged) loadServer();
+}
+
+const themes = ['auto', 'light', 'dark'];
+const themeNames = { auto: '◐ System', light: '☀ Light', dark: '☾ Dark' };
+function applyTheme() {
+  if (settings.theme === 'auto') delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = settings.theme;
+  els.theme.textContent = themeNames[settings.theme] || themeNames.auto;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Input
+
+function autosize() {
+  els.input.style.height = 'auto';
+  els.input.style.height = Math.min(els.input.scrollHeight, window.innerHeight * 0.4) + 'px';
+}
+
+function wire() {
+  els.composer.addEventListener('submit', (e) => {
+    e.preventDefault();
+    send();
+  });
+  els.input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      send();
+    }
+  });
+  els.input.addEventListener('input', autosize);
+  els.stop.addEventListener('click', stop);
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && active && !els.settings.open) {
+      e.preventDefault();
+      stop();
+    }
+  });
+  els.newChat.addEventListener('click', newChat);
+  els.rename.addEventListener('click', startRename);
+  els.title.addEventListener('click', startRename);
+  els.titleEdit.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') { e.preventDefault(); endRename(true); }
+    if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); endRename(false); }
+  });
+  els.titleEdit.addEventListener('blur', () => endRename(true));
+  els.export.addEventListener('click', exportCurrent);
+  els.exportAll.addEventListener('click', exportAll);
+  els.delete.addEventListener('click', deleteCurrent);
+  els.sidebarToggle.addEventListener('click', () => document.body.classList.toggle('sidebar-open'));
+  els.theme.addEventListener('click', () => {
+    settings.theme = themes[(themes.indexOf(settings.theme) + 1) % themes.length];
+    saveSettings();
+    applyTheme();
+  });
+  els.settingsOpen.addEventListener('click', () => {
+    fillSettings();
+    els.settings.showModal();
+  });
+  els.settings.addEventListener('input', readSettings);
+  els.settings.addEventListener('close', readSettings);
+  els.settingsReset.addEventListener('click', () => {
+    for (const f of numberFields()) f.el.value = '';
+    readSettings();
+  });
+  // Another tab changed the conversations: take its version unless this one is streaming.
+  window.addEventListener('storage', (e) => {
+    if (e.key === chat.STATE_KEY && !active) {
+      state = chat.loadState(localStorage);
+      renderAll();
+    }
+  });
+}
+
+async function main() {
+  applyTheme();
+  wire();
+  const hasMarkdown = await loadMarkdown();
+  document.body.dataset.markdown = hasMarkdown ? 'on' : 'off';
+  if (!hasMarkdown) showNotice('This build of dsv3 has no Markdown libraries (web/node_modules was missing): replies show as plain text.');
+  renderAll();
+  els.input.focus();
+  document.body.dataset.ready = '1';
+  loadServer();
+}
+
+main();
