@@ -255,8 +255,8 @@ export function describeError(status, body, retryAfter, sent = {}) {
       if (e && (e.code === 'context_length_exceeded' || e.n_ctx !== undefined)) {
         const want = typeof sent.max_tokens === 'number' ? ` plus the ${sent.max_tokens} tokens of Max tokens` : '';
         return `This conversation is too long for the model: the prompt is ${e.n_prompt_tokens} tokens${want}, ` +
-               `and the model's context holds ${e.n_ctx} tokens. Start a new chat, delete or shorten earlier ` +
-               'messages, or lower Max tokens in Settings.';
+               `and the model's context holds ${e.n_ctx} tokens. Start a new chat, shorten a message (Edit), ` +
+               'or lower Max tokens in Settings.';
       }
       return `The server refused the request: ${said || 'bad request'}` + (e?.param ? ` (field '${e.param}'; see Settings)` : '');
     case 401:
