@@ -570,13 +570,19 @@ function wire() {
   els.export.addEventListener('click', exportCurrent);
   els.exportAll.addEventListener('click', exportAll);
   els.delete.addEventListener('click', deleteCurrent);
-  els.sidebarToggle.addEventListener('click', () => document.body.classList.toggle('sidebar-open'));
+  els.sidebarToggle.addEventListener('click', (e) => {
+    e.stopPropagation();
+    document.body.classList.toggle('sidebar-open');
+  });
+  // Narrow screens: the sidebar slides over the chat; a click beside it closes it.
+  document.querySelector('main').addEventListener('click', () => document.body.classList.remove('sidebar-open'));
   els.theme.addEventListener('click', () => {
     settings.theme = themes[(themes.indexOf(settings.theme) + 1) % themes.length];
     saveSettings();
     applyTheme();
   });
   els.settingsOpen.addEventListener('click', () => {
+    document.body.classList.remove('sidebar-open');
     fillSettings();
     els.settings.showModal();
   });
