@@ -23,6 +23,7 @@
 #include "apps/cli/generation_flags.h"
 #include "apps/cli/progress.h"
 #include "apps/cli/serve_http.h"
+#include "apps/cli/web_assets.h"
 #include "base/error.h"
 #include "runtime/scheduler.h"
 #include "serve/metrics.h"
@@ -205,6 +206,9 @@ void run_serve(const ServeArgs& a) {
   if (!a.no_web) std::printf("dsv3 serve: chat page at http://%s:%d/\n", a.host.c_str(), http.port());
   std::fflush(stdout);
   if (!a.quiet && !detected.why.empty()) std::fprintf(stderr, "dsv3 serve: parsers: %s\n", detected.why.c_str());
+  if (!a.quiet && !a.no_web && !web_has_markdown())
+    std::fprintf(stderr, "dsv3 serve: NOTE: this build's chat page has no Markdown (web/node_modules was missing when "
+                 "it was built: run scripts/setup.sh); replies show as plain text\n");
   if (!a.quiet && has_random_weights(dir))
     std::fprintf(stderr, "dsv3 serve: NOTE: '%s' has RANDOM weights (made by dsv3 init); replies are gibberish\n",
                  dir.c_str());
