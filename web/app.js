@@ -47,9 +47,12 @@ function current() {
 // ------------------------------------------------------------------------------------------------
 // Rendering
 
-function showNotice(text) {
+// One line above the input; `kind` 'busy' marks the notice that a finished reply takes away.
+let noticeKind = '';
+function showNotice(text, kind = '') {
   els.notice.textContent = text;
   els.notice.hidden = !text;
+  noticeKind = kind;
 }
 
 function renderSidebar() {
@@ -324,8 +327,13 @@ function exportAll() {
 // ------------------------------------------------------------------------------------------------
 // Sending and streaming
 
+function busy() {
+  if (active) showNotice('A reply is still coming: wait for it, or stop it (Stop or Esc).', 'busy');
+  return !!active;
+}
+
 function send() {
-  if (active) return;
+  if (busy()) return;
   const text = els.input.value;
   if (!text.trim()) return;
   let c = current();
@@ -394,6 +402,7 @@ async function generate(c) {
     }
   } catch (e) {
     if (e.name === 'AbortError') reply.stopped = true;
+    else if (counted) reply.error = `The connection to the server broke during the reply (${e.message}).`;
     else reply.error = `Cannot reach the server (${e.message}). Is dsv3 serve still running?`;
   }
   if (counted || reply.usage) reply.stats = chat.makeStats({ t0, tFirst, tLast, counted, usage: reply.usage });
@@ -402,13 +411,16 @@ async function generate(c) {
   if (reply.finish_reason === 'length' && !reply.stopped) reply.note = 'max tokens reached';
   delete reply.finish_reason;
   active = null;
+  if (noticeKind === 'busy') showNotice('');
   save();
   renderSidebar();
   renderComposer();
   if (state.currentId === c.id) {
+    // Redrawn with its buttons; the view stays where the user scrolled it.
+    const top = els.messages.scrollTop;
     const stick = isNearBottom();
     renderMessages();
-    if (!stick) els.messages.scrollTop = els.messages.scrollHeight;
+    if (!stick) els.messages.scrollTop = top;
   }
 }
 
@@ -420,7 +432,7 @@ function stop() {
 
 function regenerate(m) {
   const c = current();
-  if (!c || active) return;
+  if (!c || busy()) return;
   const i = c.messages.indexOf(m);
   if (i < 0) return;
   c.messages.splice(i);
@@ -428,7 +440,7 @@ function regenerate(m) {
 }
 
 function startEdit(m, art) {
-  if (active) return;
+  if (busy()) return;
   const c = current();
   const ta = document.createElement('textarea');
   ta.className = 'edit';
@@ -507,9 +519,11 @@ function fillSettings() {
   for (const f of numberFields()) f.el.value = settings[f.key] ?? '';
 }
 
-function readSettings() {
+// Reads the dialog into the settings (on every keystroke); `final` when it closes: a changed API
+// key is then tried at once.
+let keyAtOpen = '';
+function readSettings(final = false) {
   settings.system = els.setSystem.value;
-  const keyChanged = settings.apiKey !== els.setApiKey.value;
   settings.apiKey = els.setApiKey.value;
   const errors = [];
   for (const f of numberFields()) {
@@ -521,7 +535,7 @@ function readSettings() {
   els.settingsError.textContent = errors.join('. ');
   els.settingsError.hidden = !errors.length;
   saveSettings();
-  if (keyChanged) loadServer();
+  if (final && (settings.apiKey !== keyAtOpen || !server.model)) loadServer();
 }
 
 const themes = ['auto', 'light', 'dark'];
@@ -583,11 +597,12 @@ function wire() {
   });
   els.settingsOpen.addEventListener('click', () => {
     document.body.classList.remove('sidebar-open');
+    keyAtOpen = settings.apiKey;
     fillSettings();
     els.settings.showModal();
   });
-  els.settings.addEventListener('input', readSettings);
-  els.settings.addEventListener('close', readSettings);
+  els.settings.addEventListener('input', () => readSettings());
+  els.settings.addEventListener('close', () => readSettings(true));
   els.settingsReset.addEventListener('click', () => {
     for (const f of numberFields()) f.el.value = '';
     readSettings();

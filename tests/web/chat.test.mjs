@@ -92,12 +92,18 @@ test('Stop ends a long reply mid-stream and the server frees the request at once
   });
   assert.equal(await running(), 1);
   assert.equal(await page.isVisible('#stop'), true);
+  // Enter while a reply comes sends nothing and says why.
+  await sendMessage(page, 'one more');
+  assert.match(await page.textContent('#notice'), /A reply is still coming: wait for it, or stop it/);
+  assert.equal(await page.inputValue('#input'), 'one more');
+  await page.fill('#input', '');
   await shot(page, 'chat-05-before-stop');
   await page.click('#stop');
   const ms = await waitFor(async () => (await running()) === 0, { timeoutMs: 3000, what: 'running count 0 after Stop' });
   const done = await waitReplyDone(page);
   assert.match(done.stats, / · stopped$/);
   assert.equal(await page.isVisible('#send'), true);
+  assert.equal(await page.isHidden('#notice'), true, 'the "still coming" notice outlived the reply');
   // The request ran without a limit (the context left): only the abort ended it.
   assert.equal('max_tokens' in chatRequests(page).at(-1).json, false);
   await shot(page, 'chat-06-stopped');
