@@ -181,6 +181,24 @@ test('conversations: new, switch, rename, export, delete; all kept across reload
   assert.match(await page.locator('.msg.assistant .stats').first().textContent(), /^12 tokens/);
   await shot(page, 'chat-08-after-reload');
 
+  // Switching away while a reply streams: it goes on, and is there on coming back.
+  await setSettings(page, { 'Max tokens': '' });
+  await sendMessage(page, 'Another long one');
+  const growing = () => page.evaluate(() => document.querySelector('.msg.assistant.pending .body')?.textContent.length ?? -1);
+  await page.waitForFunction(() => document.querySelector('.msg.assistant.pending .body')?.textContent.length > 10);
+  await page.click('#conversations li:has-text("Renamed chat") button');
+  assert.equal(await page.textContent('#title'), 'Renamed chat');
+  assert.equal(await messageCount(), 2);
+  assert.equal(await page.locator('#conversations li.busy').textContent(), 'Hello again.');
+  await shot(page, 'chat-09-switched-while-streaming');
+  await page.click('#conversations li:has-text("Hello again.") button');
+  const before = await growing();
+  await page.waitForFunction((n) => document.querySelector('.msg.assistant.pending .body')?.textContent.length > n + 20, before);
+  await page.keyboard.press('Escape');
+  await waitFor(async () => (await running()) === 0, { timeoutMs: 3000, what: 'running count 0' });
+  assert.match((await waitReplyDone(page)).stats, /stopped$/);
+  await setSettings(page, { 'Max tokens': '12' });
+
   await page.click('#conversations li:has-text("Renamed chat") button');
   page.once('dialog', (d) => d.accept());
   await page.click('#delete');
@@ -188,6 +206,7 @@ test('conversations: new, switch, rename, export, delete; all kept across reload
   await page.reload();
   await loadChat(page, server);
   assert.deepEqual(await page.locator('#conversations li').allTextContents(), ['Hello again.']);
+  assert.equal(await messageCount(), 4);
 });
 
 test('dark theme', async () => {
@@ -195,7 +214,7 @@ test('dark theme', async () => {
   const light = await bg();
   while ((await page.textContent('#theme')) !== '☾ Dark') await page.click('#theme');
   assert.notEqual(await bg(), light);
-  await shot(page, 'chat-09-dark');
+  await shot(page, 'chat-10-dark');
   await page.reload();
   await loadChat(page, server);
   assert.equal(await page.textContent('#theme'), '☾ Dark', 'the theme is kept');
