@@ -153,7 +153,8 @@ function fillAssistant(art, m, isLastAssistant) {
     // unless the user chose.
     det.open = userToggled ? !!wasOpen : !m.content;
     const sum = document.createElement('summary');
-    sum.textContent = m.pending && !m.content ? 'Thinking…' : 'Reasoning';
+    sum.textContent = m.pending && !m.content ? 'Thinking…'
+      : m.reasoning_s !== undefined ? `Reasoning (${m.reasoning_s.toFixed(1)} s)` : 'Reasoning';
     const body = document.createElement('div');
     body.className = 'md';
     body.innerHTML = renderMarkdown(m.reasoning);
@@ -369,6 +370,7 @@ async function generate(c) {
   let tFirst;
   let tLast;
   let counted = 0;
+  let tContent;
   try {
     const res = await fetch('v1/chat/completions', {
       method: 'POST', headers, body: JSON.stringify(body), signal: controller.signal,
@@ -394,6 +396,7 @@ async function generate(c) {
             tFirst ??= now;
             tLast = now;
             counted += n;
+            if (reply.content) tContent ??= now;
           }
         }
         updateMessageSoon(c.id, reply);
@@ -406,6 +409,8 @@ async function generate(c) {
     else reply.error = `Cannot reach the server (${e.message}). Is dsv3 serve still running?`;
   }
   if (counted || reply.usage) reply.stats = chat.makeStats({ t0, tFirst, tLast, counted, usage: reply.usage });
+  // How long the model thought: from its first token to its answer's first (or its last token).
+  if (reply.reasoning && tFirst !== undefined) reply.reasoning_s = ((tContent ?? tLast) - tFirst) / 1000;
   delete reply.usage;
   delete reply.pending;
   if (reply.finish_reason === 'length' && !reply.stopped) reply.note = 'max tokens reached';

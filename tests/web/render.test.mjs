@@ -132,7 +132,7 @@ test('a streamed reply with reasoning: the reasoning folds away once the answer 
   assert.equal(done.reasoning.trim(), 'The user wants Markdown. I will show a code block.');
   const a = page.locator('.msg.assistant').last();
   assert.equal(await a.locator('details.reasoning').getAttribute('open'), null, 'reasoning stays open after the answer');
-  assert.equal(await a.locator('details.reasoning summary').textContent(), 'Reasoning');
+  assert.match(await a.locator('details.reasoning summary').textContent(), /^Reasoning \(\d+\.\d s\)$/);
   assert.match(done.stats, /^\d+ tokens · .*prompt 11 tokens/);
   await checkHostileReply(a);
   await a.locator('details.reasoning summary').click();
