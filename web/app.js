@@ -3,7 +3,8 @@
 // GET v1/models (model id, context size, sampling defaults) and POST v1/chat/completions
 // (streamed, with usage).
 import * as chat from './chat.js';
-import { loadMarkdown, renderMarkdown } from './markdown.js';
+import { loadMarkdown } from './markdown.js';
+import { button, fillAssistant, messageNode } from './messages.js';
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -93,7 +94,7 @@ function renderMessages() {
   const nodes = [];
   if (c) {
     const lastAssistant = [...c.messages].reverse().find((m) => m.role === 'assistant');
-    for (const m of c.messages) nodes.push(messageNode(m, m === lastAssistant));
+    for (const m of c.messages) nodes.push(messageNode(m, m === lastAssistant, messageActions));
   }
   els.empty.hidden = nodes.length > 0;
   els.messages.replaceChildren(els.empty, ...nodes);
@@ -112,124 +113,6 @@ function renderComposer() {
   els.stop.hidden = !active;
 }
 
-function button(label, title, onClick, cls = '') {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.textContent = label;
-  b.title = title;
-  if (cls) b.className = cls;
-  b.addEventListener('click', onClick);
-  return b;
-}
-
-function messageNode(m, isLastAssistant) {
-  const art = document.createElement('article');
-  art.className = `msg ${m.role}`;
-  art.dataset.id = m.id;
-  if (m.role === 'user') {
-    const body = document.createElement('div');
-    body.className = 'body';
-    body.textContent = m.content;
-    const actions = document.createElement('div');
-    actions.className = 'actions';
-    actions.append(button('Edit', 'Edit this message and send it again', () => startEdit(m, art)));
-    art.append(body, actions);
-    return art;
-  }
-  fillAssistant(art, m, isLastAssistant);
-  return art;
-}
-
-// (Re)draws an assistant message in place: reasoning block, Markdown body, error, statistics.
-function fillAssistant(art, m, isLastAssistant) {
-  const wasOpen = art.querySelector('details.reasoning')?.open;
-  const userToggled = art.dataset.reasoningToggled === '1';
-  art.replaceChildren();
-  art.classList.toggle('pending', !!m.pending);
-  if (m.reasoning) {
-    const det = document.createElement('details');
-    det.className = 'reasoning';
-    // Open while the model thinks (or when it never answered), closed once the answer starts,
-    // unless the user chose.
-    det.open = userToggled ? !!wasOpen : !m.content;
-    const sum = document.createElement('summary');
-    sum.textContent = m.pending && !m.content ? 'Thinking…'
-      : m.reasoning_s !== undefined ? `Reasoning (${m.reasoning_s.toFixed(1)} s)` : 'Reasoning';
-    const body = document.createElement('div');
-    body.className = 'md';
-    body.innerHTML = renderMarkdown(m.reasoning);
-    det.append(sum, body);
-    sum.addEventListener('click', () => { art.dataset.reasoningToggled = '1'; });
-    art.append(det);
-  }
-  const body = document.createElement('div');
-  body.className = 'body md';
-  if (m.content) body.innerHTML = renderMarkdown(m.content);
-  else if (m.pending && !m.reasoning) body.innerHTML = '<p class="waiting">…</p>';
-  addCodeButtons(body);
-  art.append(body);
-  if (m.error) {
-    const err = document.createElement('div');
-    err.className = 'error';
-    err.textContent = m.error;
-    art.append(err);
-  }
-  const meta = document.createElement('div');
-  meta.className = 'meta';
-  const stats = document.createElement('span');
-  stats.className = 'stats';
-  stats.textContent = [chat.formatStats(m.stats), m.stopped && 'stopped', m.note].filter(Boolean).join(' · ');
-  meta.append(stats);
-  if (!m.pending) {
-    const actions = document.createElement('span');
-    actions.className = 'actions';
-    if (m.content) actions.append(button('Copy', 'Copy the reply as Markdown', (e) => copyText(m.content, e.target)));
-    if (isLastAssistant) actions.append(button('Regenerate', 'Ask for this reply again', () => regenerate(m)));
-    meta.append(actions);
-  }
-  art.append(meta);
-}
-
-// A header with the language and a Copy button on every code block.
-function addCodeButtons(root) {
-  for (const pre of root.querySelectorAll('pre')) {
-    const code = pre.querySelector('code');
-    if (!code) continue;
-    const lang = /language-([\w+#.-]+)/.exec(code.className)?.[1] || 'code';
-    const head = document.createElement('div');
-    head.className = 'code-head';
-    const name = document.createElement('span');
-    name.textContent = lang;
-    head.append(name, button('Copy', 'Copy this code', (e) => copyText(code.textContent, e.target), 'copy-code'));
-    const wrap = document.createElement('div');
-    wrap.className = 'code';
-    pre.replaceWith(wrap);
-    wrap.append(head, pre);
-  }
-}
-
-async function copyText(text, btn) {
-  let ok = false;
-  try {
-    await navigator.clipboard.writeText(text);
-    ok = true;
-  } catch {
-    // The asynchronous clipboard needs a secure context (http://127.0.0.1 is one, a LAN address is
-    // not): fall back to a selected textarea.
-    const ta = document.createElement('textarea');
-    ta.value = text;
-    ta.style.position = 'fixed';
-    ta.style.opacity = '0';
-    document.body.append(ta);
-    ta.select();
-    try { ok = document.execCommand('copy'); } catch { ok = false; }
-    ta.remove();
-  }
-  const old = btn.textContent;
-  btn.textContent = ok ? 'Copied' : 'Copy failed';
-  setTimeout(() => { btn.textContent = old; }, 1500);
-}
-
 // Redraws one message if its conversation is on screen (streaming updates, once per frame).
 let frameQueued = new Set();
 function updateMessageSoon(convId, m) {
@@ -241,7 +124,7 @@ function updateMessageSoon(convId, m) {
     const art = els.messages.querySelector(`article[data-id="${m.id}"]`);
     if (!art) return;
     const stick = isNearBottom();
-    fillAssistant(art, m, true);
+    fillAssistant(art, m, true, messageActions);
     if (stick) scrollToBottom();
   });
 }
@@ -477,6 +360,9 @@ function startEdit(m, art) {
   art.replaceChildren(ta, actions);
   ta.focus();
 }
+
+// What the buttons of a drawn message do (messages.js).
+const messageActions = { edit: startEdit, regenerate };
 
 // ------------------------------------------------------------------------------------------------
 // Server information and settings
