@@ -11,9 +11,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { ROOT } from '../server/helpers.mjs';
+import { ROOT, startServer as startServerBase } from '../server/helpers.mjs';
 
 export * from '../server/helpers.mjs';
+
+// tests/server's startServer with a small KV-cache pool: the default pool (sized from the
+// model's context and free memory, touched at start) would cost every test server seconds and a
+// GiB here, and these tests hold a few short conversations.
+export function startServer({ args = [], ...rest } = {}) {
+  return startServerBase({ args: ['--kv-cache-mb', '64', ...args], ...rest });
+}
 
 let chromium;
 try {
