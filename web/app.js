@@ -1,5 +1,5 @@
-// The chat page: wires chat.js (state, requests, wording) and markdown.js (safe rendering) to the
-// DOM of index.html. It talks only to the server that served it, by relative URLs:
+// The chat page: wires chat.js (state, requests, wording), markdown.js (safe rendering) and
+// messages.js (how a message looks) to the DOM of index.html. It talks only to the server that served it, by relative URLs:
 // GET v1/models (model id, context size, sampling defaults) and POST v1/chat/completions
 // (streamed, with usage).
 import * as chat from './chat.js';
@@ -114,7 +114,7 @@ function renderComposer() {
 }
 
 // Redraws one message if its conversation is on screen (streaming updates, once per frame).
-let frameQueued = new Set();
+const frameQueued = new Set();
 function updateMessageSoon(convId, m) {
   if (convId !== state.currentId) return;
   if (frameQueued.has(m)) return;

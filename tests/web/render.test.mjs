@@ -138,6 +138,12 @@ test('a streamed reply with reasoning: the reasoning folds away once the answer 
   await a.locator('details.reasoning summary').click();
   assert.equal(await a.locator('details.reasoning').getAttribute('open'), '');
   await shot(page, 'render-02-reasoning-and-markdown');
+  // The theme follows the system's until the user picks one.
+  const bg = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(await bg(), 'rgb(255, 255, 255)');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  assert.equal(await bg(), 'rgb(23, 24, 28)');
+  await shot(page, 'render-03-dark');
   assert.deepEqual(page.offHost, []);
   assert.deepEqual(page.errors, []);
 });
