@@ -14,7 +14,7 @@ const els = {
   notice: $('notice'), composer: $('composer'), input: $('input'), send: $('send'), stop: $('stop'),
   settings: $('settings'), setSystem: $('set-system'), setTemperature: $('set-temperature'), setTopP: $('set-top-p'),
   setMaxTokens: $('set-max-tokens'), setApiKey: $('set-api-key'), settingsError: $('settings-error'),
-  settingsReset: $('settings-reset'), exportAll: $('export-all'),
+  settingsReset: $('settings-reset'), exportAll: $('export-all'), import: $('import'), importFile: $('import-file'),
 };
 
 let state = chat.loadState(localStorage);
@@ -48,11 +48,13 @@ function current() {
 // ------------------------------------------------------------------------------------------------
 // Rendering
 
-// One line above the input; `kind` 'busy' marks the notice that a finished reply takes away.
+// One line above the input: a problem, or with `kind` 'info' news; 'busy' marks the notice that
+// a finished reply takes away.
 let noticeKind = '';
 function showNotice(text, kind = '') {
   els.notice.textContent = text;
   els.notice.hidden = !text;
+  els.notice.dataset.kind = kind;
   noticeKind = kind;
 }
 
@@ -206,6 +208,24 @@ function exportAll() {
     format: 'dsv3-chat-list-1',
     conversations: state.conversations.map((c) => chat.exportConversation(c, settings)),
   });
+}
+
+// Adds the conversations of an exported file, the first one shown.
+async function importFile(file) {
+  let added;
+  try {
+    added = chat.importConversations(await file.text());
+  } catch (e) {
+    els.settings.close();
+    showNotice(`Could not import ${file.name}: ${e.message}.`);
+    return;
+  }
+  state.conversations.unshift(...added);
+  if (added.length) state.currentId = added[0].id;
+  save();
+  els.settings.close();
+  renderAll();
+  showNotice(`Imported ${added.length} conversation${added.length === 1 ? '' : 's'} from ${file.name}.`, 'info');
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -474,6 +494,12 @@ function wire() {
   els.titleEdit.addEventListener('blur', () => endRename(true));
   els.export.addEventListener('click', exportCurrent);
   els.exportAll.addEventListener('click', exportAll);
+  els.import.addEventListener('click', () => els.importFile.click());
+  els.importFile.addEventListener('change', () => {
+    const f = els.importFile.files[0];
+    els.importFile.value = '';
+    if (f) importFile(f);
+  });
   els.delete.addEventListener('click', deleteCurrent);
   els.sidebarToggle.addEventListener('click', (e) => {
     e.stopPropagation();

@@ -104,9 +104,47 @@ export function exportConversation(c, settings = {}) {
       if (m.stats) out.stats = m.stats;
       if (m.error) out.error = m.error;
       if (m.stopped) out.stopped = true;
+      if (m.note) out.note = m.note;
       return out;
     }),
   };
+}
+
+// The conversations in an exported file (one conversation or a list, as exportConversation and
+// the page's "Export all" write them), as new stored conversations; throws an Error in plain
+// words when the file is not one.
+export function importConversations(text, now = Date.now()) {
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`the file is not JSON (${e.message})`);
+  }
+  const list = data?.format === 'dsv3-chat-list-1' ? data.conversations : data?.format === 'dsv3-chat-1' ? [data] : null;
+  if (!Array.isArray(list)) throw new Error("the file is not a conversation exported by this page (no 'format' dsv3-chat-1 or dsv3-chat-list-1)");
+  return list.map((x, i) => {
+    if (!x || !Array.isArray(x.messages)) throw new Error(`conversation ${i + 1} has no 'messages' list`);
+    const c = newConversation(now);
+    c.title = typeof x.title === 'string' && x.title.trim() ? x.title : 'Imported chat';
+    c.titleSet = true;
+    const created = Date.parse(x.created);
+    const updated = Date.parse(x.updated);
+    if (Number.isFinite(created)) c.created = created;
+    if (Number.isFinite(updated)) c.updated = updated;
+    if (typeof x.system === 'string') c.system = x.system;
+    c.messages = x.messages.map((m, j) => {
+      if (!m || (m.role !== 'user' && m.role !== 'assistant') || typeof (m.content ?? '') !== 'string')
+        throw new Error(`conversation ${i + 1}, message ${j + 1}: expected a user or assistant message with text content`);
+      const out = { id: newId(), role: m.role, content: m.content ?? '' };
+      if (typeof m.reasoning_content === 'string' && m.reasoning_content) out.reasoning = m.reasoning_content;
+      if (m.stats && typeof m.stats === 'object') out.stats = m.stats;
+      if (typeof m.error === 'string') out.error = m.error;
+      if (m.stopped) out.stopped = true;
+      if (typeof m.note === 'string') out.note = m.note;
+      return out;
+    });
+    return c;
+  });
 }
 
 export function exportFileName(c) {

@@ -168,3 +168,23 @@ test('errors in plain words: context too long names both numbers, 429 the wait',
   assert.match(chat.describeError(503, { error: { message: 'Loading model' } }), /loading the model/);
   assert.match(chat.describeError(500, null), /HTTP 500/);
 });
+
+test('import reads back what export writes, one conversation or a list; anything else is refused in words', () => {
+  const c = chat.newConversation(Date.UTC(2026, 0, 2));
+  c.title = 'Round trip';
+  c.messages.push({ id: '1', role: 'user', content: 'Q' }, { id: '2', role: 'assistant', content: 'A', reasoning: 'R', stopped: true, note: 'n' });
+  const one = chat.importConversations(JSON.stringify(chat.exportConversation(c, { system: 'S' })));
+  assert.equal(one.length, 1);
+  assert.equal(one[0].title, 'Round trip');
+  assert.equal(one[0].system, 'S');
+  assert.equal(one[0].created, Date.UTC(2026, 0, 2));
+  assert.notEqual(one[0].id, c.id);
+  assert.deepEqual(one[0].messages.map(({ id, ...m }) => m),
+                   [{ role: 'user', content: 'Q' }, { role: 'assistant', content: 'A', reasoning: 'R', stopped: true, note: 'n' }]);
+  const list = chat.importConversations(JSON.stringify({ format: 'dsv3-chat-list-1', conversations: [chat.exportConversation(c), chat.exportConversation(c)] }));
+  assert.equal(list.length, 2);
+  assert.throws(() => chat.importConversations('{oops'), /not JSON/);
+  assert.throws(() => chat.importConversations('{"messages": []}'), /not a conversation exported by this page/);
+  assert.throws(() => chat.importConversations(JSON.stringify({ format: 'dsv3-chat-1', messages: [{ role: 'system', content: 'x' }] })),
+                /conversation 1, message 1: expected a user or assistant message/);
+});

@@ -46,7 +46,8 @@ test('settings show the server defaults and go into the request', async () => {
   await page.fill('#set-temperature', '0');
   await page.fill('#set-max-tokens', 'many');
   assert.match(await page.textContent('#settings-error'), /Max tokens must be a whole number/);
-  await page.fill('#set-max-tokens', '40');
+  // Enough tokens that the reply streams for a while even on a fast machine.
+  await page.fill('#set-max-tokens', '120');
   assert.equal(await page.isHidden('#settings-error'), true);
   await shot(page, 'chat-02-settings');
   await page.click('#settings-close');
@@ -71,11 +72,11 @@ test('a reply streams in token by token, with its counts and speed under it', as
   assert.ok(states[0].length < states.at(-1).length, 'the text did not grow');
   assert.equal(states.at(-1), done.text);
   assert.equal(done.error, null);
-  assert.match(done.stats, /^40 tokens · [\d.]+ tokens\/s · prompt \d+ tokens · first token after [\d.]+ s · max tokens reached$/);
+  assert.match(done.stats, /^120 tokens · [\d.]+ tokens\/s · prompt \d+ tokens · first token after [\d.]+ s · max tokens reached$/);
   const [req] = chatRequests(page);
   assert.deepEqual(req.json.messages, [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Hello! Who are you?' }]);
   assert.equal(req.json.temperature, 0);
-  assert.equal(req.json.max_tokens, 40);
+  assert.equal(req.json.max_tokens, 120);
   assert.equal('top_p' in req.json, false, 'an unset field must be left to the server');
   assert.deepEqual(req.json.stream_options, { include_usage: true });
   assert.equal(req.json.model, 'default');
@@ -173,13 +174,32 @@ test('conversations: new, switch, rename, export, delete; all kept across reload
   assert.equal(await page.locator('.msg.assistant .body').first().textContent(), firstText);
   await shot(page, 'chat-07-two-conversations');
 
+  // The exported file imports back as a new conversation, shown; a broken file is refused in words.
+  await page.click('#settings-open');
+  await page.setInputFiles('#import-file', await download.path());
+  await page.waitForFunction(() => !document.getElementById('notice').hidden);
+  assert.match(await page.textContent('#notice'), /^Imported 1 conversation from /);
+  assert.equal(await page.textContent('#title'), 'Renamed chat');
+  assert.equal(await page.locator('#conversations li').count(), 3);
+  assert.equal(await page.locator('.msg.user .body').first().textContent(), 'A second conversation');
+  assert.match(await page.locator('.msg.assistant .stats').first().textContent(), /^12 tokens .* max tokens reached$/);
+  await shot(page, 'chat-08-imported');
+  await page.click('#settings-open');
+  await page.setInputFiles('#import-file', { name: 'notes.json', mimeType: 'application/json', buffer: Buffer.from('{"a":1}') });
+  await page.waitForFunction(() => /Could not/.test(document.getElementById('notice').textContent));
+  assert.match(await page.textContent('#notice'), /^Could not import notes\.json: the file is not a conversation exported by this page/);
+  page.once('dialog', (d) => d.accept());
+  await page.click('#delete');
+  assert.equal(await page.locator('#conversations li').count(), 2);
+  await page.click('#conversations li:has-text("Hello again.") button');
+
   await page.reload();
   await loadChat(page, server);
   assert.deepEqual(await page.locator('#conversations li').allTextContents(), ['Renamed chat', 'Hello again.']);
   assert.equal(await page.textContent('#title'), 'Hello again.', 'the conversation on screen before the reload');
   assert.equal(await page.locator('.msg.assistant .body').first().textContent(), firstText);
   assert.match(await page.locator('.msg.assistant .stats').first().textContent(), /^12 tokens/);
-  await shot(page, 'chat-08-after-reload');
+  await shot(page, 'chat-09-after-reload');
 
   // Switching away while a reply streams: it goes on, and is there on coming back.
   await setSettings(page, { 'Max tokens': '' });
@@ -190,7 +210,7 @@ test('conversations: new, switch, rename, export, delete; all kept across reload
   assert.equal(await page.textContent('#title'), 'Renamed chat');
   assert.equal(await messageCount(), 2);
   assert.equal(await page.locator('#conversations li.busy').textContent(), 'Hello again.');
-  await shot(page, 'chat-09-switched-while-streaming');
+  await shot(page, 'chat-10-switched-while-streaming');
   await page.click('#conversations li:has-text("Hello again.") button');
   const before = await growing();
   await page.waitForFunction((n) => document.querySelector('.msg.assistant.pending .body')?.textContent.length > n + 20, before);
@@ -214,7 +234,7 @@ test('dark theme', async () => {
   const light = await bg();
   while ((await page.textContent('#theme')) !== '☾ Dark') await page.click('#theme');
   assert.notEqual(await bg(), light);
-  await shot(page, 'chat-10-dark');
+  await shot(page, 'chat-11-dark');
   await page.reload();
   await loadChat(page, server);
   assert.equal(await page.textContent('#theme'), '☾ Dark', 'the theme is kept');
