@@ -13,7 +13,7 @@ const els = {
   export: $('export'), delete: $('delete'), server: $('server'), messages: $('messages'), empty: $('empty'),
   notice: $('notice'), composer: $('composer'), input: $('input'), send: $('send'), stop: $('stop'),
   settings: $('settings'), setSystem: $('set-system'), setTemperature: $('set-temperature'), setTopP: $('set-top-p'),
-  setMaxTokens: $('set-max-tokens'), setApiKey: $('set-api-key'), settingsError: $('settings-error'),
+  setMaxTokens: $('set-max-tokens'), setThinking: $('set-thinking'), setApiKey: $('set-api-key'), settingsError: $('settings-error'),
   settingsReset: $('settings-reset'), exportAll: $('export-all'), import: $('import'), importFile: $('import-file'),
 };
 
@@ -423,6 +423,7 @@ const numberFields = () => [
 function fillSettings() {
   els.setSystem.value = settings.system;
   els.setApiKey.value = settings.apiKey;
+  els.setThinking.checked = !!settings.thinking;
   const d = server.defaults || {};
   els.setTemperature.placeholder = d.temperature !== undefined ? `server default ${chat.shortNumber(d.temperature)}` : 'server default';
   els.setTopP.placeholder = d.top_p !== undefined ? `server default ${chat.shortNumber(d.top_p)}` : 'server default';
@@ -436,6 +437,7 @@ let keyAtOpen = '';
 function readSettings(final = false) {
   settings.system = els.setSystem.value;
   settings.apiKey = els.setApiKey.value;
+  settings.thinking = els.setThinking.checked;
   const errors = [];
   for (const f of numberFields()) {
     const r = chat.parseNumberField(f.el.value, f);

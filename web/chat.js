@@ -156,7 +156,7 @@ export function exportFileName(c) {
 // Settings: system prompt, sampling (null = the server's default), API key, theme.
 
 export function defaultSettings() {
-  return { system: '', temperature: null, top_p: null, max_tokens: null, apiKey: '', theme: 'auto' };
+  return { system: '', temperature: null, top_p: null, max_tokens: null, thinking: false, apiKey: '', theme: 'auto' };
 }
 
 export function loadSettings(storage) {
@@ -202,6 +202,9 @@ export function buildRequest(messages, settings, model) {
   const body = { messages: out, stream: true, stream_options: { include_usage: true } };
   if (model) body.model = model;
   for (const k of ['temperature', 'top_p', 'max_tokens']) if (typeof settings[k] === 'number') body[k] = settings[k];
+  // DeepSeek-V3.1's hybrid template thinks when its `thinking` variable is true; other templates
+  // ignore it. Sent only when asked for.
+  if (settings.thinking) body.chat_template_kwargs = { thinking: true };
   return body;
 }
 

@@ -119,7 +119,9 @@ test('request: system prompt first, failed replies left out, sampling only when 
   assert.equal(body.max_tokens, 5);
   assert.equal('top_p' in body, false);
   assert.deepEqual(body.stream_options, { include_usage: true });
+  assert.equal('chat_template_kwargs' in body, false);
   assert.equal(chat.buildRequest([], chat.defaultSettings(), null).messages.length, 0);
+  assert.deepEqual(chat.buildRequest([], { ...chat.defaultSettings(), thinking: true }).chat_template_kwargs, { thinking: true });
 });
 
 test('SSE: events split across reads, CRLF, comments and [DONE]', () => {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   startServer, makeModelDir, defaultChatTemplate, launchBrowser, openPage, loadChat, shot, setSettings, sendMessage,
-  waitReplyDone,
+  waitReplyDone, chatRequests,
 } from './browser.mjs';
 
 let server;
@@ -82,4 +82,16 @@ test('a template that opens <think>: the reply streams into an open reasoning bl
   assert.equal((await page.locator('.msg.assistant details.reasoning .md').textContent()).trim(), done.reasoning.trim());
   assert.deepEqual(page.offHost, []);
   assert.deepEqual(page.errors, []);
+});
+
+test('the Thinking switch sends chat_template_kwargs.thinking (V3.1\'s hybrid template reads it)', async () => {
+  assert.equal('chat_template_kwargs' in chatRequests(page).at(-1).json, false);
+  await page.click('#settings-open');
+  await page.getByLabel('Thinking', { exact: true }).check();
+  await shot(page, 'reasoning-04-settings');
+  await page.click('#settings-close');
+  await setSettings(page, { 'Max tokens': '5' });
+  await sendMessage(page, 'And why is it red at sunset?');
+  await waitReplyDone(page);
+  assert.deepEqual(chatRequests(page).at(-1).json.chat_template_kwargs, { thinking: true });
 });
