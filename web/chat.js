@@ -265,13 +265,14 @@ export function applyChunk(reply, chunk) {
 
 // t0: request sent; tFirst/tLast: first and last token arrived (ms); counted: tokens seen;
 // usage: the server's (absent when stopped). Decode speed counts the tokens after the first over
-// the time after the first, so that the prompt's processing does not dilute it.
+// the time after the first, so that the prompt's processing does not dilute it; under 0.1 s the
+// tokens came in a few network reads and their arrival times say nothing of the speed.
 export function makeStats({ t0, tFirst, tLast, counted, usage }) {
   const completion = usage?.completion_tokens ?? counted;
   const s = { completion_tokens: completion };
   if (usage?.prompt_tokens !== undefined) s.prompt_tokens = usage.prompt_tokens;
   if (tFirst !== undefined) s.ttft_s = (tFirst - t0) / 1000;
-  if (tFirst !== undefined && tLast > tFirst && completion > 1) s.tokens_per_s = (completion - 1) / ((tLast - tFirst) / 1000);
+  if (tFirst !== undefined && tLast - tFirst >= 100 && completion > 1) s.tokens_per_s = (completion - 1) / ((tLast - tFirst) / 1000);
   return s;
 }
 

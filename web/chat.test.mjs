@@ -151,6 +151,8 @@ test('stats: the server\'s counts when it sent usage, decode speed after the fir
   // Stopped: no usage chunk; the tokens seen count.
   const t = chat.makeStats({ t0: 0, tFirst: 100, tLast: 100, counted: 1 });
   assert.equal(chat.formatStats(t), '1 token · first token after 0.10 s');
+  // Five tokens in 2 ms (one network read): no speed rather than 2000 tokens/s.
+  assert.equal(chat.makeStats({ t0: 0, tFirst: 50, tLast: 52, counted: 5 }).tokens_per_s, undefined);
 });
 
 test('errors in plain words: context too long names both numbers, 429 the wait', () => {
