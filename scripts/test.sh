@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Runs every test: set up and build, the whole CTest suite, then the parser and loader tests
-# again under AddressSanitizer + UBSan.
+# Runs every test: set up and build (plus Chromium for the chat page's tests), the whole CTest
+# suite, then the parser and loader tests again under AddressSanitizer + UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 bash scripts/setup.sh build
+# The chat page's tests (label 'web') drive Debian's Chromium, headless.
+if [ -z "${DSV3_CHROMIUM:-}" ] && ! command -v chromium > /dev/null; then
+  echo "test: installing chromium (for the chat page's tests)"
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium
+fi
 ctest --test-dir build --output-on-failure -j"$jobs"
 
 echo "== AddressSanitizer/UBSan build: parser and loader tests (label 'parser') =="

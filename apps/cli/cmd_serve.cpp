@@ -23,6 +23,7 @@
 #include "apps/cli/generation_flags.h"
 #include "apps/cli/progress.h"
 #include "apps/cli/serve_http.h"
+#include "apps/cli/web_assets.h"
 #include "base/error.h"
 #include "runtime/scheduler.h"
 #include "serve/metrics.h"
@@ -56,6 +57,7 @@ struct ServeArgs {
   std::string kv_cache_dtype = "f32";
   int64_t block_size = 64;
   bool no_prefix_caching = false;
+  bool no_web = false;
 };
 
 // Bytes of memory the system can still give (MemAvailable), or 0 when unknown.
@@ -130,7 +132,8 @@ void run_serve(const ServeArgs& a) {
                    .port = a.port,
                    .api_key = a.api_key,
                    .max_body_bytes = size_t(a.max_body_mb) << 20,
-                   .worker_threads = int(std::max<int64_t>(256, a.max_running + a.max_queue + 64))});
+                   .worker_threads = int(std::max<int64_t>(256, a.max_running + a.max_queue + 64)),
+                   .serve_web = !a.no_web});
   http.start();
   if (!a.quiet) std::fprintf(stderr, "dsv3 serve: loading %s (answering 503 on port %d meanwhile)\n", dir.c_str(), http.port());
 
@@ -200,8 +203,12 @@ void run_serve(const ServeArgs& a) {
               "reasoning %s)\n",
               a.host.c_str(), http.port(), name.c_str(), (long long)ctx, (long long)a.max_running,
               (long long)a.max_queue, serve::to_string(tools), serve::to_string(reasoning));
+  if (!a.no_web) std::printf("dsv3 serve: chat page at http://%s:%d/\n", a.host.c_str(), http.port());
   std::fflush(stdout);
   if (!a.quiet && !detected.why.empty()) std::fprintf(stderr, "dsv3 serve: parsers: %s\n", detected.why.c_str());
+  if (!a.quiet && !a.no_web && !web_has_markdown())
+    std::fprintf(stderr, "dsv3 serve: NOTE: this build's chat page has no Markdown (web/node_modules was missing when "
+                 "it was built: run scripts/setup.sh); replies show as plain text\n");
   if (!a.quiet && has_random_weights(dir))
     std::fprintf(stderr, "dsv3 serve: NOTE: '%s' has RANDOM weights (made by dsv3 init); replies are gibberish\n",
                  dir.c_str());
@@ -298,7 +305,11 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(int64_t(1), int64_t(4096)))
       ->capture_default_str();
   sub->add_flag("--quiet", a->quiet, "No loading progress or request log on stderr");
+  sub->add_flag("--no-web", a->no_web,
+                "Do not serve the chat page (built into the binary from web/) at / and /web/*: they answer 404");
   sub->footer(
+      "Chat page: open http://HOST:PORT/ in a browser (streaming, reasoning, Markdown, conversations kept in\n"
+      "the browser); it loads nothing from other hosts. --no-web turns it off.\n"
       "Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, GET /health (503 while\n"
       "loading), GET /metrics (Prometheus, dsv3: prefix), POST /tokenize, /detokenize, /apply-template.\n"
       "SIGINT/SIGTERM: stop accepting, finish or stop in-flight requests within ~5 s, exit 0.");

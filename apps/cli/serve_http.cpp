@@ -11,6 +11,7 @@
 
 #include <cstring>
 
+#include "apps/cli/web_assets.h"
 #include "base/error.h"
 #include "serve/api_error.h"
 
@@ -70,6 +71,29 @@ void set_error(httplib::Response& res, const ApiError& e) {
   res.set_content(serve::error_body(e).dump(), "application/json");
 }
 
+// The page's files: GET / and /web/*.
+bool is_web_path(const std::string& path) { return path == "/" || path.rfind("/web/", 0) == 0; }
+
+// Answers an embedded file of the chat page. The policy lets the page load and connect to this
+// server only: a reply that names an image or a script elsewhere cannot make the browser fetch it,
+// and inline scripts never run (the page has none; Markdown output is sanitised besides).
+void answer_web(const httplib::Request& req, httplib::Response& res) {
+  for (const WebAsset& a : web_assets()) {
+    if (a.path != req.path) continue;
+    res.status = 200;
+    res.set_content(a.body.data(), a.body.size(), std::string(a.content_type));
+    res.set_header("Content-Security-Policy",
+                   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                   "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Referrer-Policy", "no-referrer");
+    // The binary may be rebuilt with a new page at the same URL: revalidate each load.
+    res.set_header("Cache-Control", "no-cache");
+    return;
+  }
+  set_error(res, ApiError(404, "no file " + req.path + " in the chat page", "not_found_error"));
+}
+
 void add_cors(const httplib::Request& req, httplib::Response& res) {
   const std::string origin = req.get_header_value("Origin");
   res.set_header("Access-Control-Allow-Origin", origin.empty() ? "*" : origin);
@@ -111,8 +135,10 @@ void HttpServer::start() {
       res.set_header("Access-Control-Max-Age", "86400");
       return httplib::Server::HandlerResponse::Handled;
     }
-    // Health and metrics stay open for load balancers and Prometheus (as vLLM leaves them).
-    const bool is_public = req.path == "/health" || req.path == "/v1/health" || req.path == "/metrics";
+    // Health and metrics stay open for load balancers and Prometheus (as vLLM leaves them), and
+    // the chat page for browsers (it holds no secrets; it sends the key with its API calls).
+    const bool is_public = req.path == "/health" || req.path == "/v1/health" || req.path == "/metrics" ||
+                           (opts_.serve_web && req.method == "GET" && is_web_path(req.path));
     if (!opts_.api_key.empty() && !is_public) {
       const std::string auth = req.get_header_value("Authorization");
       if (auth != "Bearer " + opts_.api_key) {
@@ -166,6 +192,8 @@ void HttpServer::start() {
           active_streams_.fetch_sub(1);
         });
   };
+  // Routes match in the order they are added: the page's paths first (before the model loads too).
+  if (opts_.serve_web) svr.Get("/|/web/.*", answer_web);
   svr.Get(".*", handler);
   svr.Post(".*", handler);
 

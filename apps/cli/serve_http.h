@@ -3,6 +3,7 @@
 // the listening socket, Bearer authentication, CORS, the body-size limit (413), server-sent
 // event framing onto chunked responses, and noticing a client that closed its connection.
 // httplib holds one worker thread per connection; requests still queue in our Scheduler.
+// It also answers the chat page embedded from web/ (web_assets.h) at / and /web/*.
 #pragma once
 
 #include <atomic>
@@ -24,6 +25,7 @@ struct HttpOptions {
   std::string api_key;           // empty: no authentication
   size_t max_body_bytes = 32u << 20;
   int worker_threads = 96;       // connections served at once
+  bool serve_web = true;         // the chat page (web/, embedded) at / and /web/*; --no-web: 404
 };
 
 class HttpServer {

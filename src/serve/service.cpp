@@ -159,6 +159,9 @@ ApiResponse Service::models() const {
   Json card = {{"id", opts_.served_model_name}, {"object", "model"},        {"created", created_},
                {"owned_by", "dsv3"},            {"root", opts_.model_root}, {"parent", nullptr},
                {"max_model_len", opts_.ctx_size}, {"permission", Json::array()}};
+  // What a request that names no sampling field gets (the chat page shows these as its defaults).
+  const SamplingDefaults& d = opts_.defaults;
+  card["sampling_defaults"] = {{"temperature", d.temperature}, {"top_p", d.top_p}, {"top_k", d.top_k}, {"min_p", d.min_p}};
   return json_response({{"object", "list"}, {"data", Json::array({card})}});
 }
 
