@@ -154,7 +154,10 @@ void run_serve(const ServeArgs& a) {
   uint64_t budget = uint64_t(a.kv_cache_mb) << 20;
   if (a.kv_cache_mb == 0) {
     budget = uint64_t(a.max_running) * uint64_t(ctx + a.block_size) * uint64_t(layout.token_bytes());
-    if (const uint64_t avail = available_memory(); avail > 0) budget = std::min(budget, avail / 2);
+    // MemAvailable counts the mapped weights' page cache as reclaimable: leave them out, so
+    // that the pool never pushes the weights out of memory.
+    const uint64_t avail = available_memory(), weights = r.ckpt->checkpoint.total_bytes();
+    if (avail > 0) budget = std::min(budget, avail > weights ? (avail - weights) / 2 : 0);
   }
   const int64_t n_blocks = int64_t(budget / uint64_t(block_bytes));
   if (n_blocks < 2)
@@ -281,7 +284,8 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
   sub->add_option("--kv-cache-mb", a->kv_cache_mb,
                   "KV cache pool size in MiB, allocated once and shared by every sequence (default: room for "
-                  "--max-running full contexts, at most half the memory free after loading; printed at start). "
+                  "--max-running full contexts, at most half of the memory available besides the weights; printed at "
+                  "start). "
                   "Requests wait for blocks; running ones are preempted and recomputed when it runs out")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30));
   sub->add_option("--kv-cache-dtype", a->kv_cache_dtype, kKvCacheDtypeHelp)
