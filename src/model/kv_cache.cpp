@@ -3,11 +3,18 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <new>
 
 #include "base/dtype.h"
 #include "base/error.h"
 
 namespace dsv3 {
+
+namespace {
+constexpr size_t kAlign = 4096;
+}
+
+void BlockPool::AlignedFree::operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t(kAlign)); }
 
 BlockPool::BlockPool(CacheLayout layout, int64_t n_blocks) : layout_(layout), growable_(n_blocks == 0) {
   if (layout_.n_layers <= 0 || layout_.row <= 0) fail("KV cache: bad layout ({} layers of {} values)", layout_.n_layers, layout_.row);
@@ -26,7 +33,9 @@ void BlockPool::grow(int64_t n_blocks) {
   for (auto& l : layers_) {
     // A fixed pool is touched (zeroed) now, so that its memory is taken once at start and the
     // process's size stays flat however the blocks are used later; a growable one is not.
-    std::unique_ptr<std::byte[]> bigger(growable_ ? new std::byte[layer_bytes] : new std::byte[layer_bytes]());
+    std::unique_ptr<std::byte[], AlignedFree> bigger(
+        static_cast<std::byte*>(::operator new[](layer_bytes, std::align_val_t(kAlign))));
+    if (!growable_) std::memset(bigger.get(), 0, layer_bytes);
     if (old > 0) std::memcpy(bigger.get(), l.get(), size_t(old * layout_.block_size * layout_.row_bytes()));
     l = std::move(bigger);
   }
