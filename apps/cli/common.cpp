@@ -8,6 +8,8 @@
 
 #include <unistd.h>
 
+#include <fmt/ranges.h>
+
 #include "apps/cli/progress.h"
 #include "base/error.h"
 #include "io/prefetch.h"
@@ -45,6 +47,9 @@ Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_hea
     std::fprintf(stderr, "dsv3: warning: %zu tensor(s) in '%s' are not used by this config, e.g. '%s'\n",
                  r.ckpt->weights.extra.size(), dir.c_str(), r.ckpt->weights.extra.front().c_str());
   }
+  if (!quiet && !r.ckpt->config.unread_fields.empty())
+    std::fprintf(stderr, "dsv3: note: '%s/config.json' has field(s) dsv3 does not know and did not read: %s\n",
+                 dir.c_str(), fmt::format("{}", fmt::join(r.ckpt->config.unread_fields, ", ")).c_str());
   r.pool = std::make_unique<ThreadPool>(threads > 0 ? threads : default_threads());
   // The shards are mapped; fault them in now, with progress when it takes a while. Not when
   // they exceed physical memory: the first pages would be evicted before the last arrive.
