@@ -64,7 +64,7 @@ std::string config_summary(const ModelConfig& c, uint64_t bytes) {
 void run_chat(const ChatArgs& a) {
   const std::string dir = resolve_model_dir(a.gen.model);
   SamplingParams sampling = resolve_sampling(a.gen);
-  const Tokenizer tok = with_context(dir, [&] { return Tokenizer::load(dir); });
+  const Tokenizer tok = with_context(dir, [&] { return load_tokenizer(dir); });
   const ChatTemplate tmpl = with_context(dir + "/tokenizer_config.json", [&] { return ChatTemplate::from_config(tok.config()); });
   Runner r = load_runner(dir, a.gen.threads, a.gen.quiet, a.gen.fp8_head);
   const ModelConfig& config = r.ckpt->config;

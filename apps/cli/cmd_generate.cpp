@@ -48,7 +48,7 @@ void run_generate(const GenerateArgs& a) {
   if (a.raw && !a.system.empty()) fail("generate: --system needs the chat template; it cannot go with --raw");
   const std::string dir = resolve_model_dir(a.gen.model);
   const SamplingParams sampling = resolve_sampling(a.gen);
-  const Tokenizer tok = with_context(dir, [&] { return Tokenizer::load(dir); });
+  const Tokenizer tok = with_context(dir, [&] { return load_tokenizer(dir); });
   std::optional<ChatTemplate> tmpl;
   if (!a.raw)
     tmpl.emplace(with_context(dir + "/tokenizer_config.json", [&] { return ChatTemplate::from_config(tok.config()); }));

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "apps/cli/commands.h"
+#include "apps/cli/common.h"
 #include "base/error.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/jinja/value.h"
@@ -33,8 +34,7 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-void run_tokenize(const std::string& model, bool no_bos, const std::string& text, const std::string& jsonl, bool have_text) {
-  Tokenizer tok = Tokenizer::load(model);
+void run_tokenize(const Tokenizer& tok, bool no_bos, const std::string& text, const std::string& jsonl, bool have_text) {
   if (have_text == !jsonl.empty()) fail("tokenize: give exactly one of --text and --jsonl");
   if (have_text) {
     print_ids(tok.encode(text, !no_bos));
@@ -81,8 +81,7 @@ std::vector<int32_t> parse_ids(const std::string& s, int32_t vocab_size) {
   return ids;
 }
 
-void run_template(const std::string& model, const std::string& messages_file, bool add_generation_prompt) {
-  Tokenizer tok = Tokenizer::load(model);
+void run_template(const Tokenizer& tok, const std::string& messages_file, bool add_generation_prompt) {
   nlohmann::ordered_json input;
   try {
     input = nlohmann::ordered_json::parse(read_file(messages_file));
@@ -137,8 +136,7 @@ void run_decode_batch(const Tokenizer& tok, const std::string& path) {
 // Conformance batch mode (hidden flag --cases): renders every case of a JSON list, each
 // {"messages": [...], "add_generation_prompt": bool, "template"?: source, ...variables}, and
 // prints one JSON line per case: the rendered string, or {"error": message}.
-void run_template_cases(const std::string& model, const std::string& cases_file) {
-  Tokenizer tok = Tokenizer::load(model);
+void run_template_cases(const Tokenizer& tok, const std::string& cases_file) {
   nlohmann::ordered_json cases;
   try {
     cases = nlohmann::ordered_json::parse(read_file(cases_file));
@@ -177,11 +175,13 @@ void add_tokenizer_commands(CLI::App& app) {
     auto text = std::make_shared<std::string>();
     auto jsonl = std::make_shared<std::string>();
     auto no_bos = std::make_shared<bool>(false);
-    cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
+    cmd->add_option("--model", *model, "Directory with tokenizer.json (or tiktoken.model) and tokenizer_config.json")->required();
     auto* text_opt = cmd->add_option("--text", *text, "Text to encode");
     cmd->add_option("--jsonl", *jsonl, "File with one JSON string per line");
     cmd->add_flag("--no-bos", *no_bos, "Add no special tokens (no BOS even when add_bos_token is set)");
-    cmd->callback([=] { run_tokenize(*model, *no_bos, *text, *jsonl, text_opt->count() > 0); });
+    auto pattern = std::make_shared<std::string>();
+    cmd->add_option("--tiktoken-pattern", *pattern, kTiktokenPatternHelp);
+    cmd->callback([=] { run_tokenize(load_tokenizer(*model, *pattern), *no_bos, *text, *jsonl, text_opt->count() > 0); });
   }
   {
     auto* cmd = app.add_subcommand("detokenize", "Decode token ids to text");
@@ -189,12 +189,14 @@ void add_tokenizer_commands(CLI::App& app) {
     auto ids = std::make_shared<std::string>();
     auto skip = std::make_shared<bool>(false);
     auto ids_jsonl = std::make_shared<std::string>();
-    cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
+    cmd->add_option("--model", *model, "Directory with tokenizer.json (or tiktoken.model) and tokenizer_config.json")->required();
     cmd->add_option("--ids", *ids, "Comma-separated ids, e.g. 0,19923");
     cmd->add_flag("--skip-special", *skip, "Drop special tokens");
     cmd->add_option("--ids-jsonl", *ids_jsonl, "Conformance batch mode")->group("");
+    auto pattern = std::make_shared<std::string>();
+    cmd->add_option("--tiktoken-pattern", *pattern, kTiktokenPatternHelp);
     cmd->callback([=] {
-      Tokenizer tok = Tokenizer::load(*model);
+      Tokenizer tok = load_tokenizer(*model, *pattern);
       if (!ids_jsonl->empty()) return run_decode_batch(tok, *ids_jsonl);
       if (ids->empty()) fail("detokenize: --ids is required");
       std::string out = tok.decode(parse_ids(*ids, tok.vocab_size()), *skip);
@@ -206,16 +208,17 @@ void add_tokenizer_commands(CLI::App& app) {
     auto model = std::make_shared<std::string>();
     auto messages = std::make_shared<std::string>();
     auto gen = std::make_shared<bool>(false);
-    cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
+    cmd->add_option("--model", *model, "Directory with tokenizer.json (or tiktoken.model) and tokenizer_config.json")->required();
     auto cases = std::make_shared<std::string>();
     cmd->add_option("--messages", *messages,
                     "JSON file: a list of messages, or {\"messages\": [...], other template variables...}");
     cmd->add_flag("--add-generation-prompt", *gen, "End with the assistant prompt");
     cmd->add_option("--cases", *cases, "Conformance batch mode")->group("");
     cmd->callback([=] {
-      if (!cases->empty()) return run_template_cases(*model, *cases);
+      const Tokenizer tok = load_tokenizer(*model);
+      if (!cases->empty()) return run_template_cases(tok, *cases);
       if (messages->empty()) fail("template: --messages is required");
-      run_template(*model, *messages, *gen);
+      run_template(tok, *messages, *gen);
     });
   }
 }

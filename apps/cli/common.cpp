@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -33,6 +34,14 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag)
   }
   if (ids.empty()) fail("{}: the list of token ids is empty", flag);
   return ids;
+}
+
+Tokenizer load_tokenizer(const std::string& dir, const std::string& pattern_flag) {
+  TokenizerOptions o;
+  o.tiktoken_pattern = pattern_flag;
+  if (o.tiktoken_pattern.empty())
+    if (const char* env = std::getenv("DSV3_TIKTOKEN_PATTERN"); env && *env) o.tiktoken_pattern = env;
+  return Tokenizer::load(dir, o);
 }
 
 int default_threads() {

@@ -62,11 +62,10 @@ namespace {
 // Fails early, before a long load, on a directory that cannot be a chat model.
 std::string checked(const std::string& dir, const std::string& source) {
   if (!fs::is_directory(dir)) fail("{}: model directory '{}' does not exist or is not a directory", source, dir);
-  for (const char* f : {"config.json", "tokenizer.json"})
-    if (!fs::exists(fs::path(dir) / f))
-      fail("{}: '{}' has no {}; chat and generate need a Hugging Face checkpoint directory with config.json, the "
-           "weights and the tokenizer files (tokenizer.json, tokenizer_config.json)",
-           source, dir, f);
+  if (!fs::exists(fs::path(dir) / "config.json"))
+    fail("{}: '{}' has no config.json; chat and generate need a Hugging Face checkpoint directory with config.json, "
+         "the weights and the tokenizer files (tokenizer.json or tiktoken.model, tokenizer_config.json)",
+         source, dir);
   return dir;
 }
 }  // namespace
