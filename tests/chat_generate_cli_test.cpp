@@ -99,7 +99,10 @@ class ChatGenerateCli : public ::testing::Test {
     Json config = Json::parse(slurp(fs::path(model_) / "config.json"));
     if (config_changes.is_object()) config.update(config_changes);
     spit(dir / "config.json", config.dump());
-    for (const auto& [f, text] : files) spit(dir / f, text);
+    for (const auto& [f, text] : files) {
+      fs::remove(dir / f);  // a link to the shared model's file: never write through it
+      spit(dir / f, text);
+    }
     return dir.string();
   }
 };
@@ -331,6 +334,24 @@ TEST_F(ChatGenerateCli, MessagesToolsAndTemplateKwargsReachTheTemplate) {
   EXPECT_NE(r.err.find("--template-kwargs: expected a JSON object"), std::string::npos) << r.err;
   r = run("generate " + base + "--raw --messages " + (tmp_ / "conv.json").string());
   EXPECT_NE(r.err.find("a conversation needs the chat template"), std::string::npos) << r.err;
+
+  // --chat-template FILE wins over the model's; of named templates, tool_use when tools are given.
+  spit(tmp_ / "t.jinja", "T:{{ messages[0].content }}");
+  r = run("chat " + base + "--chat-template " + (tmp_ / "t.jinja").string() + " --echo-prompt " +
+              (tmp_ / "e2.jsonl").string(), "hey\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(slurp(tmp_ / "e2.jsonl"))[0]["prompt"], "T:hey");
+  Json cfg = Json::parse(slurp(fs::path(model_) / "tokenizer_config.json"));
+  cfg["chat_template"] = Json::array({{{"name", "default"}, {"template", "D:{{ messages[0].content }}"}},
+                                      {{"name", "tool_use"}, {"template", "U:{{ tools|length }}"}}});
+  const std::string named = variant("named", Json::object(), {{"tokenizer_config.json", cfg.dump()}});
+  const std::string nbase = "--model " + named + " --threads 1 --quiet --temperature 0 --max-new-tokens 1 --echo-prompt ";
+  r = run("chat " + nbase + (tmp_ / "e3.jsonl").string(), "hey\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(slurp(tmp_ / "e3.jsonl"))[0]["prompt"], "D:hey");
+  r = run("chat " + nbase + (tmp_ / "e4.jsonl").string() + " --tools " + (tmp_ / "tools.json").string(), "hey\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(slurp(tmp_ / "e4.jsonl"))[0]["prompt"], "U:1");
 }
 
 // Bad UTF-8 is reported by where it came from, not by an offset into the rendered template; in

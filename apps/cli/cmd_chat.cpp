@@ -89,7 +89,7 @@ void run_chat(const ChatArgs& a) {
   apply_generation_config(gen, gc);
   SamplingParams sampling = resolve_sampling(gen);
   const Tokenizer tok = with_context(dir, [&] { return load_tokenizer(dir); });
-  const ChatTemplate tmpl = with_context(dir + "/tokenizer_config.json", [&] { return ChatTemplate::from_config(tok.config()); });
+  const ChatTemplate tmpl = make_chat_template(tok, a.tmpl, variables.contains("tools"));
   Runner r = load_runner(dir, gen.threads, gen.quiet, gen.fp8_head);
   const ModelConfig& config = r.ckpt->config;
   if (tok.vocab_size() > config.vocab_size)

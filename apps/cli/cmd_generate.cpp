@@ -101,8 +101,9 @@ void run_generate(const GenerateArgs& a) {
   const std::vector<Prompt> prompts = collect_prompts(a);
   if (a.raw) {
     if (!a.system.empty()) fail("generate: --system needs the chat template; it cannot go with --raw");
-    if (!a.tmpl.tools_file.empty() || !a.tmpl.template_kwargs.empty())
-      fail("generate: --tools and --template-kwargs need the chat template; they cannot go with --raw");
+    if (!a.tmpl.tools_file.empty() || !a.tmpl.template_kwargs.empty() || !a.tmpl.chat_template.empty())
+      fail("generate: --tools, --template-kwargs and --chat-template need the chat template; they cannot go with "
+           "--raw");
     for (const auto& p : prompts)
       if (!p.text) fail("{}: a conversation needs the chat template; it cannot go with --raw", p.where);
   }
@@ -115,8 +116,7 @@ void run_generate(const GenerateArgs& a) {
   const SamplingParams sampling = resolve_sampling(gen);
   const Tokenizer tok = with_context(dir, [&] { return load_tokenizer(dir); });
   std::optional<ChatTemplate> tmpl;
-  if (!a.raw)
-    tmpl.emplace(with_context(dir + "/tokenizer_config.json", [&] { return ChatTemplate::from_config(tok.config()); }));
+  if (!a.raw) tmpl.emplace(make_chat_template(tok, a.tmpl, variables.contains("tools")));
 
   // Render and encode every prompt before the (long) load, so that a bad one fails fast.
   std::vector<std::vector<int32_t>> encoded;

@@ -14,6 +14,20 @@ void add_template_flags(CLI::App* sub, TemplateFlags& f, const std::string& mess
                   "given to the chat template as 'tools'");
   sub->add_option("--template-kwargs", f.template_kwargs,
                   "JSON object of extra chat-template variables, e.g. '{\"thinking\": true}' (DeepSeek-V3.1)");
+  sub->add_option("--chat-template", f.chat_template,
+                  "Jinja file to use as the chat template instead of the model's (chat_template.jinja, else "
+                  "tokenizer_config.json's; with tools, its 'tool_use' template when it has one)");
+}
+
+ChatTemplate make_chat_template(const Tokenizer& tok, const TemplateFlags& f, bool with_tools) {
+  const TokenizerConfig& c = tok.config();
+  if (!f.chat_template.empty()) {
+    const std::string source = read_text_file(f.chat_template);
+    return with_context(f.chat_template,
+                        [&] { return ChatTemplate(source, c.bos_token.value_or(""), c.eos_token.value_or("")); });
+  }
+  const bool tool_use = with_tools && c.chat_templates.count("tool_use");
+  return ChatTemplate::from_config(c, tool_use ? "tool_use" : "");
 }
 
 Json template_variables(const TemplateFlags& f) {

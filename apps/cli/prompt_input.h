@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv3::cli {
@@ -21,13 +22,19 @@ struct TemplateFlags {
   std::string messages_file;    // --messages FILE.json
   std::string tools_file;       // --tools FILE.json
   std::string template_kwargs;  // --template-kwargs JSON
+  std::string chat_template;    // --chat-template FILE
 };
 
-// Adds --messages (with `messages_help`), --tools and --template-kwargs.
+// Adds --messages (with `messages_help`), --tools, --template-kwargs and --chat-template.
 void add_template_flags(CLI::App* sub, TemplateFlags& f, const std::string& messages_help);
 
 // The template variables of --tools and --template-kwargs: {"tools": [...], ...kwargs}.
 Json template_variables(const TemplateFlags& f);
+
+// The chat template: --chat-template FILE, else the tokenizer's (chat_template.jinja, else
+// tokenizer_config.json's); of a list of named templates, "tool_use" when tools are given (as
+// transformers picks), else "default".
+ChatTemplate make_chat_template(const Tokenizer& tok, const TemplateFlags& f, bool with_tools);
 
 // A conversation: a JSON list of messages, or {"messages": [...], other template variables}.
 // Messages are checked (objects with a string 'role'; string content valid UTF-8). `what` names
