@@ -312,6 +312,16 @@ TEST_F(ChatGenerateCli, MessagesToolsAndTemplateKwargsReachTheTemplate) {
   r = run("generate " + base + "--jsonl --messages " + (tmp_ / "conv.json").string());
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(json_lines(r.out)[0]["messages"].size(), 4u) << r.out;
+  // Content as text parts is joined first (as vLLM and SGLang do); other parts are refused.
+  spit(tmp_ / "parts.json", R"([{"role": "user", "content": [{"type": "text", "text": "U"}, {"type": "text", "text": "1"}]}])");
+  r = run("chat " + base + "--messages " + (tmp_ / "parts.json").string() + " --echo-prompt " +
+          (tmp_ / "e1.jsonl").string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(slurp(tmp_ / "e1.jsonl"))[0]["prompt"], "<user>U1<assistant>");
+  spit(tmp_ / "img.json", R"([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])");
+  r = run("chat " + base + "--messages " + (tmp_ / "img.json").string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("img.json: message 0 content part 0: only {\"type\": \"text\""), std::string::npos) << r.err;
   spit(tmp_ / "p.jsonl", "\"line one\\nline two\"\n\n[{\"role\": \"user\", \"content\": \"hi\"}]\n"
                          "{\"messages\": [{\"role\": \"user\", \"content\": \"yo\"}], \"thinking\": true}\n");
   r = run("generate " + base + "--jsonl --prompts-jsonl " + (tmp_ / "p.jsonl").string());

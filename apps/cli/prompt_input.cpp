@@ -63,9 +63,29 @@ Conversation parse_conversation(const Json& j, const std::string& what) {
   }
   if (!c.messages.is_array()) fail("{}: 'messages' must be a list", what);
   for (size_t i = 0; i < c.messages.size(); ++i) {
-    const Json& m = c.messages[i];
+    Json& m = c.messages[i];
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
       fail("{}: message {} must be an object with a string 'role'", what, i);
+    // Content as a list of {"type": "text", "text": ...} parts is joined into one string, as vLLM,
+    // SGLang and our server do before the template sees it.
+    if (auto it = m.find("content"); it != m.end() && it->is_array()) {
+      std::string text;
+      for (size_t k = 0; k < it->size(); ++k) {
+        const Json& part = (*it)[k];
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+          fail("{}: message {} content part {}: only {{\"type\": \"text\", \"text\": ...}} parts are supported, got {}",
+               what, i, k, part.dump());
+        text += part["text"].get<std::string>();
+      }
+      *it = text;
+    }
+    // Tool-call arguments given as an object become the JSON string OpenAI clients send (the
+    // family's templates concatenate them as text).
+    if (auto tc = m.find("tool_calls"); tc != m.end() && tc->is_array())
+      for (auto& call : *tc)
+        if (call.is_object() && call.contains("function") && call["function"].is_object())
+          if (auto args = call["function"].find("arguments"); args != call["function"].end() && args->is_structured())
+            *args = args->dump();
   }
   return c;
 }
