@@ -117,7 +117,7 @@ TEST(Tiktoken, KimiStyleDirectory) {
     "bos_token": "[BOS]", "eos_token": "[EOS]", "tokenizer_class": "TikTokenTokenizer",
     "chat_template": "inline"})");
   const Tokenizer t = Tokenizer::load(d.path.string());
-  EXPECT_EQ(t.vocab_size(), 260 + 258);
+  EXPECT_EQ(t.vocab_size(), 260 + 256);  // Kimi-K2: 163584 + 256 = vocab_size 163840
   EXPECT_EQ(t.bos_id(), 260);
   EXPECT_EQ(t.eos_id(), 261);
   EXPECT_FALSE(t.config().add_bos_token);  // TikTokenTokenizer adds no BOS

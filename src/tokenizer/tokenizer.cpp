@@ -113,8 +113,10 @@ Tokenizer Tokenizer::from_tiktoken(std::string_view model_text, const std::strin
   t.tiktoken_split_ = std::make_shared<const Regex>(pattern, name + ": split pattern");
   const int32_t n_ranks = t.tiktoken_->n_ranks();
   // Special tokens: tokenizer_config.json's added_tokens_decoder, and Kimi's rule for the ids
-  // after the ranks (tokenization_kimi.py: num_reserved_special_tokens = 256, plus 2).
-  constexpr int32_t kReserved = 256 + 2;
+  // after the ranks (Kimi-K2's and Moonlight's tokenization_kimi.py: num_reserved_special_tokens
+  // = 256, so 163584 ranks + 256 = the config's vocab_size 163840; Kimi-Linear's script reserves
+  // 2 more, which its added_tokens_decoder names).
+  constexpr int32_t kReserved = 256;
   std::vector<AddedToken> added;
   std::vector<bool> named(size_t(n_ranks + kReserved), false);
   for (AddedToken a : t.config_.added_tokens_decoder) {

@@ -43,7 +43,7 @@ class Tokenizer {
   static Tokenizer from_json(const nlohmann::json& tokenizer_json, TokenizerConfig config, const std::string& name);
   // From the text of a tiktoken.model file, a split pattern in PCRE2 syntax (tiktoken_pattern())
   // and the tokenizer_config.json whose added_tokens_decoder holds the special tokens. As
-  // Kimi's tokenization_kimi.py, the 258 ids after the ranked tokens are special tokens, named
+  // Kimi's tokenization_kimi.py, the 256 ids after the ranked tokens are special tokens, named
   // by added_tokens_decoder or else <|reserved_token_ID|>.
   static Tokenizer from_tiktoken(std::string_view model_text, const std::string& pattern, TokenizerConfig config,
                                  const std::string& name);

@@ -107,7 +107,7 @@ tiktoken)
   done
   # Decode: the kimi encodings, special and reserved ids, and UTF-8 sequences split across ids.
   node $oracle/tiktoken_oracle.mjs encode "$model" kimi "$tmp/docs.jsonl" > "$tmp/ids.jsonl"
-  printf '%s\n' '[199998,13225,199999]' '[200000,200001,200005,5,200100,200255]' '[1006,1006]' '[9142]' \
+  printf '%s\n' '[199998,13225,199999]' '[200000,200001,200005,5,200100,200253]' '[1006,1006]' '[9142]' \
     '[2972,9142,2972]' '[199997,200002,200003,200007,200008]' >> "$tmp/ids.jsonl"
   node $oracle/tiktoken_oracle.mjs decode "$model" kimi "$tmp/ids.jsonl" > "$tmp/expected.jsonl"
   "$bin" detokenize --model "$model" --ids-jsonl "$tmp/ids.jsonl" > "$tmp/got.jsonl"

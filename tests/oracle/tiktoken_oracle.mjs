@@ -33,7 +33,7 @@ const KIMI = [
 const encodingJson = (name) => require(`tiktoken/encoders/${name}.json`);
 const pattern = (name) => (name === "kimi" ? KIMI : encodingJson(name).pat_str);
 
-// Special tokens as tokenization_kimi.py makes them: ids num_base .. num_base + 257, named by
+// Special tokens as Kimi-K2's tokenization_kimi.py makes them: ids num_base .. num_base + 255, named by
 // added_tokens_decoder, else <|reserved_token_ID|>.
 function load(dir, patternName) {
   const model = readFileSync(`${dir}/tiktoken.model`, "utf8");
@@ -42,7 +42,7 @@ function load(dir, patternName) {
   const named = cfg.added_tokens_decoder ?? {};
   const special = {};
   const specialIds = new Set();
-  for (let id = numBase; id < numBase + 258; id++) {
+  for (let id = numBase; id < numBase + 256; id++) {
     special[named[id]?.content ?? `<|reserved_token_${id}|>`] = id;
     if (named[id]?.special ?? true) specialIds.add(id);
   }
