@@ -121,7 +121,9 @@ const std::string& TokenizerConfig::chat_template(const std::string& name) const
   if (it == chat_templates.end()) {
     std::string names;
     for (const auto& [n, t] : chat_templates) names += (names.empty() ? "" : ", ") + n;
-    fail("tokenizer_config.json: no chat template named '{}' (have: {})", key, names.empty() ? "none" : names);
+    fail("no chat template named '{}' (have: {}); a model directory carries it in chat_template.jinja or "
+         "tokenizer_config.json's 'chat_template' (chat and generate also take --chat-template FILE)",
+         key, names.empty() ? "none" : names);
   }
   return it->second;
 }
