@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 
 void add_generation_flags(CLI::App* sub, GenerationFlags& f) {
   sub->add_option("--model", f.model,
-                  "Checkpoint directory (Hugging Face layout, with tokenizer.json and tokenizer_config.json). "
+                  "Checkpoint directory (Hugging Face layout, with tokenizer.json or tiktoken.model, and tokenizer_config.json). "
                   "Default: $DSV3_MODEL, else models/default (made by scripts/setup.sh; random weights)");
   sub->add_option("--threads", f.threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   sub->add_flag("--quiet", f.quiet, "No loading progress, banner or statistics on stderr");
@@ -46,7 +46,8 @@ void add_generation_flags(CLI::App* sub, GenerationFlags& f) {
                              ->check(CLI::Range(int64_t(1), int64_t(1) << 30))
                              ->capture_default_str();
   g->add_option("--stop", f.stop, "Stop when the reply contains this text (repeatable); the text is not shown");
-  g->add_flag("--ignore-eos", f.ignore_eos, "Do not stop at the end-of-sequence token");
+  g->add_flag("--ignore-eos", f.ignore_eos,
+              "Do not stop at the end-of-sequence tokens (the tokenizer's, config.json's and generation_config.json's)");
 }
 
 void apply_generation_config(GenerationFlags& f, const GenerationConfig& g) {
