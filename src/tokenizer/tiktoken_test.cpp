@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <unistd.h>
 
@@ -58,6 +59,53 @@ TEST(Tiktoken, LowestRankFirstLeftmostOnTies) {
   // A long piece (the heap path tiktoken would take quadratic time on) ends as pairs.
   std::vector<int32_t> want(5000, 259);
   EXPECT_EQ(enc(std::string(10000, 'a')), want);
+}
+
+// The heap merge against the plain statement of tiktoken's rule (scan all pairs, merge the
+// lowest rank, the first on ties; repeat), on random vocabularies and texts over a small
+// alphabet where ties and overlapping candidates are common.
+TEST(Tiktoken, HeapMergeEqualsTheLinearScanRule) {
+  uint64_t state = 12345;
+  auto rnd = [&](uint64_t n) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (state >> 33) % n;
+  };
+  for (int round = 0; round < 40; ++round) {
+    std::vector<std::string> merged;
+    std::set<std::string> seen;
+    while (merged.size() < 60) {
+      std::string t;
+      for (size_t k = 0, n = 2 + rnd(4); k < n; ++k) t += char('a' + rnd(3));
+      if (seen.insert(t).second) merged.push_back(t);
+    }
+    const TiktokenBpe bpe(model_text(merged), "t");
+    for (int c = 0; c < 50; ++c) {
+      std::string text;
+      for (size_t k = 0, n = 1 + rnd(40); k < n; ++k) text += char('a' + rnd(3));
+      std::vector<std::string> parts;
+      for (char ch : text) parts.emplace_back(1, ch);
+      while (parts.size() > 1) {
+        int32_t best = -1;
+        size_t at = 0;
+        for (size_t i = 0; i + 1 < parts.size(); ++i) {
+          const int32_t r = bpe.rank_of(parts[i] + parts[i + 1]);
+          if (r >= 0 && (best < 0 || r < best)) best = r, at = i;
+        }
+        if (best < 0) break;
+        parts[at] += parts[at + 1];
+        parts.erase(parts.begin() + ptrdiff_t(at) + 1);
+      }
+      std::vector<int32_t> want;
+      if (bpe.rank_of(text) >= 0) {
+        want.push_back(bpe.rank_of(text));
+      } else {
+        for (const auto& p : parts) want.push_back(bpe.rank_of(p));
+      }
+      std::vector<int32_t> got;
+      bpe.encode_piece(text, got);
+      ASSERT_EQ(got, want) << text;
+    }
+  }
 }
 
 TEST(Tiktoken, FileErrorsNameLineAndValue) {
