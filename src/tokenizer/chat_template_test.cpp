@@ -36,6 +36,20 @@ TEST(Jinja, JavaScriptNumberFormatting) {
   EXPECT_EQ(render("{{ 7 / 2 }} {{ 2.0 }} {{ 6 / 3 }} {{ true }} {{ none }}|"), "3.5 2.0 2.0 true |");
 }
 
+// strip/lstrip/rstrip(chars) and rsplit as Python (jinja2 calls the str methods; transformers
+// renders with jinja2). Expected values printed by jinja2 3.1 with transformers' settings.
+TEST(Jinja, StripWithCharsAndRsplitAsPython) {
+  EXPECT_EQ(render("{{ 'xx\\nhi\\n\\n'.strip('\\n') }}|"), "xx\nhi|");
+  EXPECT_EQ(render("{{ 'abcXcba'.strip('ab') }}|{{ 'abcXcba'.lstrip('abc') }}|{{ 'abcXcba'.rstrip('ca') }}|"
+                   "{{ '  x  '.strip() }}|{{ '--x'.lstrip(none) }}"),
+            "cXc|Xcba|abcXcb|x|--x");
+  EXPECT_EQ(render("{{ '\xc3\xa9\xc3\xa9x\xc3\xa9'.strip('\xc3\xa9') }}"), "x");  // characters, not bytes
+  EXPECT_EQ(render("{{ 'a,b,c'.rsplit(',', 1)|join('|') }}/{{ 'a,b,c'.rsplit(',')|join('|') }}/"
+                   "{{ '  a b  c '.rsplit(none, 1)|join('|') }}/{{ '  a b  c '.rsplit()|join('|') }}/"
+                   "{{ 'x</think>y</think>z'.rsplit('</think>', 1)[-1] }}"),
+            "a,b|c/a|b|c/  a b|c/a|b|c/z");
+}
+
 TEST(Jinja, WhiteSpaceControlAndBlocks) {
   EXPECT_EQ(render("a  {%- if true %}  b  {% endif -%}  c"), "a  b  c");
   // trim_blocks and lstrip_blocks, as transformers sets them.

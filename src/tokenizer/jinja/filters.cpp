@@ -177,9 +177,82 @@ Value builtin_member(const Value& o, const std::string& name) {
     if (name == "length") return Value::integer(static_cast<int64_t>(utf16_length(s)));
     if (name == "upper") return bound([s](Args) { return Value::string(upper(s)); });
     if (name == "lower") return bound([s](Args) { return Value::string(lower(s)); });
-    if (name == "strip") return bound([s](Args) { return Value::string(js_trim(s, true, true)); });
-    if (name == "lstrip") return bound([s](Args) { return Value::string(js_trim(s, true, false)); });
-    if (name == "rstrip") return bound([s](Args) { return Value::string(js_trim(s, false, true)); });
+    if (name == "strip" || name == "lstrip" || name == "rstrip") {
+      const bool left = name != "rstrip", right = name != "lstrip";
+      // Python's str.strip(chars): with chars, strip any of those characters (jinja2 runs the
+      // Python method; @huggingface/jinja ignored the argument and stripped white space).
+      return bound([s, left, right](Args a) {
+        const Value* chars = a.get(0, "chars");
+        if (!chars || chars->is_null()) return Value::string(js_trim(s, left, right));
+        if (!chars->is_string()) fail("strip(): chars must be a string or none");
+        std::vector<char32_t> set;
+        for (size_t i = 0; i < chars->s.size();) set.push_back(next_code_point(chars->s, i));
+        auto in_set = [&](char32_t c) { return std::find(set.begin(), set.end(), c) != set.end(); };
+        size_t b = 0, e = s.size();
+        while (left && b < e) {
+          size_t k = b;
+          if (!in_set(next_code_point(s, k))) break;
+          b = k;
+        }
+        while (right && e > b) {
+          size_t k = e - 1;
+          while (k > b && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;  // start of the last character
+          size_t j = k;
+          if (!in_set(next_code_point(s, j))) break;
+          e = k;
+        }
+        return Value::string(s.substr(b, e - b));
+      });
+    }
+    if (name == "rsplit") {
+      // Python's str.rsplit: like split, but at most maxsplit cuts counted from the right.
+      return bound([s](Args a) {
+        const Value* sep = a.get(0, "sep");
+        const Value* max = a.get(1, "maxsplit");
+        const int64_t maxsplit = max && max->type == VT::kInt ? max->i : -1;
+        Array out;
+        if (!sep || sep->is_null()) {
+          std::vector<std::pair<size_t, size_t>> words;  // [begin, end) of each run of non-space
+          for (size_t i = 0; i < s.size();) {
+            size_t k = i;
+            if (js_is_space(next_code_point(s, k))) {
+              i = k;
+              continue;
+            }
+            const size_t b = i;
+            while (i < s.size()) {
+              k = i;
+              if (js_is_space(next_code_point(s, k))) break;
+              i = k;
+            }
+            words.emplace_back(b, i);
+          }
+          size_t first = 0;
+          if (maxsplit >= 0 && words.size() > size_t(maxsplit) + 1) {
+            first = words.size() - size_t(maxsplit);
+            out.push_back(Value::string(s.substr(0, words[first - 1].second)));
+          }
+          for (size_t w = first; w < words.size(); ++w)
+            out.push_back(Value::string(s.substr(words[w].first, words[w].second - words[w].first)));
+          return Value::array_of(std::move(out));
+        }
+        if (!sep->is_string()) fail("rsplit(): sep must be a string or none");
+        if (sep->s.empty()) fail("rsplit(): empty separator");
+        std::vector<std::string> parts;
+        size_t end = s.size();
+        while (true) {
+          const size_t hit = end >= sep->s.size() ? s.rfind(sep->s, end - sep->s.size()) : std::string::npos;
+          if (hit == std::string::npos || (maxsplit != -1 && int64_t(parts.size()) >= maxsplit)) {
+            parts.push_back(s.substr(0, end));
+            break;
+          }
+          parts.push_back(s.substr(hit + sep->s.size(), end - hit - sep->s.size()));
+          end = hit;
+        }
+        for (auto it = parts.rbegin(); it != parts.rend(); ++it) out.push_back(Value::string(*it));
+        return Value::array_of(std::move(out));
+      });
+    }
     if (name == "title") return bound([s](Args) { return Value::string(title(s)); });
     if (name == "capitalize") {
       return bound([s](Args) {
