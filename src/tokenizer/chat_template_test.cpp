@@ -50,6 +50,21 @@ TEST(Jinja, StripWithCharsAndRsplitAsPython) {
             "a,b|c/a|b|c/  a b|c/a|b|c/z");
 }
 
+// tojson as transformers' (json.dumps): a float from the input stays a float ("5.0", as tool
+// schemas and V3.2's arguments carry them), Python's float spelling, insertion key order.
+// Before, 5.0 came out as 5 and "2" was moved before "a" (JavaScript's Object.entries).
+TEST(Jinja, TojsonKeepsFloatsAndKeyOrderAsTransformers) {
+  const ordered_json x = ordered_json::parse(R"({"a": 5.0, "2": [1.5, 2, -0.0, 1e-5, 1e16, 0.0001, 123456789.125], "b": {"c": 1e100}})");
+  EXPECT_EQ(render("{{ x|tojson }}", ordered_json::array(), false, {{"x", x}}),
+            R"({"a": 5.0, "2": [1.5, 2, -0.0, 1e-05, 1e+16, 0.0001, 123456789.125], "b": {"c": 1e+100}})");
+  EXPECT_EQ(render("{{ x.a }} {{ x.a is integer }} {{ x.a == 5 }}{% for k in x %} {{ k }}{% endfor %}",
+                   ordered_json::array(), false, {{"x", x}}),
+            "5.0 false true a 2 b");
+  EXPECT_EQ(jinja::py_float_repr(0.1 + 0.2), "0.30000000000000004");
+  EXPECT_EQ(jinja::py_float_repr(1e22), "1e+22");
+  EXPECT_EQ(jinja::py_float_repr(-2.5e-7), "-2.5e-07");
+}
+
 TEST(Jinja, WhiteSpaceControlAndBlocks) {
   EXPECT_EQ(render("a  {%- if true %}  b  {% endif -%}  c"), "a  b  c");
   // trim_blocks and lstrip_blocks, as transformers sets them.
