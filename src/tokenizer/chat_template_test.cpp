@@ -65,6 +65,20 @@ TEST(Jinja, TojsonKeepsFloatsAndKeyOrderAsTransformers) {
   EXPECT_EQ(jinja::py_float_repr(-2.5e-7), "-2.5e-07");
 }
 
+// Syntax and filters real templates use and jinja2 accepts; expected values from jinja2 3.1
+// with transformers' settings (each failed to render before).
+TEST(Jinja, PythonConstructsJinja2Accepts) {
+  EXPECT_EQ(render("{% for x in [1,2,3] %}{{ loop.cycle('a','b') }}{% endfor %}"), "aba");
+  EXPECT_EQ(render("{{ 'ab' * 3 }}|{{ 2 * 'x' }}|{{ 'ab' * 0 }}|"), "ababab|xx||");
+  EXPECT_EQ(render("{{ [1,2,3]|sum }} {{ [1,2.5]|sum }}"), "6 3.5");
+  EXPECT_EQ(render("{{ 'a b  c'|wordcount }} {{ 'héllo wörld, 12_3!'|wordcount }}"), "3 3");
+  EXPECT_EQ(render("{{ 'abcé'|reverse }}"), "écba");
+  EXPECT_EQ(render("{{ 'a' < 'b' }} {{ 'b' <= 'a' }} {{ 'é' > 'z' }}"), "true false true");
+  EXPECT_EQ(render("{{ 1e3 }} {{ 2.5E-1 }} {{ 1e3 is float }}"), "1000.0 0.25 true");
+  // CRLF line ends render as jinja2 renders them (it reads them as \n).
+  EXPECT_EQ(render("{% if true %}\r\nA\r\n{% endif %}\r\nB"), "A\nB");
+}
+
 TEST(Jinja, WhiteSpaceControlAndBlocks) {
   EXPECT_EQ(render("a  {%- if true %}  b  {% endif -%}  c"), "a  b  c");
   // trim_blocks and lstrip_blocks, as transformers sets them.

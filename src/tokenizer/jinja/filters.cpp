@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "tokenizer/jinja/interpreter.h"
+#include "tokenizer/regex.h"
 #include "tokenizer/utf8.h"
 
 namespace dsv3::jinja {
@@ -396,6 +397,7 @@ bool apply_test(const std::string& name, const Value& v, const Value* arg, const
   if (name == "string") return v.is_string();
   if (name == "number") return v.is_number();
   if (name == "integer") return v.type == VT::kInt;
+  if (name == "float") return v.type == VT::kFloat;
   if (name == "iterable") return (v.is_array() && !v.is_tuple) || v.is_string();
   if (name == "mapping") return v.is_object();
   if (name == "sequence") return v.is_array() || v.is_object() || v.is_string();
@@ -450,7 +452,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
       if (!operand.is_array()) return bad();
       for (size_t k = 0; k < operand.array->size(); ++k) {
         const Value& x = (*operand.array)[k];
-        out += (k ? sep_s : "") + (x.is_null() || x.is_undefined() ? "" : x.type == VT::kFloat ? js_number(x.f) : to_output(x));
+        out += (k ? sep_s : "") + (x.is_null() || x.is_undefined() ? "" : to_output(x));
       }
       return Value::string(out);
     }
@@ -482,6 +484,15 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
         if (name == "last") return arr.back();
         if (name == "length" || name == "count") return Value::integer(static_cast<int64_t>(arr.size()));
         if (name == "reverse") return Value::array_of(Array(arr.rbegin(), arr.rend()));
+        if (name == "sum") {  // Python's sum: an int unless a float takes part
+          Value total = Value::integer(0);
+          for (const Value& x : arr) {
+            if (!x.is_number()) fail("sum: {} is not a number", x.type_name());
+            if (total.type == VT::kInt && x.type == VT::kInt) total.i += x.i;
+            else total = Value::floating(total.number() + x.number());
+          }
+          return total;
+        }
         if (name == "sort") {
           Array out = arr;
           std::stable_sort(out.begin(), out.end(), [](const Value& x, const Value& y) { return compare_values(x, y, false) < 0; });
@@ -560,6 +571,24 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
         if (name == "capitalize") return call_member(operand, "capitalize", in);
         if (name == "trim") return Value::string(js_trim(s, true, true));
         if (name == "indent") return Value::string(indent_lines(s, "    ", false, false));
+        if (name == "reverse") {  // jinja2 reverses a string by characters
+          std::vector<std::string_view> chars;
+          for (size_t i = 0; i < s.size();) {
+            const size_t at = i;
+            next_code_point(s, i);
+            chars.push_back(std::string_view(s).substr(at, i - at));
+          }
+          std::string out;
+          for (auto it = chars.rbegin(); it != chars.rend(); ++it) out += *it;
+          return Value::string(out);
+        }
+        if (name == "wordcount") {  // jinja2: the number of \w+ runs
+          static const Regex word(R"([\p{L}\p{N}_]+)", "wordcount");
+          MatchScratch scratch;
+          std::vector<std::pair<size_t, size_t>> runs;
+          word.find_all(s, runs, scratch);
+          return Value::integer(static_cast<int64_t>(runs.size()));
+        }
         if (name == "join" || name == "string") return operand;
         if (name == "int") {
           char* end = nullptr;

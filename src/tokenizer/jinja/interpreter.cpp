@@ -209,7 +209,15 @@ std::string Interpreter::render_for(const Node& n, Scope& parent) {
                 {"last", Value::boolean(k == len - 1)},
                 {"length", Value::integer(len)},
                 {"previtem", k > 0 ? items[k - 1] : Value::undefined()},
-                {"nextitem", k < len - 1 ? items[k + 1] : Value::undefined()}};
+                {"nextitem", k < len - 1 ? items[k + 1] : Value::undefined()},
+                // loop.cycle('odd', 'even'): the k-th of its arguments, round robin (jinja2).
+                {"cycle", Value::function([k](std::vector<Value>& args, Interpreter&) {
+                   std::vector<Value> values;
+                   for (const Value& v : args)
+                     if (!v.is_kwargs) values.push_back(v);
+                   if (values.empty()) fail("loop.cycle() needs at least one argument");
+                   return values[size_t(k) % values.size()];
+                 })}};
     scope.set("loop", Value::object_of(std::move(loop)));
     bind(scope, items[k]);
     try {
@@ -475,6 +483,22 @@ Value Interpreter::evaluate_binary(const Node& n, Scope& scope) {
     }
   }
   if ((l.is_string() || r.is_string()) && op == "+") return Value::string(raw_string(l) + raw_string(r));
+  // Python: a string times an integer repeats it; strings compare by code point (UTF-8 byte
+  // order is code point order).
+  if (op == "*" && ((l.is_string() && r.type == VT::kInt) || (l.type == VT::kInt && r.is_string()))) {
+    const std::string& text = l.is_string() ? l.s : r.s;
+    const int64_t times = l.is_string() ? r.i : l.i;
+    if (times > 0 && text.size() * size_t(times) > (size_t(1) << 26)) runtime_error(n, "string repetition too large");
+    std::string out;
+    for (int64_t k = 0; k < times; ++k) out += text;
+    return Value::string(out);
+  }
+  if (l.is_string() && r.is_string()) {
+    if (op == "<") return Value::boolean(l.s < r.s);
+    if (op == ">") return Value::boolean(l.s > r.s);
+    if (op == "<=") return Value::boolean(l.s <= r.s);
+    if (op == ">=") return Value::boolean(l.s >= r.s);
+  }
   if (l.is_string() && r.is_string() && (op == "in" || op == "not in")) {
     bool found = r.s.find(l.s) != std::string::npos;
     return Value::boolean(op == "in" ? found : !found);

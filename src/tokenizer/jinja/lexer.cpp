@@ -394,6 +394,17 @@ std::vector<Token> Lexer::run() {
         num += '.';
         while (pos_ < s_.size() && is_digit(s_[pos_])) num += s_[pos_++];
       }
+      // An exponent (1e3, 2.5E-4) makes a float literal, as in jinja2.
+      if (!after_dot && pos_ + 1 < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
+        size_t k = pos_ + 1;
+        if (k < s_.size() && (s_[k] == '+' || s_[k] == '-')) ++k;
+        if (k < s_.size() && is_digit(s_[k])) {
+          num += 'e';
+          num.append(s_, pos_ + 1, k - pos_ - 1);
+          pos_ = k;
+          while (pos_ < s_.size() && is_digit(s_[pos_])) num += s_[pos_++];
+        }
+      }
       push(num, TokenType::kNumericLiteral, start);
       continue;
     }

@@ -431,7 +431,7 @@ class Parser {
     ++i_;
     switch (tok.type) {
       case T::kNumericLiteral: {
-        if (tok.value.find('.') != std::string::npos) {
+        if (tok.value.find_first_of(".e") != std::string::npos) {
           auto n = node(Kind::kFloat, tok);
           n->number = std::stod(tok.value);
           return n;
