@@ -75,6 +75,9 @@ TEST(Jinja, PythonConstructsJinja2Accepts) {
   EXPECT_EQ(render("{{ 'abcé'|reverse }}"), "écba");
   EXPECT_EQ(render("{{ 'a' < 'b' }} {{ 'b' <= 'a' }} {{ 'é' > 'z' }}"), "true false true");
   EXPECT_EQ(render("{{ 1e3 }} {{ 2.5E-1 }} {{ 1e3 is float }}"), "1000.0 0.25 true");
+  EXPECT_EQ(render("{{ 9 is divisibleby 3 }} {{ 9 is divisibleby(4) }} {{ 2 is not divisibleby 2 }} "
+                   "{{ 'a' if 4 is divisibleby 2 else 'b' }} {{ 1 is eq 1 }}"),
+            "true false false a true");
   // CRLF line ends render as jinja2 renders them (it reads them as \n).
   EXPECT_EQ(render("{% if true %}\r\nA\r\n{% endif %}\r\nB"), "A\nB");
 }

@@ -398,6 +398,11 @@ bool apply_test(const std::string& name, const Value& v, const Value* arg, const
   if (name == "number") return v.is_number();
   if (name == "integer") return v.type == VT::kInt;
   if (name == "float") return v.type == VT::kFloat;
+  if (name == "divisibleby") {
+    if (!arg || arg->type != VT::kInt || v.type != VT::kInt) fail("divisibleby needs two integers");
+    if (arg->i == 0) fail("divisibleby 0");
+    return v.i % arg->i == 0;
+  }
   if (name == "iterable") return (v.is_array() && !v.is_tuple) || v.is_string();
   if (name == "mapping") return v.is_object();
   if (name == "sequence") return v.is_array() || v.is_object() || v.is_string();

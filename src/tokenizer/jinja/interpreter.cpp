@@ -548,7 +548,8 @@ Value Interpreter::evaluate(const Node& n, Scope& scope) {
     case Kind::kBinary: return evaluate_binary(n, scope);
     case Kind::kFilter: return apply_filter(evaluate(*n.a, scope), *n.b, *this, scope);
     case Kind::kTest: {
-      bool r = apply_test(n.text, evaluate(*n.a, scope), nullptr, n);
+      const Value arg = n.b ? evaluate(*n.b, scope) : Value::undefined();
+      bool r = apply_test(n.text, evaluate(*n.a, scope), n.b ? &arg : nullptr, n);
       return Value::boolean(n.flag ? !r : r);
     }
     case Kind::kSelect: {
