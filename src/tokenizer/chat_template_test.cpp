@@ -78,6 +78,7 @@ TEST(Jinja, PythonConstructsJinja2Accepts) {
   EXPECT_EQ(render("{{ 9 is divisibleby 3 }} {{ 9 is divisibleby(4) }} {{ 2 is not divisibleby 2 }} "
                    "{{ 'a' if 4 is divisibleby 2 else 'b' }} {{ 1 is eq 1 }}"),
             "true false false a true");
+  EXPECT_EQ(render("{{ '%s-%d|%5.2f|%-3s|%03d|%%|%x'|format('x', 3, 3.14159, 'ab', 7, 255) }}"), "x-3| 3.14|ab |007|%|ff");
   EXPECT_EQ(render("a\n  {%+ if true %}x{% endif %}\n  {% if true +%}\ny{% endif %}"), "a\n  x\ny");
   // CRLF line ends render as jinja2 renders them (it reads them as \n).
   EXPECT_EQ(render("{% if true %}\r\nA\r\n{% endif %}\r\nB"), "A\nB");

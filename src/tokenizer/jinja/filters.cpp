@@ -170,6 +170,8 @@ Value json_filter(const Value& operand, const Args& a) {
   return Value::string(to_json(operand, opt));
 }
 
+bool is_ascii_digit(char c) { return c >= '0' && c <= '9'; }
+
 }  // namespace
 
 Value builtin_member(const Value& o, const std::string& name) {
@@ -608,6 +610,61 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
         return bad();
       }
       Args a = args();
+      if (name == "format") {
+        // jinja2's format filter: Python's printf-style "%s %d %5.2f %%" with positional values.
+        std::string out;
+        size_t next = 0;
+        for (size_t i = 0; i < s.size(); ++i) {
+          if (s[i] != '%') {
+            out += s[i];
+            continue;
+          }
+          size_t j = i + 1;
+          std::string spec = "%";
+          while (j < s.size() && std::string_view("-+ 0#").find(s[j]) != std::string_view::npos) spec += s[j++];
+          while (j < s.size() && is_ascii_digit(s[j])) spec += s[j++];
+          if (j < s.size() && s[j] == '.') {
+            spec += s[j++];
+            while (j < s.size() && is_ascii_digit(s[j])) spec += s[j++];
+          }
+          if (j >= s.size()) fail("format: incomplete format at the end of '{}'", s);
+          const char conv = s[j];
+          i = j;
+          if (conv == '%') {
+            out += '%';
+            continue;
+          }
+          if (next >= a.positional.size()) fail("format: not enough arguments for '{}'", s);
+          const Value& v = a.positional[next++];
+          // printf of one value, into a buffer of the size it needs.
+          auto printf_one = [](const std::string& f, auto x) {
+            const int n = std::snprintf(nullptr, 0, f.c_str(), x);
+            if (n < 0 || n > (1 << 24)) fail("format: '{}' gives too long a text", f);
+            std::string r(size_t(n) + 1, '\0');
+            std::snprintf(r.data(), r.size(), f.c_str(), x);
+            r.pop_back();
+            return r;
+          };
+          if (conv == 's') {
+            const std::string text = to_output(v);
+            out += spec == "%" ? text : printf_one(spec + "s", text.c_str());
+          } else if (conv == 'd' || conv == 'i') {
+            if (!v.is_number() && v.type != VT::kBool) fail("format: %{} needs a number, got {}", conv, v.type_name());
+            const long long n = v.type == VT::kInt ? v.i : v.type == VT::kBool ? v.b : static_cast<long long>(v.number());
+            out += printf_one(spec + "lld", n);
+          } else if (conv == 'x' || conv == 'X' || conv == 'o') {
+            if (v.type != VT::kInt) fail("format: %{} needs an integer, got {}", conv, v.type_name());
+            out += printf_one(spec + "ll" + conv, static_cast<long long>(v.i));
+          } else if (conv == 'f' || conv == 'e' || conv == 'g') {
+            if (!v.is_number()) fail("format: %{} needs a number, got {}", conv, v.type_name());
+            out += printf_one(spec + conv, v.number());
+          } else {
+            fail("format: unsupported conversion '%{}'", conv);
+          }
+        }
+        if (next < a.positional.size()) fail("format: not all arguments converted during string formatting");
+        return Value::string(out);
+      }
       if (name == "indent") {
         const Value* width = a.get(0, "width");
         const Value* first = a.get(1, "first");
