@@ -80,6 +80,12 @@ TEST(Jinja, PythonConstructsJinja2Accepts) {
             "true false false a true");
   EXPECT_EQ(render("{{ '%s-%d|%5.2f|%-3s|%03d|%%|%x'|format('x', 3, 3.14159, 'ab', 7, 255) }}"), "x-3| 3.14|ab |007|%|ff");
   EXPECT_EQ(render("a\n  {%+ if true %}x{% endif %}\n  {% if true +%}\ny{% endif %}"), "a\n  x\ny");
+  // str() of a list or dict (jinja2's ~, |string) is Python's repr, never "[object Map]"; str + dict
+  // is the error jinja2 raises.
+  EXPECT_EQ(render("{{ x ~ '|' ~ (x|string) ~ '|' ~ ([1, 'it\\'s', none, true, 2.5]|string) }}", ordered_json::array(), false,
+                   {{"x", ordered_json::parse(R"({"k": 1.0, "l": ["a\nb", false]})")}}),
+            R"({'k': 1.0, 'l': ['a\nb', False]}|{'k': 1.0, 'l': ['a\nb', False]}|[1, "it's", None, True, 2.5])");
+  EXPECT_NE(error_of("{{ 'a' + {'k': 1} }}").find("can only concatenate str (not \"dict\") to str"), std::string::npos);
   // CRLF line ends render as jinja2 renders them (it reads them as \n).
   EXPECT_EQ(render("{% if true %}\r\nA\r\n{% endif %}\r\nB"), "A\nB");
 }

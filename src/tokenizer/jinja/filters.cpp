@@ -510,7 +510,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
           for (const Value& x : arr) out += x.is_null() || x.is_undefined() ? "" : to_output(x);
           return Value::string(out);
         }
-        if (name == "string") return Value::string(to_json(operand, JsonOptions{}, false));
+        if (name == "string") return Value::string(py_repr(operand));  // str(list): Python's repr, as jinja2
         if (name == "unique") {
           Array out;
           for (const Value& x : arr) {
@@ -689,6 +689,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
     }
     if (operand.is_object()) {
       if (!is_call && name == "items") return call_member(operand, "items", in);
+      if (!is_call && name == "string") return Value::string(py_repr(operand));
       if (!is_call && (name == "length" || name == "count")) return Value::integer(static_cast<int64_t>(operand.object->size()));
       Value m = builtin_member(operand, name);
       if (m.type == VT::kFunction) {

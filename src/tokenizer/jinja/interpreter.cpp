@@ -22,19 +22,12 @@ std::string raw_string(const Value& v) {
     case VT::kNull: return "null";
     case VT::kBool: return v.b ? "true" : "false";
     case VT::kInt: return std::to_string(v.i);
-    case VT::kFloat: return js_number(v.f);
+    case VT::kFloat: return to_output(v);  // Python's str(): 5.0 stays "5.0"
     case VT::kString: return v.s;
-    case VT::kArray: {
-      std::string out;
-      for (size_t k = 0; k < v.array->size(); ++k) {
-        const Value& e = (*v.array)[k];
-        if (k) out += ',';
-        out += e.is_null() ? std::string("null") : e.is_undefined() ? std::string("undefined") : to_output(e);
-      }
-      return out;
-    }
+    case VT::kArray: return py_repr(v);  // str(list), as jinja2
+    // jinja2's ~ gives str(dict): Python's repr, never JavaScript's "[object Map]".
     case VT::kObject:
-    case VT::kNamespace: return "[object Map]";
+    case VT::kNamespace: return py_repr(v);
     case VT::kFunction: return "function";
   }
   return "";
@@ -482,6 +475,10 @@ Value Interpreter::evaluate_binary(const Node& n, Scope& scope) {
       return Value::boolean(op == "in" ? member : !member);
     }
   }
+  // Python refuses str + dict/list (transformers' jinja2 raises); JavaScript printed "[object Map]".
+  if (op == "+" && (l.is_string() || r.is_string()) && (l.is_mapping_like() || r.is_mapping_like() || l.is_array() || r.is_array()))
+    runtime_error(n, fmt::format("can only concatenate str (not \"{}\") to str",
+                                 (l.is_string() ? r : l).is_array() ? "list" : "dict"));
   if ((l.is_string() || r.is_string()) && op == "+") return Value::string(raw_string(l) + raw_string(r));
   // Python: a string times an integer repeats it; strings compare by code point (UTF-8 byte
   // order is code point order).

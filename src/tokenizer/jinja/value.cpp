@@ -177,6 +177,49 @@ std::string py_float_repr(double d) {
   return sign + mantissa + fmt::format("e{}{:02d}", exp10 < 0 ? '-' : '+', std::abs(exp10));
 }
 
+std::string py_repr(const Value& v) {
+  using T = Value::Type;
+  switch (v.type) {
+    case T::kUndefined:
+    case T::kNull: return "None";
+    case T::kBool: return v.b ? "True" : "False";
+    case T::kInt: return std::to_string(v.i);
+    case T::kFloat: return py_float_repr(v.f);
+    case T::kString: {
+      // str.__repr__: single quotes unless the text has ' and no ", escapes for \\, the quote,
+      // \n \r \t and other control characters; printable characters as they are.
+      const char q = v.s.find('\'') != std::string::npos && v.s.find('"') == std::string::npos ? '"' : '\'';
+      std::string out(1, q);
+      for (size_t i = 0; i < v.s.size();) {
+        const size_t at = i;
+        const char32_t c = next_code_point(v.s, i);
+        if (c == '\\' || c == char32_t(q)) out += '\\', out += char(c);
+        else if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (c == '\t') out += "\\t";
+        else if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02x}", unsigned(c));
+        else out.append(v.s, at, i - at);
+      }
+      return out + q;
+    }
+    case T::kArray: {
+      std::string out = v.is_tuple ? "(" : "[";
+      for (size_t k = 0; k < v.array->size(); ++k) out += (k ? ", " : "") + py_repr((*v.array)[k]);
+      if (v.is_tuple && v.array->size() == 1) out += ',';
+      return out + (v.is_tuple ? ")" : "]");
+    }
+    case T::kObject:
+    case T::kNamespace: {
+      std::string out = "{";
+      for (size_t k = 0; k < v.object->size(); ++k)
+        out += (k ? ", " : "") + py_repr(Value::string((*v.object)[k].first)) + ": " + py_repr((*v.object)[k].second);
+      return out + "}";
+    }
+    case T::kFunction: return "<function>";
+  }
+  return "";
+}
+
 std::string to_json(const Value& v, const JsonOptions& opt, bool undefined_as_null, int depth) {
   using T = Value::Type;
   std::string item_sep = opt.item_sep, key_sep = opt.key_sep;

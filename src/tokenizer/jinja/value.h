@@ -115,6 +115,9 @@ std::string js_number(double d);
 // Python's repr(float) ("5.0", "1e-05", "1e+16"), which json.dumps writes: tojson follows
 // transformers' (json.dumps) for floats.
 std::string py_float_repr(double d);
+// Python's repr() of the value as jinja2 holds it (None, True, 'text', [1, 2.0], {'k': v}): what
+// str() gives a list or dict that a template concatenates with ~.
+std::string py_repr(const Value& v);
 
 // Template variables from JSON: integral numbers become integers (JavaScript has one number
 // type), object keys that are array indices come first in ascending order (Object.entries).
