@@ -89,6 +89,22 @@ class ChatGenerateCli : public ::testing::Test {
   void SetUp() override { fs::create_directories(tmp_); }
   void TearDown() override { fs::remove_all(tmp_); }
   std::string common() const { return "--model " + model_ + " --threads 1 --quiet "; }
+  // A copy of the model (weights linked) with config.json fields changed and extra files.
+  std::string variant(const std::string& name, const Json& config_changes,
+                      const std::vector<std::pair<std::string, std::string>>& files = {}) const {
+    const fs::path dir = tmp_ / name;
+    fs::create_directories(dir);
+    for (const auto& e : fs::directory_iterator(model_))
+      if (e.path().filename() != "config.json") fs::create_symlink(fs::absolute(e.path()), dir / e.path().filename());
+    Json config = Json::parse(slurp(fs::path(model_) / "config.json"));
+    if (config_changes.is_object()) config.update(config_changes);
+    spit(dir / "config.json", config.dump());
+    for (const auto& [f, text] : files) {
+      fs::remove(dir / f);  // a link to the shared model's file: never write through it
+      spit(dir / f, text);
+    }
+    return dir.string();
+  }
 };
 std::string ChatGenerateCli::model_;
 
@@ -190,6 +206,210 @@ TEST_F(ChatGenerateCli, CastEqualsTheGoldenCast) {
   EXPECT_TRUE(fs::exists(tmp_ / "fp8" / "config.json"));
 }
 
+// The context length (--ctx-size, default max_position_embeddings): a prompt that does not fit
+// is an error with both numbers, a completion stops at the limit with finish reason length.
+// Before, generate ran ~130 positions past a 32-position model without a word.
+TEST_F(ChatGenerateCli, GenerateHonoursTheContextLength) {
+  const std::string small = variant("ctx48", {{"max_position_embeddings", 48}});
+  const std::string args = "generate --model " + small + " --threads 1 --quiet --temperature 0 --ignore-eos --jsonl ";
+  RunResult r = run(args + "--max-new-tokens 100 --prompt Hi");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto got = json_lines(r.out);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0]["finish_reason"], "length");
+  EXPECT_EQ(int(got[0]["prompt_tokens"]) + int(got[0]["completion_tokens"]), 48) << r.out;
+  r = run(args + "--max-new-tokens 100 --ctx-size 30 --prompt Hi");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  got = json_lines(r.out);
+  EXPECT_EQ(int(got[0]["prompt_tokens"]) + int(got[0]["completion_tokens"]), 30) << r.out;
+  std::string long_prompt;
+  for (int i = 0; i < 60; ++i) long_prompt += "word ";
+  r = run(args + "--prompt '" + long_prompt + "'");
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("--prompt: the prompt is 64 tokens; the context holds 48"), std::string::npos) << r.err;
+  r = run(args + "--ctx-size 49 --prompt Hi");
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("--ctx-size 49 is larger than the model's context (max_position_embeddings 48)"),
+            std::string::npos) << r.err;
+  r = run("bench --model " + small + " --threads 1 -p 40 -n 10");
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("-p 40 and -n 10 need 50 positions; the context holds 48"), std::string::npos) << r.err;
+  r = run("logits --model " + small + " --threads 1 --ids 1,2,3 --decode 10 --ctx-size 12 --out /dev/null");
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("3 prompt ids and --decode 10 need 13 positions; the context holds 12"), std::string::npos)
+      << r.err;
+  for (const char* cmd : {"generate", "chat", "logits", "bench"})
+    EXPECT_NE(run(std::string(cmd) + " --help").out.find("--ctx-size"), std::string::npos) << cmd;
+}
+
+// chat: a reply stops at the end of the context and says so; a message that no longer fits is
+// refused with /clear offered (the conversation goes on), or the oldest turns are dropped.
+TEST_F(ChatGenerateCli, ChatSaysWhenTheConversationIsFull) {
+  const std::string small = variant("ctx48", {{"max_position_embeddings", 48}});
+  const std::string args = "chat --model " + small + " --threads 1 --quiet --temperature 0 --ignore-eos ";
+  RunResult r = run(args + "--max-new-tokens 100", "Hello\nAgain\n/clear\nHello\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("[context full: /clear starts a new conversation]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(the conversation is full: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(conversation cleared)"), std::string::npos) << r.out;
+  // After /clear the same first message gets the same reply.
+  const size_t first = r.out.find("[context full"), last = r.out.rfind("[context full");
+  EXPECT_NE(first, last) << r.out;
+  // The second message fits alone, not after the first turn.
+  std::string words;
+  for (int i = 0; i < 30; ++i) words += " word";
+  r = run(args + "--max-new-tokens 20 --ctx-full drop-oldest", "Hello\n" + words + "\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("(dropped the oldest 2 message(s) to fit the context of 48 tokens)"), std::string::npos) << r.out;
+}
+
+// generation_config.json gives chat and generate their defaults; flags win.
+TEST_F(ChatGenerateCli, GenerationConfigGivesTheDefaults) {
+  const RunResult greedy = run("generate " + common() + "--temperature 0 --max-new-tokens 3 --jsonl --prompt Hi");
+  ASSERT_EQ(greedy.rc, 0) << greedy.err;
+  const Json g = json_lines(greedy.out)[0];
+  const std::string dir = variant("gencfg", {}, {{"generation_config.json", R"({"do_sample": false, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 3})"}});
+  RunResult r = run("generate --model " + dir + " --threads 1 --jsonl --prompt Hi");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(r.out)[0]["tokens"], g["tokens"]) << r.out;
+  EXPECT_NE(r.err.find("sampling defaults from " + dir + "/generation_config.json"), std::string::npos) << r.err;
+  r = run("generate --model " + dir + " --threads 1 --quiet --jsonl --max-new-tokens 5 --prompt Hi");
+  EXPECT_EQ(json_lines(r.out)[0]["tokens"].size(), 5u) << r.out;
+  // Its eos_token_id ends a reply: make the first greedy token an end id.
+  const std::string eos = variant("geneos", {}, {{"generation_config.json", "{\"do_sample\": false, \"eos_token_id\": [" + g["tokens"][0].dump() + "]}"}});
+  r = run("generate --model " + eos + " --threads 1 --quiet --jsonl --prompt Hi");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(r.out)[0]["finish_reason"], "eos") << r.out;
+  EXPECT_EQ(json_lines(r.out)[0]["completion_tokens"], 0) << r.out;
+  const std::string bad = variant("genbad", {}, {{"generation_config.json", R"({"top_p": "high"})"}});
+  r = run("chat --model " + bad + " --threads 1 --quiet");
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("generation_config.json: 'top_p' must be a number, got \"high\""), std::string::npos) << r.err;
+  EXPECT_NE(run("generate --help").out.find("generation_config.json"), std::string::npos);
+}
+
+// What the template needs comes from flags and files: --messages, --tools, --template-kwargs,
+// JSONL prompt files (strings with newlines, message lists, objects with variables).
+TEST_F(ChatGenerateCli, MessagesToolsAndTemplateKwargsReachTheTemplate) {
+  const std::string tmpl =
+      "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if tools %}[tools {{ tools|length }}: "
+      "{{ tools[0].function.name }}]{% endif %}{% if thinking %}[think]{% endif %}{% if add_generation_prompt %}"
+      "<assistant>{% endif %}";
+  const std::string dir = variant("tmpl", {}, {{"chat_template.jinja", tmpl}});
+  spit(tmp_ / "conv.json", R"([{"role": "system", "content": "S"}, {"role": "user", "content": "U1"},
+                                {"role": "assistant", "content": "A1"}, {"role": "user", "content": "U2"}])");
+  spit(tmp_ / "tools.json", R"([{"type": "function", "function": {"name": "get_weather", "parameters": {}}}])");
+  const std::string base = "--model " + dir + " --threads 1 --quiet --temperature 0 --max-new-tokens 2 ";
+  RunResult r = run("chat " + base + "--messages " + (tmp_ / "conv.json").string() + " --tools " +
+                    (tmp_ / "tools.json").string() + " --template-kwargs '{\"thinking\": true}' --echo-prompt " +
+                    (tmp_ / "echo.jsonl").string(), "U3\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto echo = json_lines(slurp(tmp_ / "echo.jsonl"));
+  ASSERT_EQ(echo.size(), 4u);  // the answer to U2 first, then U3
+  EXPECT_EQ(echo[0]["prompt"], "<system>S<user>U1<assistant>A1<user>U2[tools 1: get_weather][think]<assistant>");
+  const std::string third = echo[2]["prompt"], tail = "<user>U3[tools 1: get_weather][think]<assistant>";
+  EXPECT_TRUE(third.size() > tail.size() && third.substr(third.size() - tail.size()) == tail) << third;
+  r = run("generate " + base + "--jsonl --messages " + (tmp_ / "conv.json").string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(r.out)[0]["messages"].size(), 4u) << r.out;
+  // Content as text parts is joined first (as vLLM and SGLang do); other parts are refused.
+  spit(tmp_ / "parts.json", R"([{"role": "user", "content": [{"type": "text", "text": "U"}, {"type": "text", "text": "1"}]}])");
+  r = run("chat " + base + "--messages " + (tmp_ / "parts.json").string() + " --echo-prompt " +
+          (tmp_ / "e1.jsonl").string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(slurp(tmp_ / "e1.jsonl"))[0]["prompt"], "<user>U1<assistant>");
+  spit(tmp_ / "img.json", R"([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])");
+  r = run("chat " + base + "--messages " + (tmp_ / "img.json").string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("img.json: message 0 content part 0: only {\"type\": \"text\""), std::string::npos) << r.err;
+  spit(tmp_ / "p.jsonl", "\"line one\\nline two\"\n\n[{\"role\": \"user\", \"content\": \"hi\"}]\n"
+                         "{\"messages\": [{\"role\": \"user\", \"content\": \"yo\"}], \"thinking\": true}\n");
+  r = run("generate " + base + "--jsonl --prompts-jsonl " + (tmp_ / "p.jsonl").string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["prompt"], "line one\nline two");
+  EXPECT_EQ(lines[1]["messages"][0]["content"], "hi");
+  // prompt_tokens of "<user>yo[think]<assistant>" exceed those of "<user>yo<assistant>".
+  spit(tmp_ / "q.jsonl", "[{\"role\": \"user\", \"content\": \"yo\"}]\n");
+  const RunResult plain = run("generate " + base + "--jsonl --prompts-jsonl " + (tmp_ / "q.jsonl").string());
+  EXPECT_GT(int(lines[2]["prompt_tokens"]), int(json_lines(plain.out)[0]["prompt_tokens"]));
+  // Errors name the file and line.
+  spit(tmp_ / "bad.jsonl", "\"ok\"\n{\"role\": \"user\"}\n");
+  r = run("generate " + base + "--prompts-jsonl " + (tmp_ / "bad.jsonl").string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("bad.jsonl:2: expected a list of messages or an object with 'messages'"), std::string::npos)
+      << r.err;
+  r = run("generate " + base + "--prompt x --template-kwargs '[1]'");
+  EXPECT_NE(r.err.find("--template-kwargs: expected a JSON object"), std::string::npos) << r.err;
+  r = run("generate " + base + "--raw --messages " + (tmp_ / "conv.json").string());
+  EXPECT_NE(r.err.find("a conversation needs the chat template"), std::string::npos) << r.err;
+
+  // --chat-template FILE wins over the model's; of named templates, tool_use when tools are given.
+  spit(tmp_ / "t.jinja", "T:{{ messages[0].content }}");
+  r = run("chat " + base + "--chat-template " + (tmp_ / "t.jinja").string() + " --echo-prompt " +
+              (tmp_ / "e2.jsonl").string(), "hey\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(slurp(tmp_ / "e2.jsonl"))[0]["prompt"], "T:hey");
+  Json cfg = Json::parse(slurp(fs::path(model_) / "tokenizer_config.json"));
+  cfg["chat_template"] = Json::array({{{"name", "default"}, {"template", "D:{{ messages[0].content }}"}},
+                                      {{"name", "tool_use"}, {"template", "U:{{ tools|length }}"}}});
+  const std::string named = variant("named", Json::object(), {{"tokenizer_config.json", cfg.dump()}});
+  const std::string nbase = "--model " + named + " --threads 1 --quiet --temperature 0 --max-new-tokens 1 --echo-prompt ";
+  r = run("chat " + nbase + (tmp_ / "e3.jsonl").string(), "hey\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(slurp(tmp_ / "e3.jsonl"))[0]["prompt"], "D:hey");
+  r = run("chat " + nbase + (tmp_ / "e4.jsonl").string() + " --tools " + (tmp_ / "tools.json").string(), "hey\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(json_lines(slurp(tmp_ / "e4.jsonl"))[0]["prompt"], "U:1");
+}
+
+// Bad UTF-8 is reported by where it came from, not by an offset into the rendered template; in
+// chat the line is refused and the conversation goes on. A lone surrogate in JSON is U+FFFD.
+TEST_F(ChatGenerateCli, BadUtf8IsReportedByLineAndLoneSurrogatesAreReplaced) {
+  spit(tmp_ / "p.txt", "fine\nab\xff" "c\n");
+  RunResult r = run("generate " + common() + "--input-file " + (tmp_ / "p.txt").string());
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("p.txt:2: not valid UTF-8: byte 0xFF at byte 3 of the text"), std::string::npos) << r.err;
+  r = run("chat " + common() + "--temperature 0 --max-new-tokens 2", "ab\xfe" "c\nHello\n");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("(not sent: the line is not valid UTF-8: byte 0xFE at byte 3)"), std::string::npos) << r.out;
+  EXPECT_GT(r.out.size(), r.out.find(")\n") + 2) << "no reply to the next line:\n" << r.out;
+  spit(tmp_ / "s.jsonl", "\"a\\ud800b\"\n\"\\ud83d\\ude00\\udc00\"\n");
+  r = run("tokenize --model " + std::string(kTokenizerDir) + " --no-bos --jsonl " + (tmp_ / "s.jsonl").string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const RunResult want1 = run("tokenize --model " + std::string(kTokenizerDir) + " --no-bos --text 'a\xef\xbf\xbd" "b'");
+  const RunResult want2 =
+      run("tokenize --model " + std::string(kTokenizerDir) + " --no-bos --text '\xf0\x9f\x98\x80\xef\xbf\xbd'");
+  EXPECT_EQ(r.out, want1.out + want2.out);
+  spit(tmp_ / "g.jsonl", "\"x\\udfff\"\n");
+  r = run("generate " + common() + "--max-new-tokens 1 --prompts-jsonl " + (tmp_ / "g.jsonl").string());
+  EXPECT_EQ(r.rc, 0) << r.err;
+}
+
+// detokenize: ids of the model's vocabulary without a token (DeepSeek-V3's 128815..129279) give
+// empty text as Hugging Face does; ids past the vocabulary are an error.
+TEST_F(ChatGenerateCli, DetokenizeOfIdsWithoutAToken) {
+  RunResult r = run("detokenize --model " + model_ + " --ids 19923,128815,129279");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out, run("detokenize --model " + model_ + " --ids 19923").out);
+  r = run("detokenize --model " + model_ + " --ids 129280");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("id 129280 is outside the model's vocabulary [0, 129280)"), std::string::npos) << r.err;
+}
+
+// --raw on a text that already starts with BOS (a rendered template fed back): one BOS, a warning.
+TEST_F(ChatGenerateCli, RawPromptStartingWithBosGetsNoSecondBos) {
+  const std::string args = "generate --model " + model_ + " --threads 1 --temperature 0 --max-new-tokens 1 --jsonl --raw ";
+  const RunResult plain = run(args + "--prompt Hello");
+  const RunResult with_bos = run(args + "--prompt '<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>Hello'");
+  ASSERT_EQ(with_bos.rc, 0) << with_bos.err;
+  EXPECT_EQ(json_lines(with_bos.out)[0]["prompt_tokens"], json_lines(plain.out)[0]["prompt_tokens"]);
+  EXPECT_EQ(json_lines(with_bos.out)[0]["tokens"], json_lines(plain.out)[0]["tokens"]);
+  EXPECT_NE(with_bos.err.find("already starts with the BOS token"), std::string::npos) << with_bos.err;
+  EXPECT_EQ(plain.err.find("already starts with the BOS token"), std::string::npos) << plain.err;
+}
+
 struct BadInput {
   std::string args, message;
 };
@@ -211,7 +431,7 @@ TEST_F(ChatGenerateCli, BadInputExitsTwoWithAMessage) {
       {"chat --bogus-flag", "bogus"},
       {"generate " + common() + "--top-p 2 --prompt x", "--top-p"},
       {"generate " + common() + "--temperature -1 --prompt x", "--temperature"},
-      {"generate " + common(), "--prompt TEXT or --input-file FILE"},
+      {"generate " + common(), "--prompt TEXT, --input-file FILE"},
       {"generate " + common() + "--input-file /nonexistent/prompts.txt", "/nonexistent/prompts.txt"},
       {"generate " + common() + "--input-file " + (tmp_ / "empty.txt").string(), "no prompts"},
       {"generate --model /nonexistent/model --prompt x", "/nonexistent/model"},

@@ -100,6 +100,56 @@ TEST(Cli, InfoDescribesTheCheckpoint) {
     EXPECT_NE(r.output.find(s), std::string::npos) << s << "\n" << r.output;
 }
 
+// info: q_lora_rank null (not 0) for V2-Lite-style checkpoints, the context length, and the
+// dense/MoE split with moe_layer_freq (before, every layer past first_k_dense_replace counted as MoE).
+TEST(Cli, InfoShowsQLoraNullContextAndTheMoeLayerFreqSplit) {
+  auto r = test::run_dsv3("info --model tests/data/golden/v2-lite-tiny-bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("q_lora_rank null"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("context:      163840 positions"), std::string::npos) << r.output;
+  test::TempDir d;
+  auto cfg = preset_config("v3-tiny");
+  cfg["moe_layer_freq"] = 2;
+  cfg["first_k_dense_replace"] = 0;
+  cfg["num_hidden_layers"] = 3;
+  cfg["my_new_knob"] = 1;
+  write_text_file(d.file("in.json"), cfg.dump());
+  r = test::run_dsv3("init --quiet --config " + d.file("in.json") + " --out " + d.file("ckpt") + " --dtype bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_dsv3("info --model " + d.file("ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("layers:       3 (1 dense, 2 MoE)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("not read:     my_new_knob"), std::string::npos) << r.output;
+  r = test::run_dsv3("logits --model " + d.file("ckpt") + " --ids 1,2 --out /dev/null");
+  EXPECT_NE(r.output.find("did not read: my_new_knob"), std::string::npos) << r.output;
+}
+
+// transformers 5 writes RoPE under rope_parameters; the logits must be those of the
+// transformers 4 form, bit for bit (before, YaRN was dropped and theta fell back to 10000).
+TEST(Cli, RopeParametersConfigGivesTheSameLogits) {
+  test::TempDir d;
+  const std::string dir = copy_checkpoint(d);
+  auto cfg = read_json_file(d.file("config.json"));
+  nlohmann::json params = cfg["rope_scaling"];
+  params.erase("type");
+  params["rope_type"] = "yarn";
+  params["rope_theta"] = cfg["rope_theta"];
+  cfg.erase("rope_scaling");
+  cfg.erase("rope_theta");
+  cfg["rope_parameters"] = params;
+  write_text_file(d.file("config.json"), cfg.dump());
+  const std::string args = " --ids 3,1,4,1,5,9,2,6 --decode 3 --threads 1 --out ";
+  auto r = test::run_dsv3("logits --model " + kFp8 + args + d.file("v4.bin"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_dsv3("logits --model " + dir + args + d.file("v5.bin"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(test::read_f32(d.file("v4.bin")), test::read_f32(d.file("v5.bin")));
+  cfg["rope_parameters"]["rope_type"] = "longrope";
+  write_text_file(d.file("config.json"), cfg.dump());
+  expect_exit2("logits --model " + dir + args + "/dev/null", "rope_parameters: rope_type 'longrope' is not supported");
+  expect_exit2("info --model " + dir, "rope_type 'longrope'");
+}
+
 TEST(Cli, InfoListsEveryProblem) {
   test::TempDir d;
   const std::string dir = copy_checkpoint(d);

@@ -14,6 +14,7 @@
 
 #include "apps/cli/commands.h"
 #include "apps/cli/common.h"
+#include "apps/cli/generation_flags.h"
 #include "backends/cpu/bandwidth_probe.h"
 #include "backends/cpu/kernels.h"
 #include "base/error.h"
@@ -27,6 +28,7 @@ namespace {
 struct BenchOptions {
   std::string model;
   int64_t prompt = 512, decode = 128;
+  int64_t ctx_size = 0;
   int threads = 0;
   bool json = false, fp8_head = false;
   std::string kv_cache_dtype = "f32";
@@ -127,6 +129,11 @@ void run_bench(const BenchOptions& o) {
   touch_weights(weights);
 
   const int64_t V = c.vocab_size, H = c.hidden_size, P = o.prompt;
+  const int64_t ctx = resolve_ctx_size(o.ctx_size, c);
+  if (P + o.decode > ctx)
+    fail("bench: -p {} and -n {} need {} positions; the context holds {} (--ctx-size; the model's "
+         "max_position_embeddings is {})",
+         P, o.decode, P + o.decode, ctx, c.max_position_embeddings);
   std::vector<StepEntry> entries;
   for (int64_t i = 0; i < P; ++i) entries.push_back({0, int32_t((i * 7919 + 13) % V), int32_t(i)});
   std::vector<float> hidden(static_cast<size_t>(P * H)), logits(static_cast<size_t>(V));
@@ -256,6 +263,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   sub->add_flag("--json", o->json, "Print one JSON object");
+  sub->add_option("--ctx-size", o->ctx_size, kCtxSizeHelp)->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
   sub->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)
       ->check(CLI::IsMember({"f32", "bf16"}))

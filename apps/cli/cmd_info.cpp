@@ -1,6 +1,8 @@
 // dsv3 info: what a checkpoint is, what it costs, and what in it does not fit its config.
 #include <cstdio>
 
+#include <fmt/ranges.h>
+
 #include "apps/cli/commands.h"
 #include "apps/cli/common.h"
 #include "base/error.h"
@@ -54,20 +56,26 @@ void run_info(const std::string& dir) {
   const ModelWeights w = bind_weights(ckpt, c, true, &problems);
   std::printf("model:        %s (%s)\n", dir.c_str(), c.model_type.c_str());
   std::printf("shards:       %zu, %s of tensors\n", ckpt.shards().size(), human(double(ckpt.total_bytes()), "B").c_str());
+  // Dense vs MoE honours moe_layer_freq (a layer past first_k_dense_replace is MoE only every
+  // moe_layer_freq layers), as the weight table does.
+  int64_t n_moe = 0;
+  for (int64_t il = 0; il < c.num_hidden_layers; ++il) n_moe += c.is_moe_layer(il) ? 1 : 0;
   std::printf("layers:       %lld (%lld dense, %lld MoE)%s\n", (long long)c.num_hidden_layers,
-              (long long)std::min(c.first_k_dense_replace, c.num_hidden_layers),
-              (long long)(c.num_hidden_layers - std::min(c.first_k_dense_replace, c.num_hidden_layers)),
+              (long long)(c.num_hidden_layers - n_moe), (long long)n_moe,
               w.mtp ? " + 1 MTP layer" : c.has_mtp() ? " (config has MTP; checkpoint has no MTP layer)" : "");
   std::printf("hidden:       %lld, vocab %lld, heads %lld\n", (long long)c.hidden_size, (long long)c.vocab_size,
               (long long)c.num_attention_heads);
-  std::printf("attention:    MLA q_lora_rank %lld, kv_lora_rank %lld, qk_nope %lld, qk_rope %lld, v %lld\n",
-              (long long)c.q_lora_rank, (long long)c.kv_lora_rank, (long long)c.qk_nope_head_dim,
+  std::printf("attention:    MLA q_lora_rank %s, kv_lora_rank %lld, qk_nope %lld, qk_rope %lld, v %lld\n",
+              c.q_lora_rank > 0 ? std::to_string(c.q_lora_rank).c_str() : "null (q_proj)", (long long)c.kv_lora_rank, (long long)c.qk_nope_head_dim,
               (long long)c.qk_rope_head_dim, (long long)c.v_head_dim);
   std::printf("rope:         theta %g%s\n", c.rope_theta,
               c.rope_scaling ? fmt::format(", YaRN factor {} over {} positions", c.rope_scaling->factor,
                                            c.rope_scaling->original_max_position_embeddings)
                                    .c_str()
                              : "");
+  std::printf("context:      %lld positions (max_position_embeddings; --ctx-size of chat, generate, logits and bench "
+              "defaults to it)\n",
+              (long long)c.max_position_embeddings);
   if (c.n_routed_experts > 0)
     std::printf("moe:          %lld routed (top %lld, %s, %s, %lld groups / top %lld), %lld shared, scale %g\n",
                 (long long)c.n_routed_experts, (long long)c.num_experts_per_tok, to_string(c.scoring_func),
@@ -96,6 +104,8 @@ void run_info(const std::string& dir) {
     std::printf("problems:     %zu (missing tensors, wrong shapes or dtypes):\n", problems.size());
     for (const auto& p : problems) std::printf("  %s\n", p.c_str());
   }
+  if (!c.unread_fields.empty()) std::printf("not read:     %s (config.json fields dsv3 does not know)\n",
+                                            fmt::format("{}", fmt::join(c.unread_fields, ", ")).c_str());
   std::printf("extra:        %zu tensor(s)%s\n", w.extra.size(), w.extra.empty() ? "" : ":");
   for (const auto& e : w.extra) std::printf("  %s\n", e.c_str());
   std::fflush(stdout);

@@ -4,6 +4,7 @@
 
 #include "apps/cli/commands.h"
 #include "apps/cli/common.h"
+#include "apps/cli/generation_flags.h"
 #include "base/error.h"
 #include "runtime/greedy.h"
 
@@ -12,7 +13,7 @@ namespace dsv3::cli {
 namespace {
 struct LogitsOptions {
   std::string model, ids, out, mtp_out, attention = "absorb", kv_cache_dtype = "f32";
-  int64_t decode = 0;
+  int64_t decode = 0, ctx_size = 0;
   int threads = 0;
   bool fp8_head = false;
 };
@@ -23,6 +24,11 @@ void run_logits(const LogitsOptions& o) {
   const int64_t V = r.ckpt->config.vocab_size;
   for (auto id : prompt)
     if (id >= V) fail("--ids: token id {} is out of range; the vocabulary has {} ids (0..{})", id, V, V - 1);
+  const int64_t ctx = resolve_ctx_size(o.ctx_size, r.ckpt->config);
+  if (int64_t(prompt.size()) + o.decode > ctx)
+    fail("logits: {} prompt ids and --decode {} need {} positions; the context holds {} (--ctx-size; the model's "
+         "max_position_embeddings is {})",
+         prompt.size(), o.decode, int64_t(prompt.size()) + o.decode, ctx, r.ckpt->config.max_position_embeddings);
   GreedyOptions g{.decode_steps = o.decode, .absorbed = o.attention == "absorb", .mtp = !o.mtp_out.empty()};
   g.cache_dtype = cache_dtype_from_flag(o.kv_cache_dtype);
   const GreedyRun run = run_greedy(*r.model, prompt, g);
@@ -49,6 +55,7 @@ void add_logits_command(CLI::App& app) {
       ->check(CLI::IsMember({"absorb", "naive"}));
   sub->add_option("--mtp-out", o->mtp_out,
                   "Also write the MTP module's logits for prompt positions 0..L-2 ([L-1, vocab_size])");
+  sub->add_option("--ctx-size", o->ctx_size, kCtxSizeHelp)->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   sub->add_option("--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
   sub->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)

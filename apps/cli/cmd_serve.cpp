@@ -106,7 +106,7 @@ void run_serve(const ServeArgs& a) {
   signal(SIGPIPE, SIG_IGN);
 
   const std::string dir = resolve_model_dir(a.model);
-  const Tokenizer tok = with_context(dir, [&] { return Tokenizer::load(dir); });
+  const Tokenizer tok = with_context(dir, [&] { return load_tokenizer(dir); });
   const std::string template_source =
       with_context(dir + "/tokenizer_config.json", [&] { return tok.config().chat_template(); });
   const ChatTemplate tmpl =

@@ -1,13 +1,18 @@
 // dsv3 tokenize / detokenize / template: the tokenizer and chat template from the command line.
 // They need only DIR/tokenizer.json and DIR/tokenizer_config.json.
 #include <chrono>
+#include <climits>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "apps/cli/commands.h"
+#include "apps/cli/common.h"
 #include "base/error.h"
+#include "io/json_file.h"
+#include "io/json_input.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/jinja/value.h"
 #include "tokenizer/tokenizer.h"
@@ -33,8 +38,7 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-void run_tokenize(const std::string& model, bool no_bos, const std::string& text, const std::string& jsonl, bool have_text) {
-  Tokenizer tok = Tokenizer::load(model);
+void run_tokenize(const Tokenizer& tok, bool no_bos, const std::string& text, const std::string& jsonl, bool have_text) {
   if (have_text == !jsonl.empty()) fail("tokenize: give exactly one of --text and --jsonl");
   if (have_text) {
     print_ids(tok.encode(text, !no_bos));
@@ -48,21 +52,19 @@ void run_tokenize(const std::string& model, bool no_bos, const std::string& text
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
-    std::string doc = with_context(fmt::format("{}:{}", jsonl, line_no), [&] {
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception& e) {
-        fail("invalid JSON: {}", e.what());
-      }
-      if (!j.is_string()) fail("expected a JSON string, got {}", j.type_name());
-      return j.get<std::string>();
-    });
+    // A lone surrogate escape is U+FFFD, as Python's json and Hugging Face make it.
+    const std::string where = fmt::format("{}:{}", jsonl, line_no);
+    const auto j = parse_user_json(line, where);
+    if (!j.is_string()) fail("{}: expected a JSON string, got {}", where, j.type_name());
+    const std::string doc = j.get<std::string>();
     print_ids(with_context(fmt::format("{}:{}", jsonl, line_no), [&] { return tok.encode(doc, !no_bos); }));
   }
 }
 
-std::vector<int32_t> parse_ids(const std::string& s, int32_t vocab_size) {
+// Ids for detokenize. `limit`: the model's vocabulary size (config.json beside the tokenizer),
+// else any non-negative id; an id below it without a token (DeepSeek-V3's 128815..129279, the
+// padding of the embedding) decodes to nothing, as Hugging Face does.
+std::vector<int32_t> parse_ids(const std::string& s, int64_t limit) {
   std::vector<int32_t> ids;
   std::stringstream ss(s);
   std::string item;
@@ -75,20 +77,23 @@ std::vector<int32_t> parse_ids(const std::string& s, int32_t vocab_size) {
       used = 0;
     }
     if (used == 0 || used != item.size()) fail("--ids: '{}' is not an integer", item);
-    if (v < 0 || v >= vocab_size) fail("--ids: id {} is outside the vocabulary [0, {})", v, vocab_size);
+    if (v < 0 || v >= limit) fail("--ids: id {} is outside the model's vocabulary [0, {})", v, limit);
     ids.push_back(static_cast<int32_t>(v));
   }
   return ids;
 }
 
-void run_template(const std::string& model, const std::string& messages_file, bool add_generation_prompt) {
-  Tokenizer tok = Tokenizer::load(model);
-  nlohmann::ordered_json input;
-  try {
-    input = nlohmann::ordered_json::parse(read_file(messages_file));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: invalid JSON: {}", messages_file, e.what());
-  }
+int64_t model_vocab_size(const std::string& dir, const Tokenizer& tok) {
+  const auto path = std::filesystem::path(dir) / "config.json";
+  if (!std::filesystem::exists(path)) return INT32_MAX;
+  const auto j = parse_user_json(read_text_file(path.string()), path.string());
+  const auto it = j.find("vocab_size");
+  if (it == j.end() || !it->is_number_integer()) return INT32_MAX;
+  return std::max<int64_t>(it->get<int64_t>(), tok.vocab_size());
+}
+
+void run_template(const Tokenizer& tok, const std::string& messages_file, bool add_generation_prompt) {
+  const nlohmann::ordered_json input = parse_user_json(read_file(messages_file), messages_file);
   // Either a list of messages, or an object {"messages": [...], other variables...}.
   nlohmann::ordered_json messages, extra = nlohmann::ordered_json::object();
   if (input.is_array()) {
@@ -137,8 +142,7 @@ void run_decode_batch(const Tokenizer& tok, const std::string& path) {
 // Conformance batch mode (hidden flag --cases): renders every case of a JSON list, each
 // {"messages": [...], "add_generation_prompt": bool, "template"?: source, ...variables}, and
 // prints one JSON line per case: the rendered string, or {"error": message}.
-void run_template_cases(const std::string& model, const std::string& cases_file) {
-  Tokenizer tok = Tokenizer::load(model);
+void run_template_cases(const Tokenizer& tok, const std::string& cases_file) {
   nlohmann::ordered_json cases;
   try {
     cases = nlohmann::ordered_json::parse(read_file(cases_file));
@@ -177,11 +181,13 @@ void add_tokenizer_commands(CLI::App& app) {
     auto text = std::make_shared<std::string>();
     auto jsonl = std::make_shared<std::string>();
     auto no_bos = std::make_shared<bool>(false);
-    cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
+    cmd->add_option("--model", *model, "Directory with tokenizer.json (or tiktoken.model) and tokenizer_config.json")->required();
     auto* text_opt = cmd->add_option("--text", *text, "Text to encode");
     cmd->add_option("--jsonl", *jsonl, "File with one JSON string per line");
     cmd->add_flag("--no-bos", *no_bos, "Add no special tokens (no BOS even when add_bos_token is set)");
-    cmd->callback([=] { run_tokenize(*model, *no_bos, *text, *jsonl, text_opt->count() > 0); });
+    auto pattern = std::make_shared<std::string>();
+    cmd->add_option("--tiktoken-pattern", *pattern, kTiktokenPatternHelp);
+    cmd->callback([=] { run_tokenize(load_tokenizer(*model, *pattern), *no_bos, *text, *jsonl, text_opt->count() > 0); });
   }
   {
     auto* cmd = app.add_subcommand("detokenize", "Decode token ids to text");
@@ -189,15 +195,17 @@ void add_tokenizer_commands(CLI::App& app) {
     auto ids = std::make_shared<std::string>();
     auto skip = std::make_shared<bool>(false);
     auto ids_jsonl = std::make_shared<std::string>();
-    cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
-    cmd->add_option("--ids", *ids, "Comma-separated ids, e.g. 0,19923");
+    cmd->add_option("--model", *model, "Directory with tokenizer.json (or tiktoken.model) and tokenizer_config.json")->required();
+    cmd->add_option("--ids", *ids, "Comma-separated ids, e.g. 0,19923 (ids of the model's vocabulary that have no token, such as DeepSeek-V3's 128815-129279, decode to nothing, as in Hugging Face)");
     cmd->add_flag("--skip-special", *skip, "Drop special tokens");
     cmd->add_option("--ids-jsonl", *ids_jsonl, "Conformance batch mode")->group("");
+    auto pattern = std::make_shared<std::string>();
+    cmd->add_option("--tiktoken-pattern", *pattern, kTiktokenPatternHelp);
     cmd->callback([=] {
-      Tokenizer tok = Tokenizer::load(*model);
+      Tokenizer tok = load_tokenizer(*model, *pattern);
       if (!ids_jsonl->empty()) return run_decode_batch(tok, *ids_jsonl);
       if (ids->empty()) fail("detokenize: --ids is required");
-      std::string out = tok.decode(parse_ids(*ids, tok.vocab_size()), *skip);
+      std::string out = tok.decode(parse_ids(*ids, model_vocab_size(*model, tok)), *skip);
       std::fwrite(out.data(), 1, out.size(), stdout);
     });
   }
@@ -206,16 +214,17 @@ void add_tokenizer_commands(CLI::App& app) {
     auto model = std::make_shared<std::string>();
     auto messages = std::make_shared<std::string>();
     auto gen = std::make_shared<bool>(false);
-    cmd->add_option("--model", *model, "Directory with tokenizer.json and tokenizer_config.json")->required();
+    cmd->add_option("--model", *model, "Directory with tokenizer.json (or tiktoken.model) and tokenizer_config.json")->required();
     auto cases = std::make_shared<std::string>();
     cmd->add_option("--messages", *messages,
                     "JSON file: a list of messages, or {\"messages\": [...], other template variables...}");
     cmd->add_flag("--add-generation-prompt", *gen, "End with the assistant prompt");
     cmd->add_option("--cases", *cases, "Conformance batch mode")->group("");
     cmd->callback([=] {
-      if (!cases->empty()) return run_template_cases(*model, *cases);
+      const Tokenizer tok = load_tokenizer(*model);
+      if (!cases->empty()) return run_template_cases(tok, *cases);
       if (messages->empty()) fail("template: --messages is required");
-      run_template(*model, *messages, *gen);
+      run_template(tok, *messages, *gen);
     });
   }
 }

@@ -2,11 +2,14 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <thread>
 
 #include <unistd.h>
+
+#include <fmt/ranges.h>
 
 #include "apps/cli/progress.h"
 #include "base/error.h"
@@ -33,6 +36,14 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag)
   return ids;
 }
 
+Tokenizer load_tokenizer(const std::string& dir, const std::string& pattern_flag) {
+  TokenizerOptions o;
+  o.tiktoken_pattern = pattern_flag;
+  if (o.tiktoken_pattern.empty())
+    if (const char* env = std::getenv("DSV3_TIKTOKEN_PATTERN"); env && *env) o.tiktoken_pattern = env;
+  return Tokenizer::load(dir, o);
+}
+
 int default_threads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : int(n);
@@ -45,6 +56,9 @@ Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_hea
     std::fprintf(stderr, "dsv3: warning: %zu tensor(s) in '%s' are not used by this config, e.g. '%s'\n",
                  r.ckpt->weights.extra.size(), dir.c_str(), r.ckpt->weights.extra.front().c_str());
   }
+  if (!quiet && !r.ckpt->config.unread_fields.empty())
+    std::fprintf(stderr, "dsv3: note: '%s/config.json' has field(s) dsv3 does not know and did not read: %s\n",
+                 dir.c_str(), fmt::format("{}", fmt::join(r.ckpt->config.unread_fields, ", ")).c_str());
   r.pool = std::make_unique<ThreadPool>(threads > 0 ? threads : default_threads());
   // The shards are mapped; fault them in now, with progress when it takes a while. Not when
   // they exceed physical memory: the first pages would be evicted before the last arrive.

@@ -9,6 +9,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "base/thread_pool.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 #include "weights/loaded_checkpoint.h"
 
 namespace dsv3::cli {
@@ -17,6 +18,13 @@ namespace dsv3::cli {
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag);
 
 int default_threads();
+
+// Tokenizer::load with the tiktoken split pattern of `pattern_flag` (--tiktoken-pattern), else
+// of $DSV3_TIKTOKEN_PATTERN, else Kimi's.
+Tokenizer load_tokenizer(const std::string& dir, const std::string& pattern_flag = "");
+inline constexpr const char* kTiktokenPatternHelp =
+    "For tiktoken.model tokenizers: the split pattern, by name (kimi: Kimi-K2/Moonlight, the default; o200k_base; "
+    "cl100k_base) or as a regex in tiktoken's syntax (default: $DSV3_TIKTOKEN_PATTERN, else kimi)";
 
 // Everything needed to run a checkpoint, owned together.
 struct Runner {

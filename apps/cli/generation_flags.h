@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "io/generation_config.h"
 #include "io/model_config.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
@@ -27,11 +28,27 @@ struct GenerationFlags {
   bool ignore_eos = false;
   std::string kv_cache_dtype = "f32";
   int64_t kv_cache_mb = 0;  // 0: the pool grows as the conversation does
+  int64_t ctx_size = 0;  // --ctx-size; 0: the model's max_position_embeddings
+  // The sampling options, to tell a flag the user gave from a default (generation_config.json
+  // fills the defaults).
+  CLI::Option *temperature_opt = nullptr, *top_p_opt = nullptr, *top_k_opt = nullptr, *min_p_opt = nullptr,
+              *max_new_tokens_opt = nullptr;
+  std::string defaults_from;  // set by apply_generation_config: the file the defaults came from, or ""
 };
 
 // --model, --threads, --quiet, --fp8-head, --temperature, --top-p, --top-k, --min-p, --seed,
 // --max-new-tokens, --stop, --ignore-eos, --kv-cache-dtype, --kv-cache-mb, with their defaults in --help.
 void add_generation_flags(CLI::App* sub, GenerationFlags& f);
+
+// Takes temperature, top_p, top_k, min_p and max_new_tokens from the model's
+// generation_config.json where the user gave no flag (do_sample false: greedy).
+void apply_generation_config(GenerationFlags& f, const GenerationConfig& g);
+
+// --ctx-size checked against the model (at most max_position_embeddings), or the model's.
+int64_t resolve_ctx_size(int64_t flag, const ModelConfig& config);
+inline constexpr const char* kCtxSizeHelp =
+    "Context length: most positions per sequence, prompt + generated tokens (default: the model's "
+    "max_position_embeddings, also the most allowed)";
 
 // Validated sampling parameters with the seed resolved (random when --seed is not given).
 SamplingParams resolve_sampling(const GenerationFlags& f);
@@ -49,8 +66,9 @@ bool has_random_weights(const std::string& dir);
 // The file `dsv3 init` writes into every checkpoint it makes.
 inline constexpr const char* kRandomWeightsMarker = "RANDOM_WEIGHTS";
 
-// Token ids that end a reply: the tokenizer's EOS and config.json's eos_token_id (unless
-// --ignore-eos).
-std::vector<int32_t> end_ids(const Tokenizer& tok, const ModelConfig& config, bool ignore_eos);
+// Token ids that end a reply: the tokenizer's EOS, config.json's eos_token_id and
+// generation_config.json's (unless --ignore-eos).
+std::vector<int32_t> end_ids(const Tokenizer& tok, const ModelConfig& config, bool ignore_eos,
+                             const GenerationConfig& generation = {});
 
 }  // namespace dsv3::cli

@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "base/error.h"
+#include "io/config_fields.h"
 
 namespace dsv3 {
 
@@ -123,7 +124,6 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
     fail("{}: scoring_func '{}' is not supported (sigmoid, softmax)", source, scoring);
   c.norm_topk_prob = f.boolean("norm_topk_prob", false);
   c.routed_scaling_factor = f.number("routed_scaling_factor", 1.0);
-  c.rope_theta = f.number("rope_theta", 10000.0);
   c.rms_norm_eps = f.number("rms_norm_eps", 1e-6);
   c.max_position_embeddings = f.integer("max_position_embeddings", 4096);
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
@@ -136,22 +136,10 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
     }
   }
 
-  if (const auto* rs = f.get("rope_scaling")) {
-    if (!rs->is_object()) fail("{}: 'rope_scaling' must be an object or null", source);
-    const Fields r(*rs, source + " rope_scaling");
-    const std::string type = r.string("type", r.string("rope_type", ""));
-    if (type != "yarn")
-      fail("{}: rope_scaling type '{}' is not supported; DeepSeek checkpoints use 'yarn'", source, type);
-    YarnScaling y;
-    y.factor = r.number("factor", 1.0);
-    y.original_max_position_embeddings = r.integer("original_max_position_embeddings", 4096);
-    y.beta_fast = r.number("beta_fast", 32.0);
-    y.beta_slow = r.number("beta_slow", 1.0);
-    y.mscale = r.number("mscale", 1.0);
-    y.mscale_all_dim = r.number("mscale_all_dim", 0.0);
-    if (y.factor <= 0) fail("{}: rope_scaling.factor must be positive, got {}", source, y.factor);
-    c.rope_scaling = y;
-  }
+  const RopeConfig rope = parse_rope_config(j, source);
+  c.rope_theta = rope.rope_theta;
+  c.rope_scaling = rope.yarn;
+  c.unread_fields = check_config_fields(j, source);
 
   for (auto [name, v] : {std::pair{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
                          {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_hidden_layers},

@@ -9,19 +9,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/rope_config.h"
+
 namespace dsv3 {
 
 enum class ScoringFunc { Sigmoid, Softmax };
 enum class TopkMethod { Greedy, GroupLimitedGreedy, NoauxTc };
-
-struct YarnScaling {
-  double factor = 1.0;
-  int64_t original_max_position_embeddings = 4096;
-  double beta_fast = 32.0;
-  double beta_slow = 1.0;
-  double mscale = 1.0;
-  double mscale_all_dim = 0.0;
-};
 
 struct ModelConfig {
   std::string model_type;  // deepseek_v2, deepseek_v3 or kimi_k2
@@ -48,6 +41,7 @@ struct ModelConfig {
   int64_t qk_nope_head_dim = 0;
   int64_t qk_rope_head_dim = 0;
   int64_t v_head_dim = 0;
+  // From rope_theta + rope_scaling (transformers 4) or rope_parameters (transformers 5).
   double rope_theta = 10000.0;
   std::optional<YarnScaling> rope_scaling;  // only YaRN is supported
   double rms_norm_eps = 1e-6;
@@ -55,6 +49,8 @@ struct ModelConfig {
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
   bool tie_word_embeddings = false;
+  // Fields of the file that dsv3 neither reads nor knows to be irrelevant (front ends list them).
+  std::vector<std::string> unread_fields;
 
   // Throws Error naming `source` and the field on a missing, mistyped or inconsistent field.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& source = "config.json");

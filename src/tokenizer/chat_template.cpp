@@ -7,8 +7,27 @@
 
 namespace dsv3 {
 
+namespace {
+// jinja2 reads "\r\n" and "\r" in a template as "\n" (its lexer's newline normalisation), so a
+// template saved with Windows line ends renders as the same template with "\n".
+std::string normalise_newlines(const std::string& source) {
+  if (source.find('\r') == std::string::npos) return source;
+  std::string out;
+  out.reserve(source.size());
+  for (size_t i = 0; i < source.size(); ++i) {
+    if (source[i] != '\r') {
+      out += source[i];
+    } else {
+      out += '\n';
+      if (i + 1 < source.size() && source[i + 1] == '\n') ++i;
+    }
+  }
+  return out;
+}
+}  // namespace
+
 ChatTemplate::ChatTemplate(const std::string& source, std::string bos_token, std::string eos_token)
-    : program_(std::make_shared<const jinja::Program>(jinja::parse(jinja::tokenize(source)))),
+    : program_(std::make_shared<const jinja::Program>(jinja::parse(jinja::tokenize(normalise_newlines(source))))),
       bos_token_(std::move(bos_token)),
       eos_token_(std::move(eos_token)) {}
 

@@ -36,6 +36,60 @@ TEST(Jinja, JavaScriptNumberFormatting) {
   EXPECT_EQ(render("{{ 7 / 2 }} {{ 2.0 }} {{ 6 / 3 }} {{ true }} {{ none }}|"), "3.5 2.0 2.0 true |");
 }
 
+// strip/lstrip/rstrip(chars) and rsplit as Python (jinja2 calls the str methods; transformers
+// renders with jinja2). Expected values printed by jinja2 3.1 with transformers' settings.
+TEST(Jinja, StripWithCharsAndRsplitAsPython) {
+  EXPECT_EQ(render("{{ 'xx\\nhi\\n\\n'.strip('\\n') }}|"), "xx\nhi|");
+  EXPECT_EQ(render("{{ 'abcXcba'.strip('ab') }}|{{ 'abcXcba'.lstrip('abc') }}|{{ 'abcXcba'.rstrip('ca') }}|"
+                   "{{ '  x  '.strip() }}|{{ '--x'.lstrip(none) }}"),
+            "cXc|Xcba|abcXcb|x|--x");
+  EXPECT_EQ(render("{{ '\xc3\xa9\xc3\xa9x\xc3\xa9'.strip('\xc3\xa9') }}"), "x");  // characters, not bytes
+  EXPECT_EQ(render("{{ 'a,b,c'.rsplit(',', 1)|join('|') }}/{{ 'a,b,c'.rsplit(',')|join('|') }}/"
+                   "{{ '  a b  c '.rsplit(none, 1)|join('|') }}/{{ '  a b  c '.rsplit()|join('|') }}/"
+                   "{{ 'x</think>y</think>z'.rsplit('</think>', 1)[-1] }}"),
+            "a,b|c/a|b|c/  a b|c/a|b|c/z");
+}
+
+// tojson as transformers' (json.dumps): a float from the input stays a float ("5.0", as tool
+// schemas and V3.2's arguments carry them), Python's float spelling, insertion key order.
+// Before, 5.0 came out as 5 and "2" was moved before "a" (JavaScript's Object.entries).
+TEST(Jinja, TojsonKeepsFloatsAndKeyOrderAsTransformers) {
+  const ordered_json x = ordered_json::parse(R"({"a": 5.0, "2": [1.5, 2, -0.0, 1e-5, 1e16, 0.0001, 123456789.125], "b": {"c": 1e100}})");
+  EXPECT_EQ(render("{{ x|tojson }}", ordered_json::array(), false, {{"x", x}}),
+            R"({"a": 5.0, "2": [1.5, 2, -0.0, 1e-05, 1e+16, 0.0001, 123456789.125], "b": {"c": 1e+100}})");
+  EXPECT_EQ(render("{{ x.a }} {{ x.a is integer }} {{ x.a == 5 }}{% for k in x %} {{ k }}{% endfor %}",
+                   ordered_json::array(), false, {{"x", x}}),
+            "5.0 false true a 2 b");
+  EXPECT_EQ(jinja::py_float_repr(0.1 + 0.2), "0.30000000000000004");
+  EXPECT_EQ(jinja::py_float_repr(1e22), "1e+22");
+  EXPECT_EQ(jinja::py_float_repr(-2.5e-7), "-2.5e-07");
+}
+
+// Syntax and filters real templates use and jinja2 accepts; expected values from jinja2 3.1
+// with transformers' settings (each failed to render before).
+TEST(Jinja, PythonConstructsJinja2Accepts) {
+  EXPECT_EQ(render("{% for x in [1,2,3] %}{{ loop.cycle('a','b') }}{% endfor %}"), "aba");
+  EXPECT_EQ(render("{{ 'ab' * 3 }}|{{ 2 * 'x' }}|{{ 'ab' * 0 }}|"), "ababab|xx||");
+  EXPECT_EQ(render("{{ [1,2,3]|sum }} {{ [1,2.5]|sum }}"), "6 3.5");
+  EXPECT_EQ(render("{{ 'a b  c'|wordcount }} {{ 'héllo wörld, 12_3!'|wordcount }}"), "3 3");
+  EXPECT_EQ(render("{{ 'abcé'|reverse }}"), "écba");
+  EXPECT_EQ(render("{{ 'a' < 'b' }} {{ 'b' <= 'a' }} {{ 'é' > 'z' }}"), "true false true");
+  EXPECT_EQ(render("{{ 1e3 }} {{ 2.5E-1 }} {{ 1e3 is float }}"), "1000.0 0.25 true");
+  EXPECT_EQ(render("{{ 9 is divisibleby 3 }} {{ 9 is divisibleby(4) }} {{ 2 is not divisibleby 2 }} "
+                   "{{ 'a' if 4 is divisibleby 2 else 'b' }} {{ 1 is eq 1 }}"),
+            "true false false a true");
+  EXPECT_EQ(render("{{ '%s-%d|%5.2f|%-3s|%03d|%%|%x'|format('x', 3, 3.14159, 'ab', 7, 255) }}"), "x-3| 3.14|ab |007|%|ff");
+  EXPECT_EQ(render("a\n  {%+ if true %}x{% endif %}\n  {% if true +%}\ny{% endif %}"), "a\n  x\ny");
+  // str() of a list or dict (jinja2's ~, |string) is Python's repr, never "[object Map]"; str + dict
+  // is the error jinja2 raises.
+  EXPECT_EQ(render("{{ x ~ '|' ~ (x|string) ~ '|' ~ ([1, 'it\\'s', none, true, 2.5]|string) }}", ordered_json::array(), false,
+                   {{"x", ordered_json::parse(R"({"k": 1.0, "l": ["a\nb", false]})")}}),
+            R"({'k': 1.0, 'l': ['a\nb', False]}|{'k': 1.0, 'l': ['a\nb', False]}|[1, "it's", None, True, 2.5])");
+  EXPECT_NE(error_of("{{ 'a' + {'k': 1} }}").find("can only concatenate str (not \"dict\") to str"), std::string::npos);
+  // CRLF line ends render as jinja2 renders them (it reads them as \n).
+  EXPECT_EQ(render("{% if true %}\r\nA\r\n{% endif %}\r\nB"), "A\nB");
+}
+
 TEST(Jinja, WhiteSpaceControlAndBlocks) {
   EXPECT_EQ(render("a  {%- if true %}  b  {% endif -%}  c"), "a  b  c");
   // trim_blocks and lstrip_blocks, as transformers sets them.

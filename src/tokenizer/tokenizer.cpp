@@ -1,10 +1,13 @@
 #include "tokenizer/tokenizer.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "base/error.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/regex.h"
+#include "tokenizer/tiktoken.h"
 #include "tokenizer/utf8.h"
 
 namespace dsv3 {
@@ -66,12 +69,82 @@ std::vector<AddedToken> parse_added_tokens(const nlohmann::json& j, const std::s
 
 }  // namespace
 
-Tokenizer Tokenizer::load(const std::string& dir) {
+Tokenizer Tokenizer::load(const std::string& dir, const TokenizerOptions& options) {
   namespace fs = std::filesystem;
-  fs::path tj = fs::path(dir) / "tokenizer.json";
-  fs::path tc = fs::path(dir) / "tokenizer_config.json";
+  const fs::path tj = fs::path(dir) / "tokenizer.json";
+  const fs::path tt = fs::path(dir) / "tiktoken.model";
+  const fs::path tc = fs::path(dir) / "tokenizer_config.json";
+  const fs::path jinja = fs::path(dir) / "chat_template.jinja";
+  if (!fs::exists(tj) && !fs::exists(tt)) {
+    if (!fs::is_directory(dir)) fail("tokenizer: '{}' does not exist or is not a directory", dir);
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.is_regular_file() && e.path().extension() != ".safetensors") names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    std::string found;
+    for (size_t i = 0; i < names.size() && i < 20; ++i) found += (i ? ", " : "") + names[i];
+    if (names.size() > 20) found += fmt::format(", ... ({} files)", names.size());
+    fail("tokenizer: '{}' has no usable tokenizer: dsv3 reads tokenizer.json (Hugging Face tokenizers) or "
+         "tiktoken.model (tiktoken, as Kimi-K2 and Moonlight ship); found {}",
+         dir, found.empty() ? "no files besides weights" : found);
+  }
   TokenizerConfig config = fs::exists(tc) ? TokenizerConfig::load(tc.string()) : TokenizerConfig{};
-  return from_json(read_json(tj.string()), std::move(config), tj.string());
+  // transformers reads chat_template.jinja beside the tokenizer files and prefers it.
+  if (fs::exists(jinja)) {
+    std::ifstream in(jinja, std::ios::binary);
+    if (!in) fail("cannot open {}", jinja.string());
+    config.chat_templates["default"] = std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  if (fs::exists(tj)) return from_json(read_json(tj.string()), std::move(config), tj.string());
+  std::ifstream in(tt, std::ios::binary);
+  if (!in) fail("cannot open {}", tt.string());
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  const std::string pattern = with_context(tt.string(), [&] {
+    return resolve_tiktoken_pattern(options.tiktoken_pattern.empty() ? "kimi" : options.tiktoken_pattern);
+  });
+  return from_tiktoken(text, pattern, std::move(config), tt.string());
+}
+
+Tokenizer Tokenizer::from_tiktoken(std::string_view model_text, const std::string& pattern, TokenizerConfig config,
+                                   const std::string& name) {
+  Tokenizer t;
+  t.config_ = std::move(config);
+  t.tiktoken_ = std::make_shared<const TiktokenBpe>(model_text, name);
+  t.tiktoken_split_ = std::make_shared<const Regex>(pattern, name + ": split pattern");
+  const int32_t n_ranks = t.tiktoken_->n_ranks();
+  // Special tokens: tokenizer_config.json's added_tokens_decoder, and Kimi's rule for the ids
+  // after the ranks (Kimi-K2's and Moonlight's tokenization_kimi.py: num_reserved_special_tokens
+  // = 256, so 163584 ranks + 256 = the config's vocab_size 163840; Kimi-Linear's script reserves
+  // 2 more, which its added_tokens_decoder names).
+  constexpr int32_t kReserved = 256;
+  std::vector<AddedToken> added;
+  std::vector<bool> named(size_t(n_ranks + kReserved), false);
+  for (AddedToken a : t.config_.added_tokens_decoder) {
+    if (a.id < n_ranks && t.tiktoken_->bytes_of(a.id) != a.content)
+      fail("{}: added_tokens_decoder id {} ('{}') is a ranked token of tiktoken.model with other bytes", name, a.id,
+           a.content);
+    // tiktoken matches special tokens as plain strings (no stripping of neighbouring spaces).
+    a.lstrip = a.rstrip = a.single_word = false;
+    a.normalized = false;
+    if (size_t(a.id) < named.size()) named[size_t(a.id)] = true;
+    added.push_back(std::move(a));
+  }
+  for (int32_t id = n_ranks; id < n_ranks + kReserved; ++id)
+    if (!named[size_t(id)])
+      added.push_back(AddedToken{.content = fmt::format("<|reserved_token_{}|>", id), .id = id, .special = true});
+  size_t n = size_t(n_ranks);
+  for (const AddedToken& a : added) n = std::max(n, size_t(a.id) + 1);
+  t.decode_bytes_.resize(n);
+  t.special_.assign(n, false);
+  for (int32_t r = 0; r < n_ranks; ++r) t.decode_bytes_[size_t(r)] = t.tiktoken_->bytes_of(r);
+  for (const AddedToken& a : added) {
+    t.decode_bytes_[size_t(a.id)] = a.content;
+    t.special_[size_t(a.id)] = a.special;
+  }
+  t.added_ = std::make_shared<const AddedTokens>(std::move(added));
+  t.pre_tokenizer_ = nullptr;
+  t.finish_special_ids(name);
+  return t;
 }
 
 Tokenizer Tokenizer::from_json(const nlohmann::json& j, TokenizerConfig config, const std::string& name) {
@@ -165,24 +238,48 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, TokenizerConfig config, 
   }
   t.added_ = std::make_shared<const AddedTokens>(std::move(added));
 
-  auto id_of = [&](const std::optional<std::string>& s) { return s ? t.token_to_id(*s) : -1; };
-  t.bos_id_ = id_of(t.config_.bos_token);
-  t.eos_id_ = id_of(t.config_.eos_token);
-  t.pad_id_ = id_of(t.config_.pad_token);
-  if (t.config_.add_bos_token && t.bos_id_ < 0) fail("{}: add_bos_token is set but bos_token is not a known token", name);
-  if (t.config_.add_eos_token && t.eos_id_ < 0) fail("{}: add_eos_token is set but eos_token is not a known token", name);
+  t.finish_special_ids(name);
   return t;
+}
+
+void Tokenizer::finish_special_ids(const std::string& name) {
+  auto id_of = [&](const std::optional<std::string>& s) { return s ? token_to_id(*s) : -1; };
+  bos_id_ = id_of(config_.bos_token);
+  eos_id_ = id_of(config_.eos_token);
+  pad_id_ = id_of(config_.pad_token);
+  if (config_.add_bos_token && bos_id_ < 0) fail("{}: add_bos_token is set but bos_token is not a known token", name);
+  if (config_.add_eos_token && eos_id_ < 0) fail("{}: add_eos_token is set but eos_token is not a known token", name);
 }
 
 int32_t Tokenizer::token_to_id(std::string_view token_text) const {
   if (const AddedToken* a = added_->find_content(token_text)) return a->id;
+  // Vocabulary entries are written in GPT-2's byte-level alphabet, also for tiktoken (Kimi's
+  // get_vocab() does the same).
   auto bytes = byte_level_to_bytes(token_text);
-  return bpe_->token_to_id(bytes ? std::string_view(*bytes) : token_text);
+  const std::string_view b = bytes ? std::string_view(*bytes) : token_text;
+  return tiktoken_ ? tiktoken_->rank_of(b) : bpe_->token_to_id(b);
 }
 
 void Tokenizer::encode_text(std::string_view text, std::vector<int32_t>& out) const {
   std::vector<AddedTokens::Span> raw, norm;
   added_->split(text, /*normalized=*/false, raw);
+  if (tiktoken_) {
+    // tiktoken encodes the matches of its pattern and nothing between them (the patterns match
+    // every character).
+    MatchScratch scratch;
+    std::vector<std::pair<size_t, size_t>> matches;
+    for (const auto& r : raw) {
+      if (r.id >= 0) {
+        out.push_back(r.id);
+        continue;
+      }
+      const std::string_view piece = text.substr(r.begin, r.end - r.begin);
+      matches.clear();
+      tiktoken_split_->find_all(piece, matches, scratch, /*substitute=*/true);
+      for (const auto& [b, e] : matches) tiktoken_->encode_piece(piece.substr(b, e - b), out);
+    }
+    return;
+  }
   for (const auto& r : raw) {
     if (r.id >= 0) {
       out.push_back(r.id);

@@ -1,5 +1,6 @@
 // Text <-> token ids, identical to Hugging Face `tokenizers` for byte-level BPE files
-// (DeepSeek-V2/V3/R1 family), plus transformers' BOS/EOS rule from tokenizer_config.json.
+// (DeepSeek-V2/V3/R1 family) and to tiktoken for tiktoken.model files (Kimi-K2, Moonlight), plus
+// transformers' BOS/EOS rule from tokenizer_config.json.
 //
 //   Tokenizer tok = Tokenizer::load("/models/DeepSeek-V3");   // tokenizer.json + tokenizer_config.json
 //   std::vector<int32_t> ids = tok.encode("Hello", /*add_special=*/true);   // [0, 19923]
@@ -23,12 +24,29 @@
 
 namespace dsv3 {
 
+class TiktokenBpe;
+class Regex;
+
+struct TokenizerOptions {
+  // For tiktoken.model tokenizers: the split pattern's name (kimi, o200k_base, cl100k_base) or the
+  // pattern itself; "" = kimi. The pattern is code in the model's tokenizer script, not data.
+  std::string tiktoken_pattern;
+};
+
 class Tokenizer {
  public:
-  // Reads DIR/tokenizer.json and DIR/tokenizer_config.json (the latter may be absent).
-  static Tokenizer load(const std::string& dir);
+  // Reads DIR/tokenizer.json, or else DIR/tiktoken.model, with DIR/tokenizer_config.json (may be
+  // absent) and DIR/chat_template.jinja (when present it is the default chat template, as in
+  // transformers). With neither tokenizer file, the error lists the files DIR has.
+  static Tokenizer load(const std::string& dir, const TokenizerOptions& options = {});
   // From parsed files; `name` labels error messages.
   static Tokenizer from_json(const nlohmann::json& tokenizer_json, TokenizerConfig config, const std::string& name);
+  // From the text of a tiktoken.model file, a split pattern in PCRE2 syntax (tiktoken_pattern())
+  // and the tokenizer_config.json whose added_tokens_decoder holds the special tokens. As
+  // Kimi's tokenization_kimi.py, the 256 ids after the ranked tokens are special tokens, named
+  // by added_tokens_decoder or else <|reserved_token_ID|>.
+  static Tokenizer from_tiktoken(std::string_view model_text, const std::string& pattern, TokenizerConfig config,
+                                 const std::string& name);
 
   // Encodes UTF-8 text (throws Error naming the byte offset of invalid UTF-8). Added tokens
   // written in the text are always recognised. With `add_special`, BOS is prepended when
@@ -56,8 +74,11 @@ class Tokenizer {
  private:
   Tokenizer() = default;
   void encode_text(std::string_view text, std::vector<int32_t>& out) const;
+  void finish_special_ids(const std::string& name);  // bos/eos/pad ids from the config
 
-  std::shared_ptr<const Bpe> bpe_;
+  std::shared_ptr<const Bpe> bpe_;                // tokenizer.json
+  std::shared_ptr<const TiktokenBpe> tiktoken_;   // tiktoken.model (then bpe_ is null)
+  std::shared_ptr<const Regex> tiktoken_split_;
   std::shared_ptr<const AddedTokens> added_;
   std::shared_ptr<const PreTokenizer> pre_tokenizer_;
   TokenizerConfig config_;

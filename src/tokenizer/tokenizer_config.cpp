@@ -1,5 +1,7 @@
 #include "tokenizer/tokenizer_config.h"
 
+#include <algorithm>
+#include <climits>
 #include <fstream>
 #include <sstream>
 
@@ -32,7 +34,14 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
   c.eos_token = token_text(j, "eos_token", file);
   c.pad_token = token_text(j, "pad_token", file);
   c.unk_token = token_text(j, "unk_token", file);
-  c.add_bos_token = get_bool(j, "add_bos_token", false, file);
+  if (j.contains("tokenizer_class") && !j["tokenizer_class"].is_null()) {
+    if (!j["tokenizer_class"].is_string())
+      fail("{}: 'tokenizer_class' must be a string, got {}", file, j["tokenizer_class"].dump());
+    c.tokenizer_class = j["tokenizer_class"].get<std::string>();
+  }
+  // transformers' LlamaTokenizer and LlamaTokenizerFast take add_bos_token=True by default.
+  const bool llama = c.tokenizer_class == "LlamaTokenizerFast" || c.tokenizer_class == "LlamaTokenizer";
+  c.add_bos_token = get_bool(j, "add_bos_token", llama, file);
   c.add_eos_token = get_bool(j, "add_eos_token", false, file);
   if (j.contains("model_max_length") && !j["model_max_length"].is_null()) {
     const auto& v = j["model_max_length"];
@@ -45,6 +54,34 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
     } else {
       fail("{}: 'model_max_length' must be a number, got {}", file, v.dump());
     }
+  }
+  if (j.contains("added_tokens_decoder") && !j["added_tokens_decoder"].is_null()) {
+    const auto& d = j["added_tokens_decoder"];
+    if (!d.is_object()) fail("{}: 'added_tokens_decoder' must be an object of id -> token, got {}", file, d.dump());
+    for (const auto& [key, t] : d.items()) {
+      const std::string where = fmt::format("{}: added_tokens_decoder['{}']", file, key);
+      size_t used = 0;
+      long long id = -1;
+      try {
+        id = std::stoll(key, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != key.size() || id < 0 || id > INT32_MAX) fail("{}: the key must be a token id", where);
+      if (!t.is_object() || !t.contains("content") || !t["content"].is_string())
+        fail("{}: expected an object with a string 'content', got {}", where, t.dump());
+      AddedToken a;
+      a.id = int32_t(id);
+      a.content = t["content"].get<std::string>();
+      a.special = get_bool(t, "special", false, where);
+      a.lstrip = get_bool(t, "lstrip", false, where);
+      a.rstrip = get_bool(t, "rstrip", false, where);
+      a.single_word = get_bool(t, "single_word", false, where);
+      a.normalized = get_bool(t, "normalized", !a.special, where);
+      c.added_tokens_decoder.push_back(std::move(a));
+    }
+    std::sort(c.added_tokens_decoder.begin(), c.added_tokens_decoder.end(),
+              [](const AddedToken& a, const AddedToken& b) { return a.id < b.id; });
   }
   if (j.contains("chat_template") && !j["chat_template"].is_null()) {
     const auto& t = j["chat_template"];
@@ -84,7 +121,9 @@ const std::string& TokenizerConfig::chat_template(const std::string& name) const
   if (it == chat_templates.end()) {
     std::string names;
     for (const auto& [n, t] : chat_templates) names += (names.empty() ? "" : ", ") + n;
-    fail("tokenizer_config.json: no chat template named '{}' (have: {})", key, names.empty() ? "none" : names);
+    fail("no chat template named '{}' (have: {}); a model directory carries it in chat_template.jinja or "
+         "tokenizer_config.json's 'chat_template' (chat and generate also take --chat-template FILE)",
+         key, names.empty() ? "none" : names);
   }
   return it->second;
 }

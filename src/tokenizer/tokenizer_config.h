@@ -7,14 +7,23 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "tokenizer/added_tokens.h"
 
 namespace dsv3 {
 
 struct TokenizerConfig {
   std::optional<std::string> bos_token, eos_token, pad_token, unk_token;  // token text
-  bool add_bos_token = false;  // absent: false (PreTrainedTokenizerFast); DeepSeek-V3 sets true
+  // Absent: true for LlamaTokenizer(Fast), whose constructors default to it (transformers), else
+  // false (PreTrainedTokenizerFast). DeepSeek-V3 sets true.
+  bool add_bos_token = false;
   bool add_eos_token = false;
   std::optional<int64_t> model_max_length;
+  std::string tokenizer_class;  // "" when absent
+  // "added_tokens_decoder": {"163584": {"content": "[BOS]", "special": true, ...}}, in id order.
+  // tokenizer.json carries the same tokens; a tiktoken tokenizer has only these.
+  std::vector<AddedToken> added_tokens_decoder;
   // Named chat templates; a plain string is stored under "default".
   std::map<std::string, std::string> chat_templates;
 

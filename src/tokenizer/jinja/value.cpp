@@ -153,6 +153,73 @@ bool utf16_less(std::string_view a, std::string_view b) {
 
 }  // namespace
 
+std::string py_float_repr(double d) {
+  if (std::isnan(d)) return "NaN";  // json.dumps' spellings
+  if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
+  if (d == 0) return std::signbit(d) ? "-0.0" : "0.0";
+  std::string sign = d < 0 ? "-" : "";
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, std::fabs(d), std::chars_format::scientific);
+  const std::string sci(buf, res.ptr);
+  const size_t e = sci.find('e');
+  std::string digits;
+  for (size_t k = 0; k < e; ++k)
+    if (sci[k] != '.') digits += sci[k];
+  const int exp10 = std::stoi(sci.substr(e + 1));
+  const int k = static_cast<int>(digits.size());
+  // float.__repr__: positional for 1e-4 <= |d| < 1e16, else d.ddde+XX (two exponent digits at least).
+  if (exp10 >= -4 && exp10 < 16) {
+    if (exp10 < 0) return sign + "0." + std::string(size_t(-exp10 - 1), '0') + digits;
+    if (k <= exp10 + 1) return sign + digits + std::string(size_t(exp10 + 1 - k), '0') + ".0";
+    return sign + digits.substr(0, size_t(exp10 + 1)) + "." + digits.substr(size_t(exp10 + 1));
+  }
+  std::string mantissa = digits.substr(0, 1) + (k > 1 ? "." + digits.substr(1) : "");
+  return sign + mantissa + fmt::format("e{}{:02d}", exp10 < 0 ? '-' : '+', std::abs(exp10));
+}
+
+std::string py_repr(const Value& v) {
+  using T = Value::Type;
+  switch (v.type) {
+    case T::kUndefined:
+    case T::kNull: return "None";
+    case T::kBool: return v.b ? "True" : "False";
+    case T::kInt: return std::to_string(v.i);
+    case T::kFloat: return py_float_repr(v.f);
+    case T::kString: {
+      // str.__repr__: single quotes unless the text has ' and no ", escapes for \\, the quote,
+      // \n \r \t and other control characters; printable characters as they are.
+      const char q = v.s.find('\'') != std::string::npos && v.s.find('"') == std::string::npos ? '"' : '\'';
+      std::string out(1, q);
+      for (size_t i = 0; i < v.s.size();) {
+        const size_t at = i;
+        const char32_t c = next_code_point(v.s, i);
+        if (c == '\\' || c == char32_t(q)) out += '\\', out += char(c);
+        else if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (c == '\t') out += "\\t";
+        else if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02x}", unsigned(c));
+        else out.append(v.s, at, i - at);
+      }
+      return out + q;
+    }
+    case T::kArray: {
+      std::string out = v.is_tuple ? "(" : "[";
+      for (size_t k = 0; k < v.array->size(); ++k) out += (k ? ", " : "") + py_repr((*v.array)[k]);
+      if (v.is_tuple && v.array->size() == 1) out += ',';
+      return out + (v.is_tuple ? ")" : "]");
+    }
+    case T::kObject:
+    case T::kNamespace: {
+      std::string out = "{";
+      for (size_t k = 0; k < v.object->size(); ++k)
+        out += (k ? ", " : "") + py_repr(Value::string((*v.object)[k].first)) + ": " + py_repr((*v.object)[k].second);
+      return out + "}";
+    }
+    case T::kFunction: return "<function>";
+  }
+  return "";
+}
+
 std::string to_json(const Value& v, const JsonOptions& opt, bool undefined_as_null, int depth) {
   using T = Value::Type;
   std::string item_sep = opt.item_sep, key_sep = opt.key_sep;
@@ -165,7 +232,7 @@ std::string to_json(const Value& v, const JsonOptions& opt, bool undefined_as_nu
     case T::kUndefined: return undefined_as_null ? "null" : "undefined";
     case T::kBool: return v.b ? "true" : "false";
     case T::kInt: return std::to_string(v.i);
-    case T::kFloat: return std::isfinite(v.f) ? js_number(v.f) : "null";
+    case T::kFloat: return py_float_repr(v.f);
     case T::kString: {
       std::string out;
       json_string(out, v.s, opt.ensure_ascii);
@@ -232,11 +299,10 @@ Value from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::boolean: return Value::boolean(j.get<bool>());
     case nlohmann::ordered_json::value_t::number_integer: return Value::integer(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: return Value::integer(static_cast<int64_t>(j.get<uint64_t>()));
-    case nlohmann::ordered_json::value_t::number_float: {
-      double d = j.get<double>();
-      if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9.2e18) return Value::integer(static_cast<int64_t>(d));
-      return Value::floating(d);
-    }
+    // A float stays a float (5.0 is not 5), as Python's json.loads reads it for transformers'
+    // templates: tool schemas and arguments print and tojson as "5.0". (@huggingface/jinja, a
+    // JavaScript engine, made it the integer 5.)
+    case nlohmann::ordered_json::value_t::number_float: return Value::floating(j.get<double>());
     case nlohmann::ordered_json::value_t::string: return Value::string(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       Array a;
@@ -244,27 +310,10 @@ Value from_json(const nlohmann::ordered_json& j) {
       return Value::array_of(std::move(a));
     }
     case nlohmann::ordered_json::value_t::object: {
-      // Object.entries order: array-index keys ascending, then the others in insertion order.
-      auto index_key = [](const std::string& k) -> int64_t {
-        if (k.empty() || k.size() > 10 || (k.size() > 1 && k[0] == '0')) return -1;
-        int64_t n = 0;
-        for (char c : k) {
-          if (c < '0' || c > '9') return -1;
-          n = n * 10 + (c - '0');
-        }
-        return n < 4294967295LL ? n : -1;
-      };
-      std::vector<std::pair<int64_t, std::string>> indexed;
+      // Insertion order, as a Python dict (JavaScript's Object.entries would put array-index
+      // keys such as "2" first).
       Object o;
-      for (const auto& [k, x] : j.items()) {
-        int64_t n = index_key(k);
-        if (n >= 0) indexed.emplace_back(n, k);
-      }
-      std::sort(indexed.begin(), indexed.end());
-      for (const auto& [n, k] : indexed) o.emplace_back(k, from_json(j.at(k)));
-      for (const auto& [k, x] : j.items()) {
-        if (index_key(k) < 0) o.emplace_back(k, from_json(x));
-      }
+      for (const auto& [k, x] : j.items()) o.emplace_back(k, from_json(x));
       return Value::object_of(std::move(o));
     }
     default: fail("unsupported JSON value in template variables");

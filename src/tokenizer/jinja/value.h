@@ -1,6 +1,9 @@
 // Runtime values of the chat-template interpreter. Semantics follow @huggingface/jinja (the
 // engine transformers.js uses), whose output our templates must reproduce byte for byte:
-// printing `true`, not `True`; JSON with ", " and ": "; JavaScript number formatting.
+// printing `true`, not `True`; JSON with ", " and ": "; JavaScript number formatting. Where
+// transformers (Python jinja2) differs and the servers users compare with follow it, we follow
+// transformers (issue 18): input floats stay floats and tojson writes them as json.dumps does,
+// objects keep insertion order.
 #pragma once
 
 #include <cstdint>
@@ -109,6 +112,12 @@ std::string to_json(const Value& v, const JsonOptions& opt, bool undefined_as_nu
 
 // JavaScript's Number.prototype.toString for finite doubles.
 std::string js_number(double d);
+// Python's repr(float) ("5.0", "1e-05", "1e+16"), which json.dumps writes: tojson follows
+// transformers' (json.dumps) for floats.
+std::string py_float_repr(double d);
+// Python's repr() of the value as jinja2 holds it (None, True, 'text', [1, 2.0], {'k': v}): what
+// str() gives a list or dict that a template concatenates with ~.
+std::string py_repr(const Value& v);
 
 // Template variables from JSON: integral numbers become integers (JavaScript has one number
 // type), object keys that are array indices come first in ascending order (Object.entries).
