@@ -8,6 +8,7 @@
 
 #include "apps/cli/commands.h"
 #include "base/error.h"
+#include "io/json_file.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/jinja/value.h"
 #include "tokenizer/tokenizer.h"
@@ -49,12 +50,7 @@ void run_tokenize(const std::string& model, bool no_bos, const std::string& text
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     std::string doc = with_context(fmt::format("{}:{}", jsonl, line_no), [&] {
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception& e) {
-        fail("invalid JSON: {}", e.what());
-      }
+      const nlohmann::json j = parse_json(line, "line");
       if (!j.is_string()) fail("expected a JSON string, got {}", j.type_name());
       return j.get<std::string>();
     });
@@ -83,12 +79,8 @@ std::vector<int32_t> parse_ids(const std::string& s, int32_t vocab_size) {
 
 void run_template(const std::string& model, const std::string& messages_file, bool add_generation_prompt) {
   Tokenizer tok = Tokenizer::load(model);
-  nlohmann::ordered_json input;
-  try {
-    input = nlohmann::ordered_json::parse(read_file(messages_file));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: invalid JSON: {}", messages_file, e.what());
-  }
+  // Depth-capped: a message nested 10^5 deep would overflow the stack in copies and rendering.
+  const nlohmann::ordered_json input = parse_ordered_json(read_file(messages_file), messages_file);
   // Either a list of messages, or an object {"messages": [...], other variables...}.
   nlohmann::ordered_json messages, extra = nlohmann::ordered_json::object();
   if (input.is_array()) {
@@ -123,7 +115,7 @@ void run_decode_batch(const Tokenizer& tok, const std::string& path) {
     if (line.empty()) continue;
     std::vector<int32_t> ids;
     try {
-      for (const auto& v : nlohmann::json::parse(line)) ids.push_back(v.get<int32_t>());
+      for (const auto& v : parse_json(line, fmt::format("{}:{}", path, line_no))) ids.push_back(v.get<int32_t>());
     } catch (const nlohmann::json::exception& e) {
       fail("{}:{}: expected a JSON array of ids: {}", path, line_no, e.what());
     }
@@ -139,12 +131,7 @@ void run_decode_batch(const Tokenizer& tok, const std::string& path) {
 // prints one JSON line per case: the rendered string, or {"error": message}.
 void run_template_cases(const std::string& model, const std::string& cases_file) {
   Tokenizer tok = Tokenizer::load(model);
-  nlohmann::ordered_json cases;
-  try {
-    cases = nlohmann::ordered_json::parse(read_file(cases_file));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: invalid JSON: {}", cases_file, e.what());
-  }
+  const nlohmann::ordered_json cases = parse_ordered_json(read_file(cases_file), cases_file);
   if (!cases.is_array()) fail("{}: expected a list of cases", cases_file);
   const TokenizerConfig& cfg = tok.config();
   for (const auto& c : cases) {
