@@ -16,16 +16,25 @@ if [[ ! -f build-fuzz/build.ninja ]]; then
 fi
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+status=0
 for t in "${targets[@]}"; do
   bin=build-fuzz/tests/fuzz/fuzz_$t
   seeds=tests/fuzz/corpus/$t
   work=build-fuzz/corpus/$t
+  log=build-fuzz/fuzz_$t.log
   mkdir -p "$work" build-fuzz/findings
-  echo "== fuzz_$t: seed corpus ($(ls "$seeds" | wc -l) inputs) =="
-  "$bin" -runs=0 -timeout=10 -rss_limit_mb=4096 "$seeds"/* 2>&1 | tail -2
-  echo "== fuzz_$t: ${seconds}s =="
-  "$bin" "$work" "$seeds" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
-    -print_final_stats=1 -artifact_prefix=build-fuzz/findings/"$t"- 2>&1 |
-    grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|SUMMARY|Test unit written" || true
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || { echo "fuzz_$t: FINDING (see build-fuzz/findings)"; exit 1; }
+  echo "== fuzz_$t: seed corpus ($(ls "$seeds" | wc -l) inputs), then ${seconds}s =="
+  rc=0
+  "$bin" -runs=0 -timeout=10 -rss_limit_mb=4096 "$seeds"/* > "$log" 2>&1 || rc=$?
+  if [[ $rc -eq 0 ]]; then
+    "$bin" "$work" "$seeds" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
+      -print_final_stats=1 -artifact_prefix=build-fuzz/findings/"$t"- > "$log" 2>&1 || rc=$?
+  fi
+  grep -E "^stat::number_of_executed_units|^#[0-9]+ +DONE|ERROR|SUMMARY|Test unit written" "$log" || true
+  if [[ $rc -ne 0 ]]; then
+    echo "fuzz_$t: FINDING (exit $rc; $log, inputs in build-fuzz/findings)"
+    tail -40 "$log"
+    status=1
+  fi
 done
+exit $status

@@ -30,7 +30,7 @@ struct RenderLimits {
   // Bytes of all strings and arrays the render builds (a bound on its memory).
   size_t max_total_bytes = size_t(256) << 20;
   // Wall-clock seconds of one render.
-  double max_seconds = 3.0;
+  double max_seconds = 2.0;
 };
 
 // Values nest at most this deep when printed or converted to JSON (a namespace that holds itself).
