@@ -15,6 +15,20 @@ namespace {
 
 using nlohmann::ordered_json;
 
+// The issue asks for a refusal within 5 s; sanitizer builds run several times slower.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kSeconds = 25.0;
+#else
+constexpr double kSeconds = 5.0;
+#endif
+
+// Default limits, except a time limit that a slow (sanitizer) build cannot reach first.
+jinja::RenderLimits untimed() {
+  jinja::RenderLimits l;
+  l.max_seconds = 120;
+  return l;
+}
+
 std::string render(const std::string& src, const ordered_json& messages = ordered_json::array(),
                    const jinja::RenderLimits& limits = {}) {
   return ChatTemplate(src, "<s>", "</s>", limits).render(messages, false);
@@ -33,7 +47,7 @@ void expect_error(const std::string& src, std::initializer_list<std::string> fra
     EXPECT_NE(msg.find(", column "), std::string::npos) << msg;
     for (const auto& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << msg;
   }
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), kSeconds);
 }
 
 std::string repeat(const std::string& s, int n) {
@@ -108,7 +122,7 @@ TEST(HostileTemplate, HugeRangeIndentAndDoubling) {
 
 TEST(HostileTemplate, NestedLoops) {
   expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-               {"max_steps = 500000"});
+               {"max_steps = 500000"}, ordered_json::array(), untimed());
 }
 
 TEST(HostileTemplate, SharedValuesPrintedExponentially) {
@@ -119,7 +133,9 @@ TEST(HostileTemplate, SharedValuesPrintedExponentially) {
 
 TEST(HostileTemplate, DeepValueBuiltInALoopIsFreedWithoutRecursion) {
   // 300000 nested arrays: freeing them recursively would overflow the stack.
-  EXPECT_EQ(render("{% set ns = namespace(a=[]) %}{% for i in range(300) %}{% for j in range(1000) %}{% set ns.a = [ns.a] %}{% endfor %}{% endfor %}ok"), "ok");
+  EXPECT_EQ(render("{% set ns = namespace(a=[]) %}{% for i in range(300) %}{% for j in range(1000) %}{% set ns.a = [ns.a] %}{% endfor %}{% endfor %}ok",
+                   ordered_json::array(), untimed()),
+            "ok");
   expect_error("{% set ns = namespace(a=[]) %}{% for i in range(1000) %}{% set ns.a = [ns.a] %}{% endfor %}{{ ns.a }}",
                {"deeper than 512"});
 }
