@@ -177,6 +177,17 @@ TEST(HostileTemplate, SlicesWithHugeSteps) {
   EXPECT_EQ(render("{{ 'abc'[-9223372036854775807:9223372036854775807] }}"), "abc");
 }
 
+// Found by fuzz_template: a truncated UTF-8 sequence at the end of a tag ran the lexer's index
+// past the end of the source (std::out_of_range, not an Error).
+TEST(HostileTemplate, TruncatedUtf8AfterTagOpen) {
+  for (const std::string src : {"{% \xad", "{%\xe2\x80", "{{ 'a' }}{%- \xf0", "x\xc3"}) {
+    try {
+      render(src);
+    } catch (const Error&) {
+    }
+  }
+}
+
 TEST(HostileTemplate, TimeLimit) {
   jinja::RenderLimits limits;
   limits.max_seconds = 0.2;
