@@ -7,7 +7,8 @@ build=${1:-build}
 
 packages=(cmake ninja-build g++ pkg-config git nodejs npm python3
   libhwy-dev libopenblas-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
-  libedit-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev)
+  libedit-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
+  clang libclang-rt-14-dev)  # clang + libFuzzer runtime: scripts/fuzz.sh
 missing=()
 for p in "${packages[@]}"; do
   # NodeSource's nodejs package bundles npm, and Debian's npm then conflicts with it: accept

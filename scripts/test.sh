@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: set up and build (plus Chromium for the chat page's tests), the whole CTest
-# suite, then the parser and loader tests again under AddressSanitizer + UBSan.
+# suite; then every C++ test again under AddressSanitizer + UBSan; then each libFuzzer target
+# over its seed corpus and for DSV3_FUZZ_SECONDS seconds (default 60; 0 skips fuzzing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -15,9 +16,22 @@ if [ -z "${DSV3_CHROMIUM:-}" ] && ! command -v chromium > /dev/null; then
 fi
 ctest --test-dir build --output-on-failure -j"$jobs"
 
-echo "== AddressSanitizer/UBSan build: parser and loader tests (label 'parser') =="
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDSV3_SANITIZE=ON > /dev/null
-# Only what the 'parser' label runs: the parsers' unit tests and the binary the CLI tests drive.
-cmake --build build-asan -j"$jobs" --target dsv3 base_test io_test weights_test tokenizer_test convert_test cli_test serve_test
+# The node-driven suites (oracle, server, bench) exercise the same binary end to end and take
+# most of their time in node; under ASan they would only slow down. Every C++ test runs.
+labels=${DSV3_ASAN_LABELS:-unit|parser|cli|golden}
+echo "== AddressSanitizer/UBSan build: C++ tests (labels $labels) =="
+SECONDS=0
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSV3_SANITIZE=ON -DDSV3_BENCH=OFF > /dev/null
+cmake --build build-asan -j"$jobs"
+echo "ASan build: ${SECONDS}s"
+SECONDS=0
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -j"$jobs" -L parser
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" -L "$labels"
+echo "ASan tests: ${SECONDS}s"
+
+if [[ ${DSV3_FUZZ_SECONDS:-60} != 0 ]]; then
+  echo "== libFuzzer targets: seed corpora, then ${DSV3_FUZZ_SECONDS:-60}s each =="
+  SECONDS=0
+  bash scripts/fuzz.sh
+  echo "fuzzing: ${SECONDS}s"
+fi

@@ -128,7 +128,7 @@ void run_decode_batch(const Tokenizer& tok, const std::string& path) {
     if (line.empty()) continue;
     std::vector<int32_t> ids;
     try {
-      for (const auto& v : nlohmann::json::parse(line)) ids.push_back(v.get<int32_t>());
+      for (const auto& v : parse_json(line, fmt::format("{}:{}", path, line_no))) ids.push_back(v.get<int32_t>());
     } catch (const nlohmann::json::exception& e) {
       fail("{}:{}: expected a JSON array of ids: {}", path, line_no, e.what());
     }
@@ -143,12 +143,7 @@ void run_decode_batch(const Tokenizer& tok, const std::string& path) {
 // {"messages": [...], "add_generation_prompt": bool, "template"?: source, ...variables}, and
 // prints one JSON line per case: the rendered string, or {"error": message}.
 void run_template_cases(const Tokenizer& tok, const std::string& cases_file) {
-  nlohmann::ordered_json cases;
-  try {
-    cases = nlohmann::ordered_json::parse(read_file(cases_file));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: invalid JSON: {}", cases_file, e.what());
-  }
+  const nlohmann::ordered_json cases = parse_ordered_json(read_file(cases_file), cases_file);
   if (!cases.is_array()) fail("{}: expected a list of cases", cases_file);
   const TokenizerConfig& cfg = tok.config();
   for (const auto& c : cases) {

@@ -1,6 +1,8 @@
 // dsv3: one binary, one subcommand per job. This is the only place that picks concrete
 // backends and communicators (via the commands it wires in).
 #include <cstdio>
+#include <exception>
+#include <new>
 
 #include "apps/cli/commands.h"
 #include "base/error.h"
@@ -45,6 +47,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dsv3: %s\nRun with --help for usage.\n", e.what());
     return 2;
   } catch (const dsv3::Error& e) {
+    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    // Any exception is bad input by the time it gets here (issue 19): never an abort.
+    std::fprintf(stderr, "dsv3: error: out of memory: an input asks for more memory than this machine has (is a size "
+                 "or count in it wrong?)\n");
+    return 2;
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "dsv3: error: %s\n", e.what());
     return 2;
   }

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -20,12 +21,18 @@ template <typename... Args>
   throw Error(fmt::format(f, std::forward<Args>(args)...));
 }
 
-// Prefixes the message of an Error escaping `fn` with `context: `.
+// Prefixes the message of an exception escaping `fn` with `context: ` and rethrows it as Error:
+// a library's exception (nlohmann's type_error, std::out_of_range, bad_alloc) from reading a file
+// still names the file.
 template <typename Fn>
 auto with_context(const std::string& context, Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const Error& e) {
+    throw Error(context + ": " + e.what());
+  } catch (const std::bad_alloc&) {
+    throw Error(context + ": out of memory (does a size or id in it ask for too much?)");
+  } catch (const std::exception& e) {
     throw Error(context + ": " + e.what());
   }
 }

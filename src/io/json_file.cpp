@@ -4,6 +4,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <unordered_set>
+#include <vector>
 
 #include "base/error.h"
 
@@ -24,18 +26,70 @@ void write_text_file(const std::string& path, std::string_view text) {
   if (!out) fail("cannot write '{}'", path);
 }
 
-nlohmann::json parse_json(std::string_view text, const std::string& what) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ..."
-    std::string msg = e.what();
-    const auto pos = msg.find("] ");
-    if (pos != std::string::npos) msg = msg.substr(pos + 2);
-    fail("'{}': invalid JSON: {}", what, msg);
+void check_json_depth(std::string_view text, const std::string& what, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth)
+        fail("'{}': JSON nests deeper than {} levels (at byte {}); refusing to parse it", what, max_depth, i);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
   }
 }
 
-nlohmann::json read_json_file(const std::string& path) { return parse_json(read_text_file(path), path); }
+namespace {
+
+// "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> "parse error at ..."
+std::string strip_id(const std::string& msg) {
+  const auto pos = msg.find("] ");
+  return pos == std::string::npos ? msg : msg.substr(pos + 2);
+}
+
+template <typename Json>
+Json parse_impl(std::string_view text, const std::string& what, const JsonLimits& limits) {
+  check_json_depth(text, what, limits.max_depth);
+  try {
+    if (!limits.reject_duplicate_keys) return Json::parse(text);
+    // One set of keys per open object; nlohmann reports each key before its value.
+    std::vector<std::unordered_set<std::string>> keys;
+    std::string duplicate;
+    typename Json::parser_callback_t cb = [&](int, nlohmann::json::parse_event_t event, Json& parsed) {
+      using E = nlohmann::json::parse_event_t;
+      if (event == E::object_start) keys.emplace_back();
+      if (event == E::object_end) keys.pop_back();
+      if (event == E::key && !keys.empty() && !keys.back().insert(parsed.template get<std::string>()).second)
+        fail("'{}': key '{}' appears twice in one object", what, parsed.template get<std::string>());
+      return true;
+    };
+    return Json::parse(text, cb);
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error (syntax) and out_of_range 406 (a number such as 1e999 beyond double range).
+    fail("'{}': invalid JSON: {}", what, strip_id(e.what()));
+  }
+}
+
+}  // namespace
+
+nlohmann::json parse_json(std::string_view text, const std::string& what, const JsonLimits& limits) {
+  return parse_impl<nlohmann::json>(text, what, limits);
+}
+
+nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& what, const JsonLimits& limits) {
+  return parse_impl<nlohmann::ordered_json>(text, what, limits);
+}
+
+nlohmann::json read_json_file(const std::string& path, const JsonLimits& limits) {
+  return parse_json(read_text_file(path), path, limits);
+}
 
 }  // namespace dsv3

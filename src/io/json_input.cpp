@@ -1,5 +1,7 @@
 #include "io/json_input.h"
 
+#include "io/json_file.h"
+
 #include "base/error.h"
 
 namespace dsv3 {
@@ -52,9 +54,11 @@ std::string replace_lone_surrogates(std::string_view text) {
 }
 
 nlohmann::ordered_json parse_user_json(std::string_view text, const std::string& what) {
+  // Depth-capped before parsing (json_file.h): a message nested 10^5 deep would overflow the stack.
+  check_json_depth(text, what, JsonLimits{}.max_depth);
   try {
     return nlohmann::ordered_json::parse(replace_lone_surrogates(text));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     std::string msg = e.what();  // "[json.exception.parse_error.101] parse error at line 1, column 5: ..."
     const auto pos = msg.find("] ");
     if (pos != std::string::npos) msg = msg.substr(pos + 2);

@@ -5,6 +5,8 @@
 
 #include "base/error.h"
 #include "io/config_fields.h"
+#include "io/json_get.h"
+#include "io/model_config_ranges.h"
 
 namespace dsv3 {
 
@@ -29,9 +31,7 @@ class Fields {
   }
   double number(const char* name, double dflt) const {
     const auto* v = get(name);
-    if (!v) return dflt;
-    if (!v->is_number()) fail("{}: field '{}' must be a number, got {}", source_, name, v->dump());
-    return v->get<double>();
+    return v ? json_as_number(*v, fmt::format("{}: field '{}'", source_, name)) : dflt;
   }
   bool boolean(const char* name, bool dflt) const {
     const auto* v = get(name);
@@ -45,16 +45,16 @@ class Fields {
     if (!v->is_string()) fail("{}: field '{}' must be a string, got {}", source_, name, v->dump());
     return v->get<std::string>();
   }
+  // Range-checked on the double: 1e300 must not reach an undefined int64_t conversion.
   int64_t as_integer(const char* name, const nlohmann::json& v) const {
-    if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return int64_t(v.get<double>());
-    fail("{}: field '{}' must be an integer, got {}", source_, name, v.dump());
+    return json_as_integer(v, fmt::format("{}: field '{}'", source_, name));
   }
   const std::string& source() const { return source_; }
 
  private:
   const nlohmann::json& j_;
-  const std::string& source_;
+  // A copy: callers pass temporaries (source + " rope_scaling"), which a reference would outlive.
+  const std::string source_;
 };
 
 void require_positive(const std::string& source, const char* name, int64_t v) {
@@ -171,6 +171,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
   }
   if (c.n_shared_experts < 0) fail("{}: 'n_shared_experts' is {}; it must be >= 0", source, c.n_shared_experts);
   if (c.rms_norm_eps <= 0) fail("{}: 'rms_norm_eps' must be positive, got {}", source, c.rms_norm_eps);
+  check_model_config_ranges(c, source);
   return c;
 }
 

@@ -47,7 +47,11 @@ TensorInfo parse_entry(const std::string& name, const nlohmann::json& e, uint64_
   if (end > data_size)
     fail("tensor '{}': data_offsets [{}, {}] run past the end of the data ({} bytes; is the file truncated?)", name,
          begin, end, data_size);
-  const uint64_t expected = numel * uint64_t(dtype_size(t.dtype));
+  // numel <= 2^62 but times the element size it can still wrap past 2^64 (shape [2^62] of F32
+  // would claim 0 bytes and then be read far past the mapping).
+  uint64_t expected = 0;
+  if (__builtin_mul_overflow(numel, uint64_t(dtype_size(t.dtype)), &expected))
+    fail("tensor '{}': shape {} of {} holds more than 2^64 bytes", name, sh->dump(), dtype_name(t.dtype));
   if (end - begin != expected)
     fail("tensor '{}': data_offsets [{}, {}] hold {} bytes; shape {} of {} needs {}", name, begin, end, end - begin,
          sh->dump(), dtype_name(t.dtype), expected);
@@ -74,7 +78,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
            size);
     if (header_len > kMaxHeaderBytes) fail("header length {} is implausibly large", header_len);
     const std::string_view text(reinterpret_cast<const char*>(file_.data() + 8), header_len);
-    const nlohmann::json header = parse_json(text, "safetensors header");
+    // A tensor described twice would be silently replaced by its second description.
+    const nlohmann::json header = parse_json(text, "safetensors header", {.reject_duplicate_keys = true});
     if (!header.is_object()) fail("safetensors header is not a JSON object");
     const uint8_t* base = file_.data() + 8 + header_len;
     const uint64_t data_size = size - 8 - header_len;

@@ -26,14 +26,19 @@ std::string normalise_newlines(const std::string& source) {
 }
 }  // namespace
 
-ChatTemplate::ChatTemplate(const std::string& source, std::string bos_token, std::string eos_token)
-    : program_(std::make_shared<const jinja::Program>(jinja::parse(jinja::tokenize(normalise_newlines(source))))),
+ChatTemplate::ChatTemplate(const std::string& source, std::string bos_token, std::string eos_token,
+                           const jinja::RenderLimits& limits)
+    : program_(std::make_shared<const jinja::Program>(
+          jinja::parse(jinja::tokenize(normalise_newlines(source)), limits.max_nesting))),
       bos_token_(std::move(bos_token)),
-      eos_token_(std::move(eos_token)) {}
+      eos_token_(std::move(eos_token)),
+      limits_(limits) {}
 
-ChatTemplate ChatTemplate::from_config(const TokenizerConfig& config, const std::string& name) {
+ChatTemplate ChatTemplate::from_config(const TokenizerConfig& config, const std::string& name,
+                                       const jinja::RenderLimits& limits) {
   return with_context("tokenizer_config.json: chat_template", [&] {
-    return ChatTemplate(config.chat_template(name), config.bos_token.value_or(""), config.eos_token.value_or(""));
+    return ChatTemplate(config.chat_template(name), config.bos_token.value_or(""), config.eos_token.value_or(""),
+                        limits);
   });
 }
 
@@ -49,7 +54,7 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool ad
   if (extra_vars.is_object()) {
     for (const auto& [k, v] : extra_vars.items()) globals.set(k, jinja::from_json(v));
   }
-  jinja::Interpreter interpreter;
+  jinja::Interpreter interpreter(limits_);
   return interpreter.render(*program_, globals);
 }
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tokenizer/jinja/limits.h"
 #include "tokenizer/tokenizer_config.h"
 
 namespace dsv3 {
@@ -23,9 +24,12 @@ class ChatTemplate {
  public:
   // Parses `source`; an unsupported construct or a syntax error throws Error naming line and
   // column ("chat template line 3, column 12: unsupported statement 'call'").
-  explicit ChatTemplate(const std::string& source, std::string bos_token = "", std::string eos_token = "");
+  // `limits` bound parsing and every render (jinja/limits.h); exceeding one is an Error naming it.
+  explicit ChatTemplate(const std::string& source, std::string bos_token = "", std::string eos_token = "",
+                        const jinja::RenderLimits& limits = {});
   // The config's template called `name` ("" = default) with its bos/eos tokens.
-  static ChatTemplate from_config(const TokenizerConfig& config, const std::string& name = "");
+  static ChatTemplate from_config(const TokenizerConfig& config, const std::string& name = "",
+                                  const jinja::RenderLimits& limits = {});
 
   // Renders with the variables messages, add_generation_prompt, bos_token, eos_token, and the
   // entries of `extra_vars` (an object; its entries win). Runtime errors, including the
@@ -36,6 +40,7 @@ class ChatTemplate {
  private:
   std::shared_ptr<const jinja::Program> program_;
   std::string bos_token_, eos_token_;
+  jinja::RenderLimits limits_;
 };
 
 }  // namespace dsv3

@@ -1,6 +1,7 @@
 #include "tokenizer/pre_tokenizer.h"
 
 #include "base/error.h"
+#include "io/json_get.h"
 
 namespace dsv3 {
 namespace {
@@ -53,7 +54,7 @@ void PreTokenizer::add_step(const nlohmann::json& j, const std::string& path, Pr
       fail("{}.pattern: expected {{\"Regex\": ...}} or {{\"String\": ...}}, got {}", path, pat.dump());
     }
     s.regex = std::make_shared<Regex>(pcre, path + ".pattern");
-    std::string behavior = j.value("behavior", "");
+    std::string behavior = json_string(j, "behavior", "", path);
     if (behavior == "Removed") {
       s.behavior = Behavior::kRemoved;
     } else if (behavior == "Isolated") {

@@ -5,6 +5,8 @@
 #include <fstream>
 
 #include "base/error.h"
+#include "io/json_file.h"
+#include "io/json_get.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/tiktoken.h"
@@ -13,20 +15,14 @@
 namespace dsv3 {
 namespace {
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("cannot open {}", path);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: invalid JSON: {}", path, e.what());
-  }
-}
+// Token ids above this are refused: the decode table holds one entry per id, so an id of
+// 2^31 - 1 would ask for 64 GiB. 16x the largest published vocabulary (262144).
+constexpr int64_t kMaxTokenId = (int64_t(1) << 22) - 1;
 
 // The normalizers this model family uses: none, or an empty Sequence.
 void check_normalizer(const nlohmann::json& j, const std::string& path) {
   if (j.is_null()) return;
-  std::string type = j.is_object() ? j.value("type", "") : "";
+  std::string type = json_string(j, "type", "", path);
   if (type == "Sequence" && j.contains("normalizers") && j["normalizers"].is_array()) {
     for (size_t i = 0; i < j["normalizers"].size(); ++i) {
       check_normalizer(j["normalizers"][i], fmt::format("{}.normalizers[{}]", path, i));
@@ -54,8 +50,7 @@ std::vector<AddedToken> parse_added_tokens(const nlohmann::json& j, const std::s
       fail("{}: expected an object with integer 'id' and string 'content'", path);
     }
     AddedToken a;
-    a.id = t["id"].get<int32_t>();
-    if (a.id < 0) fail("{}.id: must be >= 0, got {}", path, a.id);
+    a.id = int32_t(json_as_integer(t["id"], path + ".id", 0, kMaxTokenId));
     a.content = t["content"].get<std::string>();
     a.special = get_bool(t, "special", false, path);
     a.lstrip = get_bool(t, "lstrip", false, path);
@@ -95,7 +90,7 @@ Tokenizer Tokenizer::load(const std::string& dir, const TokenizerOptions& option
     if (!in) fail("cannot open {}", jinja.string());
     config.chat_templates["default"] = std::string(std::istreambuf_iterator<char>(in), {});
   }
-  if (fs::exists(tj)) return from_json(read_json(tj.string()), std::move(config), tj.string());
+  if (fs::exists(tj)) return from_json(read_json_file(tj.string()), std::move(config), tj.string());
   std::ifstream in(tt, std::ios::binary);
   if (!in) fail("cannot open {}", tt.string());
   const std::string text(std::istreambuf_iterator<char>(in), {});
@@ -159,18 +154,20 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, TokenizerConfig config, 
   const auto& dec = j.value("decoder", nlohmann::json());
   if (dec.is_null()) {
     t.byte_level_decoder_ = false;
-  } else if (dec.is_object() && dec.value("type", "") == "ByteLevel") {
+  } else if (dec.is_object() && json_string(dec, "type", "", name + ": decoder") == "ByteLevel") {
     t.byte_level_decoder_ = true;
   } else {
-    fail("{}: decoder: unsupported type {} (supported: ByteLevel or null)", name, dec.is_object() ? dec.value("type", "?") : dec.dump());
+    fail("{}: decoder: unsupported type {} (supported: ByteLevel or null)", name,
+         dec.is_object() ? json_string(dec, "type", "?", name + ": decoder") : json_excerpt(dec));
   }
 
   // Model: byte-level BPE.
   if (!j.contains("model") || !j["model"].is_object()) fail("{}: 'model' is missing", name);
   const auto& m = j["model"];
-  if (m.value("type", "BPE") != "BPE") fail("{}: model.type: unsupported '{}' (supported: BPE)", name, m.value("type", ""));
+  const std::string model_type = json_string(m, "type", "BPE", name + ": model");
+  if (model_type != "BPE") fail("{}: model.type: unsupported '{}' (supported: BPE)", name, model_type);
   if (!byte_level) fail("{}: pre_tokenizer: no ByteLevel step; only byte-level BPE is supported", name);
-  if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"].get<double>() != 0.0) {
+  if (json_number(m, "dropout", 0.0, name + ": model") != 0.0) {
     fail("{}: model.dropout: must be null for inference, got {}", name, m["dropout"].dump());
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
@@ -180,10 +177,8 @@ Tokenizer Tokenizer::from_json(const nlohmann::json& j, TokenizerConfig config, 
   std::vector<std::string> vocab;
   std::vector<std::string> vocab_text;  // as written in the file, for merges
   for (const auto& [tok, idj] : m["vocab"].items()) {
-    if (!idj.is_number_integer() || idj.get<int64_t>() < 0 || idj.get<int64_t>() > INT32_MAX) {
-      fail("{}: model.vocab['{}']: expected a non-negative integer id", name, tok);
-    }
-    size_t id = idj.get<size_t>();
+    if (!idj.is_number_integer()) fail("{}: model.vocab['{}']: expected a non-negative integer id", name, tok);
+    const auto id = size_t(json_as_integer(idj, fmt::format("{}: model.vocab['{}']", name, tok), 0, kMaxTokenId));
     if (id >= vocab.size()) {
       vocab.resize(id + 1);
       vocab_text.resize(id + 1);

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "io/json_file.h"
 
 namespace dsv3 {
 namespace {
@@ -104,15 +105,7 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
 }
 
 TokenizerConfig TokenizerConfig::load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("cannot open {}", path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: invalid JSON: {}", path, e.what());
-  }
-  return from_json(j, path);
+  return from_json(read_json_file(path), path);
 }
 
 const std::string& TokenizerConfig::chat_template(const std::string& name) const {

@@ -1,5 +1,7 @@
 #include "tokenizer/utf8.h"
 
+#include <algorithm>
+
 namespace dsv3 {
 namespace {
 
@@ -58,7 +60,8 @@ char32_t next_code_point(std::string_view s, size_t& i) {
   int n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
   char32_t cp = c & (0x7F >> n);
   for (int k = 1; k < n && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-  i += n;
+  // A truncated sequence at the end must not move `i` past the end (fuzz_template: "{% \xAD").
+  i = std::min(i + size_t(n), s.size());
   return cp;
 }
 

@@ -42,7 +42,8 @@ struct Program {
   NodeList body;
 };
 
-// Parses tokens into a program; an unsupported construct throws Error naming line and column.
-Program parse(const std::vector<Token>& tokens);
+// Parses tokens into a program; an unsupported construct, or nesting beyond `max_nesting`
+// (RenderLimits::max_nesting), throws Error naming line and column.
+Program parse(const std::vector<Token>& tokens, int max_nesting = 100);
 
 }  // namespace dsv3::jinja

@@ -94,7 +94,11 @@ Value attribute_path(const Value& item, const std::string& path) {
   return v;
 }
 
-std::string indent_lines(const std::string& s, const std::string& pad, bool first, bool blank) {
+std::string indent_lines(const std::string& s, const std::string& pad, bool first, bool blank, size_t max_bytes) {
+  // The result is known before it is built: indent(10**12) must not allocate a terabyte.
+  const size_t lines = size_t(std::count(s.begin(), s.end(), '\n')) + 1;
+  if (pad.size() > max_bytes || s.size() + lines * pad.size() > max_bytes || (lines > 1 && pad.size() > max_bytes / lines))
+    fail("indent() would exceed the template limit max_string_bytes = {}", max_bytes);
   std::string out;
   size_t start = 0;
   for (int line = 0;; ++line) {
@@ -109,8 +113,12 @@ std::string indent_lines(const std::string& s, const std::string& pad, bool firs
   return out;
 }
 
-std::string replace_all(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
+std::string replace_all(const std::string& s, const std::string& from, const std::string& to, int64_t count,
+                        size_t max_bytes) {
   if (count == 0) return s;
+  auto check = [&](const std::string& out) {
+    if (out.size() > max_bytes) fail("replace() would exceed the template limit max_string_bytes = {}", max_bytes);
+  };
   int64_t left = count < 0 ? INT64_MAX : count;
   std::string out;
   if (from.empty()) {
@@ -118,6 +126,7 @@ std::string replace_all(const std::string& s, const std::string& from, const std
     size_t i = 0;
     while (i <= s.size() && left > 0) {
       out += to;
+      check(out);
       --left;
       if (i == s.size()) return out;
       size_t at = i;
@@ -131,6 +140,7 @@ std::string replace_all(const std::string& s, const std::string& from, const std
     size_t hit = s.find(from, pos);
     if (hit == std::string::npos) break;
     out += s.substr(pos, hit - pos) + to;
+    check(out);
     pos = hit + from.size();
     --left;
   }
@@ -145,11 +155,17 @@ Value call_member(const Value& object, const char* name, Interpreter& in) {
 Value bound(std::function<Value(Args)> fn) {
   return Value::function([fn](std::vector<Value>& args, Interpreter&) { return fn(split_args(args)); });
 }
+Value bound_in(std::function<Value(Args, Interpreter&)> fn) {
+  return Value::function([fn](std::vector<Value>& args, Interpreter& in) { return fn(split_args(args), in); });
+}
 
-Value json_filter(const Value& operand, const Args& a) {
+Value json_filter(const Value& operand, const Args& a, size_t max_bytes) {
   JsonOptions opt;
+  opt.max_bytes = max_bytes;
   if (const Value* v = a.kwargs.get("indent"); v && !v->is_null()) {
     if (v->type != VT::kInt) fail("tojson: indent must be an integer");
+    // Each nesting level repeats the indent: bound it before any string is built.
+    if (v->i > 1024) fail("tojson: indent {} is larger than 1024", v->i);
     opt.indent = static_cast<int>(v->i);
   }
   if (const Value* v = a.kwargs.get("ensure_ascii")) {
@@ -328,13 +344,13 @@ Value builtin_member(const Value& o, const std::string& name) {
       });
     }
     if (name == "replace") {
-      return bound([s](Args a) {
+      return bound_in([s](Args a, Interpreter& in) {
         if (a.positional.size() < 2 || !a.positional[0].is_string() || !a.positional[1].is_string()) {
           fail("replace() needs two string arguments");
         }
         const Value* count = a.get(2, "count");
         int64_t n = count && count->type == VT::kInt ? count->i : -1;
-        return Value::string(replace_all(s, a.positional[0].s, a.positional[1].s, n));
+        return Value::string(replace_all(s, a.positional[0].s, a.positional[1].s, n, in.limits().max_string_bytes));
       });
     }
     return Value::undefined();
@@ -431,7 +447,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
   };
   try {
     if (name == "safe") return operand;
-    if (name == "tojson") return json_filter(operand, args());
+    if (name == "tojson") return json_filter(operand, args(), in.limits().max_string_bytes);
     if (name == "default" && is_call) {
       Args a = args();
       Value fallback = a.positional.empty() ? Value::string("") : a.positional[0];
@@ -452,6 +468,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
           size_t at = i;
           next_code_point(operand.s, i);
           out += (first ? "" : sep_s) + operand.s.substr(at, i - at);
+          in.check_string(filter, out.size());
           first = false;
         }
         return Value::string(out);
@@ -459,7 +476,8 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
       if (!operand.is_array()) return bad();
       for (size_t k = 0; k < operand.array->size(); ++k) {
         const Value& x = (*operand.array)[k];
-        out += (k ? sep_s : "") + (x.is_null() || x.is_undefined() ? "" : to_output(x));
+        out += (k ? sep_s : "") + (x.is_null() || x.is_undefined() ? "" : to_output(x, in.limits().max_string_bytes));
+        in.check_string(filter, out.size());
       }
       return Value::string(out);
     }
@@ -507,13 +525,17 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
         }
         if (name == "join") {
           std::string out;
-          for (const Value& x : arr) out += x.is_null() || x.is_undefined() ? "" : to_output(x);
+          for (const Value& x : arr) {
+            out += x.is_null() || x.is_undefined() ? "" : to_output(x, in.limits().max_string_bytes);
+            in.check_string(filter, out.size());
+          }
           return Value::string(out);
         }
-        if (name == "string") return Value::string(py_repr(operand));  // str(list): Python's repr, as jinja2
+        if (name == "string") return Value::string(py_repr(operand, in.limits().max_string_bytes));  // str(list): Python's repr, as jinja2
         if (name == "unique") {
           Array out;
           for (const Value& x : arr) {
+            in.check_time(filter);  // quadratic: 10^6 elements would run for hours
             bool seen = false;
             for (const Value& y : out) seen = seen || (x.type == y.type && loose_equal(x, y));
             if (!seen) out.push_back(x);
@@ -577,7 +599,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
         if (name == "title") return Value::string(title(s));
         if (name == "capitalize") return call_member(operand, "capitalize", in);
         if (name == "trim") return Value::string(js_trim(s, true, true));
-        if (name == "indent") return Value::string(indent_lines(s, "    ", false, false));
+        if (name == "indent") return Value::string(indent_lines(s, "    ", false, false, in.limits().max_string_bytes));
         if (name == "reverse") {  // jinja2 reverses a string by characters
           std::vector<std::string_view> chars;
           for (size_t i = 0; i < s.size();) {
@@ -669,8 +691,12 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
         const Value* width = a.get(0, "width");
         const Value* first = a.get(1, "first");
         const Value* blank = a.get(2, "blank");
-        std::string pad = width && width->is_string() ? width->s : std::string(width && width->type == VT::kInt ? width->i : 4, ' ');
-        return Value::string(indent_lines(s, pad, first && first->truthy(), blank && blank->truthy()));
+        const int64_t n = width && width->type == VT::kInt ? width->i : 4;
+        if (!(width && width->is_string()) && (n < 0 || uint64_t(n) > in.limits().max_string_bytes))
+          fail("indent({}) is outside 0 .. max_string_bytes = {}", n, in.limits().max_string_bytes);
+        std::string pad = width && width->is_string() ? width->s : std::string(size_t(n), ' ');
+        return Value::string(
+            indent_lines(s, pad, first && first->truthy(), blank && blank->truthy(), in.limits().max_string_bytes));
       }
       if (name == "replace") {
         std::vector<Value> call = a.positional;
@@ -681,10 +707,17 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
     }
     if (operand.is_number()) {
       if (is_call) return bad();
+      if (name == "abs" && operand.type == VT::kInt && operand.i == INT64_MIN) fail("integer overflow in abs()");
       if (name == "abs") return operand.type == VT::kInt ? Value::integer(std::llabs(operand.i)) : Value::floating(std::fabs(operand.f));
-      if (name == "int") return Value::integer(static_cast<int64_t>(std::floor(operand.number())));
+      if (name == "int" && operand.type == VT::kInt) return operand;
+      if (name == "int") {
+        const double d = std::floor(operand.number());
+        // Converting a double outside int64's range (or NaN) is undefined behaviour.
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) fail("int(): {} does not fit in 64 bits", js_number(d));
+        return Value::integer(static_cast<int64_t>(d));
+      }
       if (name == "float") return Value::floating(operand.number());
-      if (name == "string") return Value::string(to_output(operand));
+      if (name == "string") return Value::string(to_output(operand, in.limits().max_string_bytes));
       return bad();
     }
     if (operand.is_object()) {

@@ -15,8 +15,8 @@ using VT = Value::Type;
 struct BreakSignal {};
 struct ContinueSignal {};
 
-// JavaScript's String(value) on a wrapped value, used by `~` and string `+`.
-std::string raw_string(const Value& v) {
+// JavaScript's String(value) on a wrapped value, used by `~` and string `+`; Error beyond max_bytes.
+std::string raw_string(const Value& v, size_t max_bytes = SIZE_MAX) {
   switch (v.type) {
     case VT::kUndefined: return "undefined";
     case VT::kNull: return "null";
@@ -42,9 +42,91 @@ bool strict_equal(const Value& a, const Value& b) {
 
 bool numeric(const Value& v) { return v.is_number(); }
 
+// Integer floor division and modulo with Python's rounding; the caller rules out b == 0 and
+// INT64_MIN / -1.
+int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+
+// a ** b for b >= 0 by repeated squaring; false on overflow.
+bool int_pow(int64_t a, int64_t b, int64_t& out) {
+  int64_t result = 1, base = a;
+  while (b > 0) {
+    if (b & 1 && __builtin_mul_overflow(result, base, &result)) return false;
+    b >>= 1;
+    if (b > 0 && __builtin_mul_overflow(base, base, &base)) return false;
+  }
+  out = result;
+  return true;
+}
+
+// Runs `fn`; an Error without a template position gets `at`'s.
+template <typename Fn>
+auto positioned(const Node& at, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind("chat template line", 0) == 0) throw;
+    runtime_error(at, what);
+  }
+}
+
 }  // namespace
 
 void runtime_error(const Node& at, const std::string& what) { fail("{}: {}", position(at.line, at.column), what); }
+
+Interpreter::Interpreter(const RenderLimits& limits) : limits_(limits) {}
+
+Interpreter::~Interpreter() {
+  // A namespace can hold itself ({% set ns.self = ns %}): a reference cycle that would leak.
+  // Values never outlive the render, so emptying every namespace still alive breaks all cycles.
+  for (const auto& weak : namespaces_)
+    if (auto ns = weak.lock()) {
+      Object entries;
+      entries.swap(*ns);
+    }
+}
+
+Interpreter::DepthGuard::DepthGuard(Interpreter& in, const Node& at) : in_(in) {
+  if (++in.depth_ > in.limits_.max_depth) {
+    --in.depth_;
+    in.limit_exceeded(at, "max_depth", in.limits_.max_depth, "nested evaluations; a macro that calls itself?");
+  }
+  if ((++in.ticks_ & 1023) == 0) in.check_time(at);
+}
+
+void Interpreter::limit_exceeded(const Node& at, const char* name, double value, const char* hint) {
+  runtime_error(at, fmt::format("exceeds the template limit {} = {:.15g} ({})", name, value, hint));
+}
+
+void Interpreter::step(const Node& at) {
+  if (++steps_ > limits_.max_steps) limit_exceeded(at, "max_steps", double(limits_.max_steps), "loop iterations and macro calls");
+  if ((steps_ & 255) == 0) check_time(at);
+}
+
+void Interpreter::charge(const Node& at, size_t bytes) {
+  total_bytes_ += bytes;
+  if (total_bytes_ > limits_.max_total_bytes)
+    limit_exceeded(at, "max_total_bytes", double(limits_.max_total_bytes), "bytes of all strings and arrays built");
+}
+
+void Interpreter::check_string(const Node& at, size_t bytes) {
+  if (bytes > limits_.max_string_bytes)
+    limit_exceeded(at, "max_string_bytes", double(limits_.max_string_bytes), "bytes of one string or of the output");
+}
+
+void Interpreter::check_items(const Node& at, uint64_t n) {
+  if (n > uint64_t(limits_.max_items))
+    limit_exceeded(at, "max_items", double(limits_.max_items), "elements of one array");
+}
+
+void Interpreter::check_time(const Node& at) {
+  if (std::chrono::steady_clock::now() > deadline_)
+    limit_exceeded(at, "max_seconds", limits_.max_seconds, "wall-clock time of one render");
+}
 
 Value Scope::lookup(const std::string& name) const {
   for (const Scope* s = this; s; s = s->parent) {
@@ -72,9 +154,9 @@ void Interpreter::add_builtins(Scope& g) {
   g.set("False", Value::boolean(false));
   g.set("True", Value::boolean(true));
   g.set("None", Value::null());
-  g.set("namespace", Value::function([](std::vector<Value>& args, Interpreter&) {
-    Object entries;
+  g.set("namespace", Value::function([](std::vector<Value>& args, Interpreter& in) {
     Value ns = Value::object_of({}, VT::kNamespace);
+    in.namespaces_.push_back(ns.object);
     for (const Value& a : args) {
       if (!a.is_mapping_like() || a.type == VT::kNamespace) fail("namespace() takes keyword arguments or one mapping");
       for (const auto& [k, v] : *a.object) ns.set(k, v);
@@ -84,7 +166,7 @@ void Interpreter::add_builtins(Scope& g) {
   g.set("raise_exception", Value::function([](std::vector<Value>& args, Interpreter&) -> Value {
     fail("raise_exception: {}", args.empty() ? std::string() : raw_string(args[0]));
   }));
-  g.set("range", Value::function([](std::vector<Value>& args, Interpreter&) {
+  g.set("range", Value::function([](std::vector<Value>& args, Interpreter& in) {
     std::vector<int64_t> n;
     for (const Value& a : args) {
       if (a.type != VT::kInt) fail("range() takes integers");
@@ -93,8 +175,16 @@ void Interpreter::add_builtins(Scope& g) {
     if (n.empty() || n.size() > 3) fail("range() takes 1 to 3 arguments");
     int64_t start = n.size() > 1 ? n[0] : 0, stop = n.size() > 1 ? n[1] : n[0], step = n.size() > 2 ? n[2] : 1;
     if (step == 0) fail("range() step must not be zero");
+    // The count in 128 bits: stop - start overflows int64 for range(-2**63, 2**63 - 1).
+    const __int128 span = step > 0 ? __int128(stop) - start : __int128(start) - stop;
+    const __int128 count = span <= 0 ? 0 : (span + (step > 0 ? __int128(step) : -__int128(step)) - 1) /
+                                               (step > 0 ? __int128(step) : -__int128(step));
+    if (count > in.limits().max_items)
+      fail("range() of {} elements exceeds the template limit max_items = {}", int64_t(std::min<__int128>(count, INT64_MAX)),
+           in.limits().max_items);
     Array out;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(Value::integer(i));
+    out.reserve(size_t(count));
+    for (int64_t k = 0; k < int64_t(count); ++k) out.push_back(Value::integer(int64_t(start + __int128(k) * step)));
     return Value::array_of(std::move(out));
   }));
   g.set("strftime_now", Value::function([](std::vector<Value>& args, Interpreter&) {
@@ -118,11 +208,17 @@ void Interpreter::add_builtins(Scope& g) {
   }));
 }
 
-std::string Interpreter::render(const Program& program, Scope& globals) { return render_block(program.body, globals); }
+std::string Interpreter::render(const Program& program, Scope& globals) {
+  deadline_ = std::chrono::steady_clock::now() +
+              std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(limits_.max_seconds));
+  return render_block(program.body, globals);
+}
 
 std::string Interpreter::render_block(const NodeList& body, Scope& scope) {
   std::string out;
   for (const NodePtr& n : body) {
+    DepthGuard guard(*this, *n);
+    const size_t before = out.size();
     switch (n->kind) {
       case Kind::kText: out += n->text; break;
       case Kind::kComment: break;
@@ -138,14 +234,17 @@ std::string Interpreter::render_block(const NodeList& body, Scope& scope) {
       case Kind::kContinue: throw ContinueSignal{};
       case Kind::kFilterStatement: {
         Value body_text = Value::string(render_block(n->body, scope));
-        out += to_output(apply_filter(body_text, *n->b, *this, scope));
+        Value v = apply_filter(body_text, *n->b, *this, scope);
+        out += positioned(*n, [&] { return to_output(v, limits_.max_string_bytes); });
         break;
       }
       default: {
         Value v = evaluate(*n, scope);
-        if (!v.is_null() && !v.is_undefined()) out += to_output(v);
+        if (!v.is_null() && !v.is_undefined()) out += positioned(*n, [&] { return to_output(v, limits_.max_string_bytes); });
       }
     }
+    check_string(*n, out.size());
+    charge(*n, out.size() - before);
   }
   return out;
 }
@@ -159,11 +258,15 @@ std::string Interpreter::render_for(const Node& n, Scope& parent) {
     iterable_node = iterable_node->a.get();
   }
   Value iterable = evaluate(*iterable_node, scope);
-  Array items_all;
+  // Arrays are never changed in place, so the loop reads the iterable's own storage.
+  std::shared_ptr<const Array> items_all;
   if (iterable.is_array()) {
-    items_all = *iterable.array;
+    items_all = iterable.array;
   } else if (iterable.is_object()) {
-    for (const auto& [k, v] : *iterable.object) items_all.push_back(Value::string(k));
+    auto keys = std::make_shared<Array>();
+    for (const auto& [k, v] : *iterable.object) keys->push_back(Value::string(k));
+    charge(n, keys->size() * sizeof(Value));
+    items_all = std::move(keys);
   } else {
     runtime_error(n, fmt::format("expected an array or object to loop over, got {}", iterable.type_name()));
   }
@@ -181,19 +284,24 @@ std::string Interpreter::render_for(const Node& n, Scope& parent) {
       s.set(n.a->items[k]->text, (*current.array)[k]);
     }
   };
-  Array items;
-  for (const Value& current : items_all) {
-    if (test) {
+  std::shared_ptr<const Array> selected = items_all;
+  if (test) {
+    auto kept = std::make_shared<Array>();
+    for (const Value& current : *items_all) {
+      step(n);
       Scope loop_scope(&scope);
       bind(loop_scope, current);
-      if (!evaluate(*test, loop_scope).truthy()) continue;
+      if (evaluate(*test, loop_scope).truthy()) kept->push_back(current);
     }
-    items.push_back(current);
+    charge(n, kept->size() * sizeof(Value));
+    selected = std::move(kept);
   }
+  const Array& items = *selected;
   std::string out;
   bool no_iteration = true;
   int64_t len = static_cast<int64_t>(items.size());
   for (int64_t k = 0; k < len; ++k) {
+    step(n);
     Object loop{{"index", Value::integer(k + 1)},
                 {"index0", Value::integer(k)},
                 {"revindex", Value::integer(len - k)},
@@ -215,6 +323,7 @@ std::string Interpreter::render_for(const Node& n, Scope& parent) {
     bind(scope, items[k]);
     try {
       out += render_block(n.body, scope);
+      check_string(n, out.size());
     } catch (const ContinueSignal&) {
       continue;
     } catch (const BreakSignal&) {
@@ -230,7 +339,7 @@ void Interpreter::evaluate_set(const Node& n, Scope& scope) {
   Value rhs = n.b ? evaluate(*n.b, scope) : Value::string(render_block(n.body, scope));
   const Node& target = *n.a;
   if (target.kind == Kind::kIdentifier) {
-    scope.set(target.text, rhs);
+    scope.set(target.text, std::move(rhs));
   } else if (target.kind == Kind::kTuple) {
     if (!rhs.is_array()) runtime_error(n, fmt::format("cannot unpack {} in set", rhs.type_name()));
     if (rhs.array->size() != target.items.size()) runtime_error(n, "wrong number of items to unpack in set");
@@ -242,7 +351,7 @@ void Interpreter::evaluate_set(const Node& n, Scope& scope) {
     Value object = evaluate(*target.a, scope);
     if (object.type != VT::kNamespace) runtime_error(n, "cannot assign an attribute of something that is not a namespace");
     if (target.b->kind != Kind::kIdentifier) runtime_error(n, "cannot assign to a computed member");
-    object.set(target.b->text, rhs);
+    object.set(target.b->text, std::move(rhs));
   } else {
     runtime_error(n, "invalid target of set");
   }
@@ -251,6 +360,7 @@ void Interpreter::evaluate_set(const Node& n, Scope& scope) {
 void Interpreter::define_macro(const Node& n, Scope& scope) {
   const Node* macro = &n;
   scope.set(n.text, Value::function([macro](std::vector<Value>& args, Interpreter& in) -> Value {
+    in.step(*macro);
     // Macro bodies see the caller's scope (dynamic scoping, as @huggingface/jinja does).
     Scope* caller = in.call_scope_;
     Scope local(caller);
@@ -346,6 +456,9 @@ Value Interpreter::evaluate_slice(const Value& object, const Node& n, Scope& sco
     runtime_error(n, "only arrays and strings can be sliced");
   }
   int64_t len = arr ? static_cast<int64_t>(arr->size()) : static_cast<int64_t>(chars.size());
+  // A step longer than the sequence takes one element, as any longer one does; clamping keeps
+  // `k += step` from overflowing.
+  step = std::clamp(step, -(len + 1), len + 1);
   int64_t b, e;
   if (step > 0) {
     b = start ? (*start < 0 ? std::max(len + *start, int64_t{0}) : std::min(*start, len)) : 0;
@@ -429,10 +542,37 @@ Value Interpreter::evaluate_binary(const Node& n, Scope& scope) {
     runtime_error(n, fmt::format("cannot apply '{}' to an undefined value", op));
   }
   if (l.is_null() || r.is_null()) runtime_error(n, fmt::format("cannot apply '{}' to none", op));
-  if (op == "~") return Value::string(raw_string(l) + raw_string(r));
+  // Python refuses str + dict/list (transformers' jinja2 raises); JavaScript printed "[object Map]".
+  if (op == "+" && (l.is_string() || r.is_string()) &&
+      (l.is_mapping_like() || r.is_mapping_like() || l.is_array() || r.is_array()))
+    runtime_error(n, fmt::format("can only concatenate str (not \"{}\") to str",
+                                 (l.is_string() ? r : l).is_array() ? "list" : "dict"));
+  if (op == "~" || ((l.is_string() || r.is_string()) && op == "+" && !(numeric(l) && numeric(r)))) {
+    if (op == "~" || !(l.is_array() && r.is_array())) {
+      // Strings are used in place: every copy of a string near the size limit costs page faults.
+      std::string a_text, b_text;
+      if (!l.is_string()) a_text = positioned(n, [&] { return raw_string(l, limits_.max_string_bytes); });
+      if (!r.is_string()) b_text = positioned(n, [&] { return raw_string(r, limits_.max_string_bytes); });
+      const std::string& a = l.is_string() ? l.s : a_text;
+      const std::string& b = r.is_string() ? r.s : b_text;
+      check_string(n, a.size() + b.size());
+      charge(n, a.size() + b.size());
+      std::string out;
+      out.reserve(a.size() + b.size());
+      out += a;
+      out += b;
+      return Value::string(std::move(out));
+    }
+  }
   bool l_numlike = numeric(l) || l.type == VT::kBool, r_numlike = numeric(r) || r.type == VT::kBool;
   if (op == "**" && l_numlike && r_numlike) {
     double a = l.number(), b = r.number();
+    if (l.type != VT::kFloat && r.type != VT::kFloat && b >= 0) {
+      int64_t res = 0;
+      if (!int_pow(l.type == VT::kInt ? l.i : l.b, r.type == VT::kInt ? r.i : r.b, res))
+        runtime_error(n, "integer overflow in '**' (the result does not fit in 64 bits)");
+      return Value::integer(res);
+    }
     if (a == 0 && b < 0) runtime_error(n, "0.0 cannot be raised to a negative power");
     double res = std::pow(a, b);
     if (!std::isfinite(res)) runtime_error(n, "exponentiation result is not a finite real number");
@@ -443,17 +583,28 @@ Value Interpreter::evaluate_binary(const Node& n, Scope& scope) {
     bool is_float = l.type == VT::kFloat || r.type == VT::kFloat;
     double a = l.number(), b = r.number();
     if (op == "+" || op == "-" || op == "*") {
-      if (!is_float) return Value::integer(op == "+" ? l.i + r.i : op == "-" ? l.i - r.i : l.i * r.i);
+      if (!is_float) {
+        int64_t res = 0;
+        const bool overflow = op == "+"   ? __builtin_add_overflow(l.i, r.i, &res)
+                              : op == "-" ? __builtin_sub_overflow(l.i, r.i, &res)
+                                          : __builtin_mul_overflow(l.i, r.i, &res);
+        if (overflow) runtime_error(n, fmt::format("integer overflow in '{}' (the result does not fit in 64 bits)", op));
+        return Value::integer(res);
+      }
       return Value::floating(op == "+" ? a + b : op == "-" ? a - b : a * b);
     }
+    // Division by zero is an error, as in Python's Jinja (JavaScript would give Infinity or NaN).
+    if ((op == "/" || op == "//" || op == "%") && b == 0) runtime_error(n, fmt::format("division by zero in '{}'", op));
     if (op == "/") return Value::floating(a / b);
     if (op == "//") {
-      double res = std::floor(a / b);
-      return is_float ? Value::floating(res) : Value::integer(static_cast<int64_t>(res));
+      if (is_float) return Value::floating(std::floor(a / b));
+      if (l.i == INT64_MIN && r.i == -1) runtime_error(n, "integer overflow in '//' (the result does not fit in 64 bits)");
+      return Value::integer(floor_div(l.i, r.i));
     }
     if (op == "%") {
       if (!is_float) {
-        if (r.i == 0) runtime_error(n, "integer modulo by zero");
+        // INT64_MIN % -1 traps (SIGFPE) on x86; the true result is 0 but the quotient overflows.
+        if (l.i == INT64_MIN && r.i == -1) runtime_error(n, "integer overflow in '%' (INT64_MIN % -1)");
         return Value::integer(l.i % r.i);  // JavaScript %: the sign follows the dividend
       }
       return Value::floating(std::fmod(a, b));
@@ -464,6 +615,8 @@ Value Interpreter::evaluate_binary(const Node& n, Scope& scope) {
     if (op == ">=") return Value::boolean(a >= b);
   } else if (l.is_array() && r.is_array()) {
     if (op == "+") {
+      check_items(n, uint64_t(l.array->size()) + r.array->size());
+      charge(n, (l.array->size() + r.array->size()) * sizeof(Value));
       Array out = *l.array;
       out.insert(out.end(), r.array->begin(), r.array->end());
       return Value::array_of(std::move(out));
@@ -475,17 +628,17 @@ Value Interpreter::evaluate_binary(const Node& n, Scope& scope) {
       return Value::boolean(op == "in" ? member : !member);
     }
   }
-  // Python refuses str + dict/list (transformers' jinja2 raises); JavaScript printed "[object Map]".
-  if (op == "+" && (l.is_string() || r.is_string()) && (l.is_mapping_like() || r.is_mapping_like() || l.is_array() || r.is_array()))
-    runtime_error(n, fmt::format("can only concatenate str (not \"{}\") to str",
-                                 (l.is_string() ? r : l).is_array() ? "list" : "dict"));
-  if ((l.is_string() || r.is_string()) && op == "+") return Value::string(raw_string(l) + raw_string(r));
   // Python: a string times an integer repeats it; strings compare by code point (UTF-8 byte
   // order is code point order).
   if (op == "*" && ((l.is_string() && r.type == VT::kInt) || (l.type == VT::kInt && r.is_string()))) {
     const std::string& text = l.is_string() ? l.s : r.s;
     const int64_t times = l.is_string() ? r.i : l.i;
-    if (times > 0 && text.size() * size_t(times) > (size_t(1) << 26)) runtime_error(n, "string repetition too large");
+    if (times > 0) {
+      const uint64_t total = uint64_t(text.size()) * uint64_t(times);
+      if (text.size() != 0 && total / text.size() != uint64_t(times)) runtime_error(n, "string repetition too large");
+      check_string(n, size_t(total));
+      charge(n, size_t(total));
+    }
     std::string out;
     for (int64_t k = 0; k < times; ++k) out += text;
     return Value::string(out);
@@ -508,6 +661,13 @@ Value Interpreter::evaluate_binary(const Node& n, Scope& scope) {
 }
 
 Value Interpreter::evaluate(const Node& n, Scope& scope) {
+  DepthGuard guard(*this, n);
+  Value v = evaluate_node(n, scope);
+  if (v.is_string()) check_string(n, v.s.size());
+  return v;
+}
+
+Value Interpreter::evaluate_node(const Node& n, Scope& scope) {
   switch (n.kind) {
     case Kind::kText:
     case Kind::kString: return Value::string(n.text);
@@ -515,6 +675,7 @@ Value Interpreter::evaluate(const Node& n, Scope& scope) {
     case Kind::kFloat: return Value::floating(n.number);
     case Kind::kArray:
     case Kind::kTuple: {
+      charge(n, n.items.size() * sizeof(Value));
       Array out;
       for (const NodePtr& x : n.items) out.push_back(evaluate(*x, scope));
       Value v = Value::array_of(std::move(out));
@@ -538,6 +699,7 @@ Value Interpreter::evaluate(const Node& n, Scope& scope) {
       if (n.text == "not") return Value::boolean(!a.truthy());
       int sign = n.text == "-" ? -1 : 1;
       if (a.type == VT::kFloat) return Value::floating(sign * a.f);
+      if (a.type == VT::kInt && sign < 0 && a.i == INT64_MIN) runtime_error(n, "integer overflow in unary '-'");
       if (a.type == VT::kInt) return Value::integer(sign * a.i);
       if (a.type == VT::kBool) return Value::integer(sign * (a.b ? 1 : 0));
       runtime_error(n, fmt::format("unary '{}' needs a number, got {}", n.text, a.type_name()));

@@ -205,12 +205,24 @@ class Lexer {
     // Line: how many line starts lie at or before `orig`; column: characters since that start.
     auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), orig);
     size_t start = *(it - 1);
+    // Tokens come in source order: continue counting from the previous token when it lies on
+    // the same line, so that one long line costs linear time (10^5 tokens on a line were quadratic).
+    size_t from = start;
     int col = 1;
-    for (size_t k = start; k < orig; ++k) {
+    if (last_line_start_ == start && last_orig_ <= orig) {
+      from = last_orig_;
+      col = last_col_;
+    }
+    for (size_t k = from; k < orig; ++k) {
       if ((static_cast<unsigned char>(original_[k]) & 0xC0) != 0x80) ++col;
     }
+    last_line_start_ = start;
+    last_orig_ = orig;
+    last_col_ = col;
     return {static_cast<int>(it - line_starts_.begin()), col};
   }
+  mutable size_t last_line_start_ = SIZE_MAX, last_orig_ = 0;
+  mutable int last_col_ = 1;
   void push(std::string value, TokenType type, size_t at) {
     auto [line, col] = line_col(at);
     tokens_.push_back({std::move(value), type, line, col});

@@ -1,6 +1,9 @@
 // Recursive-descent parser with @huggingface/jinja's grammar and precedence:
 // ternary < or < and < not < comparison/in < + - ~ < * / // % < ** < is-test < |filter
 // < unary sign < call/member < primary.
+#include <charconv>
+#include <cmath>
+
 #include "base/error.h"
 #include "tokenizer/jinja/ast.h"
 
@@ -12,7 +15,7 @@ using T = TokenType;
 
 class Parser {
  public:
-  explicit Parser(const std::vector<Token>& tokens) : t_(tokens) {}
+  Parser(const std::vector<Token>& tokens, int max_nesting) : t_(tokens), max_nesting_(max_nesting) {}
 
   Program run() {
     Program p;
@@ -21,6 +24,23 @@ class Parser {
   }
 
  private:
+  // One level of nesting for as long as it lives; `more()` adds one per link of an operator
+  // chain (a + b + c builds a tree as deep as the chain is long). The limit bounds the depth
+  // of the tree, and so every recursion over it: parsing, rendering, destruction.
+  struct Nest {
+    explicit Nest(Parser& p) : p_(p) { more(); }
+    ~Nest() { p_.depth_ -= n_; }
+    void more() {
+      ++n_;
+      if (++p_.depth_ > p_.max_nesting_)
+        p_.error(fmt::format("nesting deeper than the template limit max_nesting = {} (blocks, brackets and "
+                             "operator chains)",
+                             p_.max_nesting_));
+    }
+    Parser& p_;
+    int n_ = 0;
+  };
+
   [[noreturn]] void error(const std::string& what) const {
     const Token& at = i_ < t_.size() ? t_[i_] : t_.back();
     fail("{}: {}", position(at.line, at.column), what);
@@ -64,6 +84,7 @@ class Parser {
   }
 
   NodePtr any() {
+    Nest nest(*this);
     const Token& tok = peek();
     switch (tok.type) {
       case T::kComment: {
@@ -203,6 +224,7 @@ class Parser {
   NodePtr expression() { return if_expression(); }
 
   NodePtr if_expression() {
+    Nest nest(*this);
     NodePtr a = or_expression();
     if (is_ident("if")) {
       const Token& at = t_[i_++];
@@ -233,7 +255,9 @@ class Parser {
 
   NodePtr or_expression() {
     NodePtr l = and_expression();
+    Nest chain(*this);
     while (is_ident("or")) {
+      chain.more();
       const Token& op = t_[i_++];
       l = binary(op, l, and_expression());
     }
@@ -241,7 +265,9 @@ class Parser {
   }
   NodePtr and_expression() {
     NodePtr l = not_expression();
+    Nest chain(*this);
     while (is_ident("and")) {
+      chain.more();
       const Token& op = t_[i_++];
       l = binary(op, l, not_expression());
     }
@@ -249,6 +275,7 @@ class Parser {
   }
   NodePtr not_expression() {
     if (is_ident("not")) {
+      Nest nest(*this);
       const Token& op = t_[i_++];
       auto n = node(Kind::kUnary, op);
       n->text = "not";
@@ -259,7 +286,9 @@ class Parser {
   }
   NodePtr comparison() {
     NodePtr l = additive();
+    Nest chain(*this);
     while (true) {
+      chain.more();
       if (is_ident("not") && is_ident("in", 1)) {
         const Token& op = t_[i_];
         i_ += 2;
@@ -274,7 +303,9 @@ class Parser {
   }
   NodePtr additive() {
     NodePtr l = multiplicative();
+    Nest chain(*this);
     while (is(T::kAdditiveBinaryOperator)) {
+      chain.more();
       const Token& op = t_[i_++];
       l = binary(op, l, multiplicative());
     }
@@ -282,7 +313,9 @@ class Parser {
   }
   NodePtr multiplicative() {
     NodePtr l = power();
+    Nest chain(*this);
     while (is(T::kMultiplicativeBinaryOperator)) {
+      chain.more();
       const Token& op = t_[i_++];
       l = binary(op, l, power());
     }
@@ -290,7 +323,9 @@ class Parser {
   }
   NodePtr power() {
     NodePtr l = test_expression();
+    Nest chain(*this);
     while (is(T::kExponentiationBinaryOperator)) {
+      chain.more();
       const Token& op = t_[i_++];
       l = binary(op, l, test_expression());
     }
@@ -298,7 +333,9 @@ class Parser {
   }
   NodePtr test_expression() {
     NodePtr operand = filter_expression();
+    Nest chain(*this);
     while (is_ident("is")) {
+      chain.more();
       const Token& at = t_[i_++];
       bool negate = is_ident("not");
       if (negate) ++i_;
@@ -336,7 +373,9 @@ class Parser {
   }
   NodePtr filter_expression() {
     NodePtr operand = unary_sign();
+    Nest chain(*this);
     while (is(T::kPipe)) {
+      chain.more();
       const Token& at = t_[i_++];
       auto n = node(Kind::kFilter, at);
       n->a = operand;
@@ -347,6 +386,7 @@ class Parser {
   }
   NodePtr unary_sign() {
     if ((is(T::kUnaryOperator) || is(T::kAdditiveBinaryOperator)) && (peek().value == "-" || peek().value == "+")) {
+      Nest nest(*this);
       const Token& op = t_[i_++];
       auto n = node(Kind::kUnary, op);
       n->text = op.value;
@@ -361,6 +401,7 @@ class Parser {
     return m;
   }
   NodePtr call(NodePtr callee) {
+    Nest nest(*this);
     const Token& at = peek();
     auto n = node(Kind::kCall, at);
     n->a = std::move(callee);
@@ -394,7 +435,9 @@ class Parser {
     return out;
   }
   NodePtr member(NodePtr object) {
+    Nest chain(*this);
     while (is(T::kDot) || is(T::kOpenSquareBracket)) {
+      chain.more();
       const Token& op = t_[i_++];
       auto n = node(Kind::kMember, op);
       n->a = object;
@@ -442,13 +485,18 @@ class Parser {
     ++i_;
     switch (tok.type) {
       case T::kNumericLiteral: {
-        if (tok.value.find_first_of(".e") != std::string::npos) {
+        // std::stoll/stod would throw std::out_of_range on 2^64 or 1e999 with no position.
+        if (tok.value.find_first_of(".eE") != std::string::npos) {
           auto n = node(Kind::kFloat, tok);
-          n->number = std::stod(tok.value);
+          n->number = std::strtod(tok.value.c_str(), nullptr);
+          if (!std::isfinite(n->number)) --i_, error(fmt::format("number {} is out of range", tok.value));
           return n;
         }
         auto n = node(Kind::kInteger, tok);
-        n->integer = std::stoll(tok.value);
+        const char* digits = tok.value.data() + (tok.value[0] == '+' ? 1 : 0);  // the lexer folds a sign in
+        const auto [end, ec] = std::from_chars(digits, tok.value.data() + tok.value.size(), n->integer);
+        if (ec != std::errc() || end != tok.value.data() + tok.value.size())
+          --i_, error(fmt::format("integer {} does not fit in 64 bits", tok.value));
         return n;
       }
       case T::kStringLiteral: {
@@ -493,12 +541,14 @@ class Parser {
 
   const std::vector<Token>& t_;
   size_t i_ = 0;
+  const int max_nesting_;
+  int depth_ = 0;
 };
 
 }  // namespace
 
-Program parse(const std::vector<Token>& tokens) {
-  Parser p(tokens);
+Program parse(const std::vector<Token>& tokens, int max_nesting) {
+  Parser p(tokens, max_nesting);
   return p.run();
 }
 

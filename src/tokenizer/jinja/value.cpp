@@ -9,6 +9,33 @@
 
 namespace dsv3::jinja {
 
+Value::~Value() {
+  if (!array && !object) return;
+  // Every container reference below this value moves into the work lists. A container whose
+  // last reference we hold gives up its children there before it is freed, so each free is
+  // shallow; a shared one just loses our reference.
+  std::vector<std::shared_ptr<Array>> arrays;
+  std::vector<std::shared_ptr<Object>> objects;
+  auto take = [&](Value& v) {
+    if (v.array) arrays.push_back(std::move(v.array));
+    if (v.object) objects.push_back(std::move(v.object));
+  };
+  take(*this);
+  while (!arrays.empty() || !objects.empty()) {
+    if (!arrays.empty()) {
+      std::shared_ptr<Array> a = std::move(arrays.back());
+      arrays.pop_back();
+      if (a.use_count() == 1)
+        for (Value& e : *a) take(e);
+    } else {
+      std::shared_ptr<Object> o = std::move(objects.back());
+      objects.pop_back();
+      if (o.use_count() == 1)
+        for (auto& kv : *o) take(kv.second);
+    }
+  }
+}
+
 bool Value::truthy() const {
   switch (type) {
     case Type::kUndefined:
@@ -177,19 +204,24 @@ std::string py_float_repr(double d) {
   return sign + mantissa + fmt::format("e{}{:02d}", exp10 < 0 ? '-' : '+', std::abs(exp10));
 }
 
-std::string py_repr(const Value& v) {
+namespace {
+// Appends Python's repr of v; Error past max_bytes or kMaxValueNesting levels (a list holding
+// itself twice per level, or a namespace holding itself, would otherwise print forever).
+void py_repr_into(std::string& out, const Value& v, size_t max_bytes, int depth) {
   using T = Value::Type;
+  if (depth > kMaxValueNesting)
+    fail("a value nested deeper than {} levels cannot be printed (does a namespace hold itself?)", kMaxValueNesting);
   switch (v.type) {
     case T::kUndefined:
-    case T::kNull: return "None";
-    case T::kBool: return v.b ? "True" : "False";
-    case T::kInt: return std::to_string(v.i);
-    case T::kFloat: return py_float_repr(v.f);
+    case T::kNull: out += "None"; break;
+    case T::kBool: out += v.b ? "True" : "False"; break;
+    case T::kInt: out += std::to_string(v.i); break;
+    case T::kFloat: out += py_float_repr(v.f); break;
     case T::kString: {
       // str.__repr__: single quotes unless the text has ' and no ", escapes for \\, the quote,
       // \n \r \t and other control characters; printable characters as they are.
       const char q = v.s.find('\'') != std::string::npos && v.s.find('"') == std::string::npos ? '"' : '\'';
-      std::string out(1, q);
+      out += q;
       for (size_t i = 0; i < v.s.size();) {
         const size_t at = i;
         const char32_t c = next_code_point(v.s, i);
@@ -200,83 +232,120 @@ std::string py_repr(const Value& v) {
         else if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02x}", unsigned(c));
         else out.append(v.s, at, i - at);
       }
-      return out + q;
+      out += q;
+      break;
     }
     case T::kArray: {
-      std::string out = v.is_tuple ? "(" : "[";
-      for (size_t k = 0; k < v.array->size(); ++k) out += (k ? ", " : "") + py_repr((*v.array)[k]);
+      out += v.is_tuple ? "(" : "[";
+      for (size_t k = 0; k < v.array->size(); ++k) {
+        if (k) out += ", ";
+        py_repr_into(out, (*v.array)[k], max_bytes, depth + 1);
+      }
       if (v.is_tuple && v.array->size() == 1) out += ',';
-      return out + (v.is_tuple ? ")" : "]");
+      out += v.is_tuple ? ")" : "]";
+      break;
     }
     case T::kObject:
     case T::kNamespace: {
-      std::string out = "{";
-      for (size_t k = 0; k < v.object->size(); ++k)
-        out += (k ? ", " : "") + py_repr(Value::string((*v.object)[k].first)) + ": " + py_repr((*v.object)[k].second);
-      return out + "}";
+      out += "{";
+      for (size_t k = 0; k < v.object->size(); ++k) {
+        if (k) out += ", ";
+        py_repr_into(out, Value::string((*v.object)[k].first), max_bytes, depth + 1);
+        out += ": ";
+        py_repr_into(out, (*v.object)[k].second, max_bytes, depth + 1);
+      }
+      out += "}";
+      break;
     }
-    case T::kFunction: return "<function>";
+    case T::kFunction: out += "<function>"; break;
   }
-  return "";
+  if (out.size() > max_bytes) fail("the text of a value exceeds the template limit max_string_bytes = {}", max_bytes);
+}
+}  // namespace
+
+std::string py_repr(const Value& v, size_t max_bytes) {
+  std::string out;
+  py_repr_into(out, v, max_bytes, 0);
+  return out;
 }
 
-std::string to_json(const Value& v, const JsonOptions& opt, bool undefined_as_null, int depth) {
+
+namespace {
+
+// Appends the JSON text of `v` to `out`: one output buffer rather than a string per level, so a
+// value printed near the size limit costs its size once, not once per nesting level.
+void write_json(std::string& out, const Value& v, const JsonOptions& opt, const std::string& item_sep,
+                const std::string& key_sep, bool undefined_as_null, int depth) {
   using T = Value::Type;
+  if (depth > kMaxValueNesting)
+    fail("a value nested deeper than {} levels cannot be printed (does a namespace hold itself?)", kMaxValueNesting);
+  const bool pretty = opt.indent > 0;
+  auto newline = [&](int level) {
+    out += '\n';
+    out.append(size_t(level) * size_t(opt.indent), ' ');
+  };
+  auto check = [&] {
+    if (out.size() > opt.max_bytes)
+      fail("the JSON text of a value exceeds the template limit max_string_bytes = {}", opt.max_bytes);
+  };
+  switch (v.type) {
+    case T::kNull: out += "null"; return;
+    case T::kUndefined: out += undefined_as_null ? "null" : "undefined"; return;
+    case T::kBool: out += v.b ? "true" : "false"; return;
+    case T::kInt: out += std::to_string(v.i); return;
+    case T::kFloat: out += py_float_repr(v.f); return;  // json.dumps: 5.0, 1e-05, NaN, Infinity
+    case T::kString: json_string(out, v.s, opt.ensure_ascii); return;
+    case T::kArray: {
+      out += '[';
+      for (size_t k = 0; k < v.array->size(); ++k) {
+        if (k) out += item_sep;
+        if (pretty) newline(depth + 1);
+        write_json(out, (*v.array)[k], opt, item_sep, key_sep, undefined_as_null, depth + 1);
+        check();
+      }
+      if (pretty && !v.array->empty()) newline(depth);
+      out += ']';
+      return;
+    }
+    case T::kObject:
+    case T::kNamespace: {
+      std::vector<const std::pair<std::string, Value>*> entries;
+      for (const auto& e : *v.object) entries.push_back(&e);
+      if (opt.sort_keys) {
+        std::stable_sort(entries.begin(), entries.end(),
+                         [](const auto* a, const auto* b) { return utf16_less(a->first, b->first); });
+      }
+      out += '{';
+      for (size_t k = 0; k < entries.size(); ++k) {
+        if (k) out += item_sep;
+        if (pretty) newline(depth + 1);
+        json_string(out, entries[k]->first, opt.ensure_ascii);
+        out += key_sep;
+        write_json(out, entries[k]->second, opt, item_sep, key_sep, undefined_as_null, depth + 1);
+        check();
+      }
+      if (pretty && !entries.empty()) newline(depth);
+      out += '}';
+      return;
+    }
+    case T::kFunction: fail("cannot convert a function to JSON");
+  }
+}
+
+}  // namespace
+
+std::string to_json(const Value& v, const JsonOptions& opt, bool undefined_as_null, int depth) {
   std::string item_sep = opt.item_sep, key_sep = opt.key_sep;
   if (item_sep.empty() && key_sep.empty()) {
     item_sep = opt.indent > 0 ? "," : ", ";
     key_sep = ": ";
   }
-  switch (v.type) {
-    case T::kNull: return "null";
-    case T::kUndefined: return undefined_as_null ? "null" : "undefined";
-    case T::kBool: return v.b ? "true" : "false";
-    case T::kInt: return std::to_string(v.i);
-    case T::kFloat: return py_float_repr(v.f);
-    case T::kString: {
-      std::string out;
-      json_string(out, v.s, opt.ensure_ascii);
-      return out;
-    }
-    case T::kArray:
-    case T::kObject:
-    case T::kNamespace: {
-      std::string indent = opt.indent > 0 ? std::string(opt.indent, ' ') : "";
-      std::string base = "\n";
-      for (int d = 0; d < depth; ++d) base += indent;
-      std::string child = base + indent;
-      bool pretty = opt.indent > 0;
-      std::vector<std::string> core;
-      if (v.type == T::kArray) {
-        for (const Value& x : *v.array) core.push_back(to_json(x, opt, undefined_as_null, depth + 1));
-        if (pretty && !core.empty()) {
-          std::string out = "[" + child;
-          for (size_t k = 0; k < core.size(); ++k) out += (k ? item_sep + child : "") + core[k];
-          return out + base + "]";
-        }
-        std::string out = "[";
-        for (size_t k = 0; k < core.size(); ++k) out += (k ? item_sep : "") + core[k];
-        return out + "]";
-      }
-      Object entries = *v.object;
-      if (opt.sort_keys) {
-        std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return utf16_less(a.first, b.first); });
-      }
-      for (const auto& [k, x] : entries) {
-        std::string key;
-        json_string(key, k, opt.ensure_ascii);
-        core.push_back((pretty ? child : "") + key + key_sep + to_json(x, opt, undefined_as_null, depth + 1));
-      }
-      std::string out = "{";
-      for (size_t k = 0; k < core.size(); ++k) out += (k ? item_sep : "") + core[k];
-      return out + (pretty && !core.empty() ? base : "") + "}";
-    }
-    case T::kFunction: fail("cannot convert a function to JSON");
-  }
-  return "";
+  std::string out;
+  write_json(out, v, opt, item_sep, key_sep, undefined_as_null, depth);
+  return out;
 }
 
-std::string to_output(const Value& v) {
+std::string to_output(const Value& v, size_t max_bytes) {
   using T = Value::Type;
   switch (v.type) {
     case T::kUndefined:
@@ -287,13 +356,18 @@ std::string to_output(const Value& v) {
     case T::kString: return v.s;
     case T::kArray:
     case T::kObject:
-    case T::kNamespace: return to_json(v, JsonOptions{}, false);
+    case T::kNamespace: {
+      JsonOptions opt;
+      opt.max_bytes = max_bytes;
+      return to_json(v, opt, false);
+    }
     case T::kFunction: fail("cannot print a function");
   }
   return "";
 }
 
-Value from_json(const nlohmann::ordered_json& j) {
+Value from_json(const nlohmann::ordered_json& j, int depth) {
+  if (depth > kMaxValueNesting) fail("template variables nest deeper than {} levels", kMaxValueNesting);
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null: return Value::null();
     case nlohmann::ordered_json::value_t::boolean: return Value::boolean(j.get<bool>());
@@ -306,14 +380,14 @@ Value from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::string: return Value::string(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       Array a;
-      for (const auto& x : j) a.push_back(from_json(x));
+      for (const auto& x : j) a.push_back(from_json(x, depth + 1));
       return Value::array_of(std::move(a));
     }
     case nlohmann::ordered_json::value_t::object: {
       // Insertion order, as a Python dict (JavaScript's Object.entries would put array-index
       // keys such as "2" first).
       Object o;
-      for (const auto& [k, x] : j.items()) o.emplace_back(k, from_json(x));
+      for (const auto& [k, x] : j.items()) o.emplace_back(k, from_json(x, depth + 1));
       return Value::object_of(std::move(o));
     }
     default: fail("unsupported JSON value in template variables");

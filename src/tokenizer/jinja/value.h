@@ -7,12 +7,15 @@
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "tokenizer/jinja/limits.h"
 
 namespace dsv3::jinja {
 
@@ -24,6 +27,16 @@ struct Interpreter;
 using Function = std::function<Value(std::vector<Value>& args, Interpreter& in)>;
 
 struct Value {
+  Value() = default;
+  Value(const Value&) = default;
+  Value(Value&&) noexcept = default;
+  Value& operator=(const Value&) = default;
+  Value& operator=(Value&&) noexcept = default;
+  // Releases nested arrays and objects with a loop rather than recursion: a template can build
+  // a value nested 10^6 deep ({% set a = [a] %} in a loop), whose recursive destruction would
+  // overflow the stack.
+  ~Value();
+
   enum class Type { kUndefined, kNull, kBool, kInt, kFloat, kString, kArray, kObject, kNamespace, kFunction };
   Type type = Type::kUndefined;
   bool b = false;
@@ -98,10 +111,13 @@ struct Value {
 };
 
 // Text that {{ value }} prints (undefined and none print nothing; handled by the caller).
-std::string to_output(const Value& v);
+std::string to_output(const Value& v, size_t max_bytes = SIZE_MAX);
 
 struct JsonOptions {
   int indent = -1;  // < 0: none
+  // The text may not exceed this many bytes (Error otherwise): a value shared many times over
+  // ([a, a] nested 40 times) prints as 2^40 copies.
+  size_t max_bytes = SIZE_MAX;
   bool ensure_ascii = false;
   bool sort_keys = false;
   std::string item_sep, key_sep;  // empty: defaults (", " / ": ", or "," with indent)
@@ -117,11 +133,12 @@ std::string js_number(double d);
 std::string py_float_repr(double d);
 // Python's repr() of the value as jinja2 holds it (None, True, 'text', [1, 2.0], {'k': v}): what
 // str() gives a list or dict that a template concatenates with ~.
-std::string py_repr(const Value& v);
+std::string py_repr(const Value& v, size_t max_bytes = SIZE_MAX);
 
 // Template variables from JSON: integral numbers become integers (JavaScript has one number
 // type), object keys that are array indices come first in ascending order (Object.entries).
-Value from_json(const nlohmann::ordered_json& j);
+// Nesting deeper than kMaxValueNesting is an Error.
+Value from_json(const nlohmann::ordered_json& j, int depth = 0);
 
 // Loose equality (JavaScript ==) on the wrapped values, as the == operator and tests use.
 bool loose_equal(const Value& a, const Value& b);
