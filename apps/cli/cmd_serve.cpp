@@ -3,6 +3,7 @@
 // the URL once it can answer, and on SIGINT/SIGTERM stops accepting, lets in-flight requests
 // finish for up to ~4 s, cancels the rest and exits 0.
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
@@ -94,6 +95,11 @@ int wait_signal(int fd, int timeout_ms) {
 }
 
 void run_serve(const ServeArgs& a) {
+  // Each of the HTTP worker threads would otherwise get a malloc arena of its own as load
+  // spreads over them (glibc makes up to 8 per core): the process then grows for minutes under
+  // steady traffic (seen: +22% RSS in a 60 s soak beside other work). Four arenas are plenty for
+  // request parsing and responses; the model's steps do not allocate.
+  mallopt(M_ARENA_MAX, 4);
   int fds[2];
   if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) fail("serve: cannot create a pipe: {}", std::strerror(errno));
   g_signal_pipe = fds[1];
