@@ -1,9 +1,9 @@
 #include "runtime/prefix_cache.h"
 
-#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
 #include <cstring>
+#include <vector>
 
 #include "base/error.h"
 
@@ -25,12 +25,12 @@ uint64_t PrefixCache::chain_seed(std::string_view salt) const {
 }
 
 uint64_t PrefixCache::block_key(uint64_t seed, uint64_t parent, std::span<const int32_t> tokens) const {
-  XXH3_state_t st;
-  XXH3_64bits_reset_withSeed(&st, seed);
-  XXH3_64bits_update(&st, &parent, sizeof parent);
-  XXH3_64bits_update(&st, tokens.data(), tokens.size_bytes());
+  // One buffer, one-shot hash: [parent key | token ids].
+  std::vector<uint8_t> buf(sizeof parent + tokens.size_bytes());
+  std::memcpy(buf.data(), &parent, sizeof parent);
+  if (!tokens.empty()) std::memcpy(buf.data() + sizeof parent, tokens.data(), tokens.size_bytes());
   // 0 stands for "no parent": keep it out of the key space.
-  const uint64_t k = XXH3_64bits_digest(&st) & key_mask_;
+  const uint64_t k = XXH3_64bits_withSeed(buf.data(), buf.size(), seed) & key_mask_;
   return k == 0 ? 1 : k;
 }
 
