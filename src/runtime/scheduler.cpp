@@ -439,8 +439,9 @@ bool Scheduler::step() {
       caches_.push_back(c.cache.get());
     }
   }
-  // A preempted request's entries (if it had any before its own preemption) leave the step.
-  {
+  // A preempted request's entries (if it had any before its own preemption) leave the step;
+  // rebuilt only in a step that preempted (decode steps otherwise keep their buffers as they are).
+  if (preempted_) {
     std::vector<StepEntry> kept;
     std::vector<int32_t> kept_rows;
     std::vector<Row> kept_row_of;
