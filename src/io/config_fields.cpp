@@ -3,6 +3,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "io/compressed_tensors_config.h"
 
 namespace dsv3 {
 
@@ -44,12 +45,16 @@ void check_quantization(const nlohmann::json& q, const std::string& source) {
   if (!q.is_object()) fail("{} must be an object, got {}", where, dump(q));
   const auto method = q.find("quant_method");
   if (method == q.end() || !method->is_string())
-    fail("{}: 'quant_method' is {}; dsv3 reads 'fp8' (128x128 block scales, DeepSeek's format) or unquantised "
-         "weights",
+    fail("{}: 'quant_method' is {}; dsv3 reads 'fp8' (128x128 block scales, DeepSeek's format), "
+         "'compressed-tensors' (pack-quantized) or unquantised weights",
          where, method == q.end() ? "missing" : dump(*method));
+  if (*method == "compressed-tensors") {
+    parse_compressed_tensors_config(q, where);
+    return;
+  }
   if (*method != "fp8")
-    fail("{}.quant_method is {}; dsv3 reads only 'fp8' with 128x128 block scales (DeepSeek's format) or BF16/F16/F32 "
-         "weights",
+    fail("{}.quant_method is {}; dsv3 reads 'fp8' with 128x128 block scales (DeepSeek's format), "
+         "'compressed-tensors' in pack-quantized format (int4/int8 weights), or BF16/F16/F32 weights",
          where, dump(*method));
   static const std::set<std::string> kKeys{"quant_method",          "fmt",    "activation_scheme",
                                            "weight_block_size",     "scale_fmt", "modules_to_not_convert",
