@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "io/safetensors_writer.h"
 #include "weights/fp8_block.h"
+#include "weights/packed_quantize.h"
 
 namespace dsv3 {
 
@@ -308,6 +309,133 @@ ConvertReport quantize_bf16_to_fp8(const ConvertOptions& opts) {
   if (!s.config.is_null()) {
     OrderedJson config = s.config;
     config["quantization_config"] = fp8_quantization_config();
+    write_text_file((out / "config.json").string(), config.dump(2) + "\n");
+  }
+  report.copied = copy_side_files(s, out);
+  return report;
+}
+
+bool is_packed_target(const std::string& name, bool all_linear) {
+  if (!all_linear) return name.find(".mlp.experts.") != std::string::npos && ends_with(name, "_proj.weight");
+  if (ends_with(name, "kv_b_proj.weight")) return false;
+  return ends_with(name, "_proj.weight") || ends_with(name, "kv_a_proj_with_mqa.weight");
+}
+
+namespace {
+
+// Kimi-K2-Thinking's quantization_config with our bits, group size and ignore list.
+OrderedJson packed_quantization_config(const PackedOptions& p, bool has_mtp) {
+  OrderedJson weights = {{"actorder", nullptr},  {"block_structure", nullptr}, {"dynamic", false},
+                         {"group_size", p.group_size}, {"num_bits", p.bits}, {"observer", "minmax"},
+                         {"observer_kwargs", OrderedJson::object()}, {"strategy", "group"},
+                         {"symmetric", true},     {"type", "int"}};
+  OrderedJson ignore = p.all_linear ? OrderedJson{"lm_head", "re:.*kv_b_proj.*", "re:.*shared_head.*"}
+                                    : OrderedJson{"lm_head", "re:.*self_attn.*", "re:.*shared_experts.*",
+                                                  "re:.*mlp\\.(gate|up|gate_up|down)_proj.*"};
+  // The MTP layer's own Linears stay BF16 (Kimi-K2-Thinking has none: its list ends above).
+  if (has_mtp && !p.all_linear) ignore.insert(ignore.end(), {"re:.*eh_proj.*", "re:.*shared_head.*"});
+  return {{"config_groups",
+           {{"group_0",
+             {{"input_activations", nullptr}, {"output_activations", nullptr}, {"targets", {"Linear"}}, {"weights", weights}}}}},
+          {"format", "pack-quantized"},
+          {"ignore", ignore},
+          {"kv_cache_scheme", nullptr},
+          {"quant_method", "compressed-tensors"},
+          {"quantization_status", "compressed"}};
+}
+
+// The BF16 values of weight t: BF16 as stored, FP8 dequantised exactly and rounded (as `cast`),
+// F16/F32 rounded.
+std::vector<uint16_t> weight_as_bf16(const Source& s, const TensorInfo& t, ThreadPool* pool) {
+  const int64_t rows = t.shape[0], cols = t.shape[1];
+  std::vector<uint16_t> out(size_t(rows * cols));
+  if (t.dtype == DType::BF16) {
+    std::memcpy(out.data(), t.data, out.size() * 2);
+  } else if (t.dtype == DType::F8_E4M3) {
+    const auto it = s.by_name.find(t.name + "_scale_inv");
+    if (it == s.by_name.end()) fail("'{}': FP8 tensor '{}' has no '{}_scale_inv'", *t.file, t.name, t.name);
+    const TensorInfo& sc = *it->second;
+    const int64_t B = kFp8BlockSize;
+    const std::vector<int64_t> want{(rows + B - 1) / B, (cols + B - 1) / B};
+    if (sc.dtype != DType::F32 || sc.shape != want)
+      fail("'{}': '{}' is {} [{}]; expected F32 [{}, {}] for weight [{}, {}] in 128x128 blocks", *sc.file, sc.name,
+           dtype_name(sc.dtype), fmt::join(sc.shape, ", "), want[0], want[1], rows, cols);
+    fp8_to_bf16(t.data, tensor_as_f32(sc), rows, cols, out.data(), pool);
+  } else if (t.dtype == DType::F32 || t.dtype == DType::F16) {
+    const std::vector<float> v = tensor_as_f32(t);
+    for (size_t i = 0; i < v.size(); ++i) out[i] = f32_to_bf16(v[i]);
+  } else {
+    fail("'{}': tensor '{}' has dtype {}; quantize --to int4 reads FP8, BF16, F16 or F32 weights", *t.file, t.name,
+         dtype_name(t.dtype));
+  }
+  return out;
+}
+
+}  // namespace
+
+ConvertReport quantize_to_packed(const ConvertOptions& opts, const PackedOptions& packed) {
+  if (packed.bits != 4 && packed.bits != 8) fail("--to: {} bits; dsv3 writes 4- or 8-bit integers", packed.bits);
+  if (packed.group_size <= 0) fail("--group-size: {}; expected a positive number of columns", packed.group_size);
+  const Source s = open_source(opts);
+  check_block_size(s);
+  const fs::path out(opts.out_dir);
+  fs::create_directories(out);
+  ConvertReport report;
+  OrderedJson weight_map = OrderedJson::object();
+  rewrite_shards(s, opts, out, {{"format", "pt"}}, report, [&](const TensorInfo& t, OutShard& o) {
+    const std::string file = fs::path(*t.file).filename().string();
+    const size_t before = o.tensors.size();
+    const bool fp8 = t.dtype == DType::F8_E4M3;
+    if (ends_with(t.name, "_scale_inv")) {
+      const std::string w = t.name.substr(0, t.name.size() - std::string("_scale_inv").size());
+      const auto it = s.by_name.find(w);
+      const bool weight_is_fp8 = it != s.by_name.end() && it->second->dtype == DType::F8_E4M3;
+      const bool weight_kept = weight_is_fp8 && packed.keep_fp8 && !(it->second->shape.size() == 2 && is_packed_target(w, packed.all_linear));
+      if (!weight_is_fp8 || weight_kept) o.copy(t);
+    } else if (t.shape.size() == 2 && is_packed_target(t.name, packed.all_linear)) {
+      const int64_t rows = t.shape[0], cols = t.shape[1];
+      if (cols % packed.group_size != 0)
+        fail("'{}': tensor '{}' has {} columns; --group-size {} must divide them (compressed-tensors' group "
+             "strategy)",
+             *t.file, t.name, cols, packed.group_size);
+      const std::vector<uint16_t> w = weight_as_bf16(s, t, opts.pool);
+      const int64_t words = (cols * packed.bits + 31) / 32, groups = cols / packed.group_size;
+      std::vector<uint8_t> pk(size_t(rows * words * 4)), sc(size_t(rows * groups * 2));
+      for_rows(opts.pool, rows, [&](int64_t r0, int64_t r1) {
+        const PackedQuantized q = quantize_packed(std::span(w).subspan(size_t(r0 * cols), size_t((r1 - r0) * cols)),
+                                                  r1 - r0, cols, packed.bits, packed.group_size);
+        std::memcpy(pk.data() + r0 * words * 4, q.packed.data(), q.packed.size() * 4);
+        std::memcpy(sc.data() + r0 * groups * 2, q.scale.data(), q.scale.size() * 2);
+      });
+      std::vector<uint8_t> shape(16);
+      std::memcpy(shape.data(), &rows, 8);
+      std::memcpy(shape.data() + 8, &cols, 8);
+      const std::string base = t.name.substr(0, t.name.size() - std::string(".weight").size());
+      o.tensors.push_back({base + ".weight_packed", DType::I32, {rows, words}, o.keep(std::move(pk))});
+      o.tensors.push_back({base + ".weight_scale", DType::BF16, {rows, groups}, o.keep(std::move(sc))});
+      o.tensors.push_back({base + ".weight_shape", DType::I64, {2}, o.keep(std::move(shape))});
+      ++report.n_converted;
+    } else if (fp8 && s.by_name.count(t.name + "_scale_inv") && !packed.keep_fp8) {
+      o.tensors.push_back({t.name, DType::BF16, t.shape, o.keep([&] {
+                             std::vector<uint8_t> b(size_t(t.numel() * 2));
+                             const std::vector<uint16_t> v = weight_as_bf16(s, t, opts.pool);
+                             std::memcpy(b.data(), v.data(), b.size());
+                             return b;
+                           }())});
+    } else {
+      o.copy(t);
+    }
+    for (size_t i = before; i < o.tensors.size(); ++i) weight_map[o.tensors[i].name] = file;
+  });
+  if (report.n_converted == 0)
+    report.warnings.push_back(fmt::format("no tensor of '{}' was a {} target; nothing was packed", opts.in_dir,
+                                          packed.all_linear ? "Linear" : "routed-expert"));
+  write_index(out, {{"total_size", report.bytes_written}}, weight_map);
+  if (!s.config.is_null()) {
+    OrderedJson config = s.config;
+    const bool has_mtp = s.config.contains("num_nextn_predict_layers") && s.config["num_nextn_predict_layers"].is_number() &&
+                         s.config["num_nextn_predict_layers"].get<double>() > 0;
+    config["quantization_config"] = packed_quantization_config(packed, has_mtp);
     write_text_file((out / "config.json").string(), config.dump(2) + "\n");
   }
   report.copied = copy_side_files(s, out);

@@ -54,6 +54,30 @@ ConvertReport cast_fp8_to_bf16(const ConvertOptions& opts);
 // gains DeepSeek's quantization_config; the index lists each scale after its weight.
 ConvertReport quantize_bf16_to_fp8(const ConvertOptions& opts);
 
+// FP8 or BF16 checkpoint -> compressed-tensors pack-quantized integer weights in Kimi-K2-Thinking's
+// layout: each targeted weight W.weight [rows, cols] becomes W.weight_packed (I32 [rows,
+// ceil(cols * bits / 32)]), W.weight_scale (BF16 [rows, cols / group_size]) and W.weight_shape (I64
+// [2]), computed by quantize_packed (weights/packed_quantize.h: bit-identical to the library's
+// output for the same BF16 input). An FP8 weight is first dequantised exactly and rounded to BF16
+// (as `cast`); F16/F32 ones are rounded to BF16. Targets: the routed experts' projections (all
+// layers, the MTP layer included), or with `all_linear` every Linear projection except kv_b_proj
+// (MLA folds it per head) and the heads. Weights not targeted are written BF16 (FP8 ones cast), the
+// rest copied. config.json's quantization_config becomes compressed-tensors' (format
+// pack-quantized, one group targeting Linear, an ignore list naming what stays BF16); the index is
+// rewritten.
+struct PackedOptions {
+  int bits = 4;
+  int64_t group_size = 32;
+  bool all_linear = false;
+  // Non-targeted FP8 weights keep their format and weight_scale_inv (dsv3 reads a weight's format
+  // from its dtype; other readers of compressed-tensors expect BF16 there).
+  bool keep_fp8 = false;
+};
+ConvertReport quantize_to_packed(const ConvertOptions& opts, const PackedOptions& packed);
+
+// Whether quantize_to_packed packs the 2-D weight called `name`.
+bool is_packed_target(const std::string& name, bool all_linear);
+
 // Whether quantize_bf16_to_fp8 turns the tensor called `name` into FP8 (2-D ones only).
 bool is_fp8_linear_name(const std::string& name);
 

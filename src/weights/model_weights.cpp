@@ -4,17 +4,29 @@
 #include <set>
 
 #include "base/error.h"
+#include "io/compressed_tensors_config.h"
+#include "weights/packed_int.h"
 #include "weights/weight_table.h"
 
 namespace dsv3 {
 
+uint64_t Weight::data_bytes() const {
+  if (packed()) return uint64_t(rows) * uint64_t(packed_cols()) * 4;
+  return uint64_t(rows) * uint64_t(cols) * uint64_t(dtype_size(dtype));
+}
+
 uint64_t Weight::bytes() const {
-  uint64_t n = uint64_t(rows) * uint64_t(cols) * uint64_t(dtype_size(dtype));
+  uint64_t n = data_bytes();
+  if (packed()) n += uint64_t(rows) * uint64_t(n_groups()) * 2;
   if (scale_inv) n += uint64_t((rows + kFp8BlockSize - 1) / kFp8BlockSize) * uint64_t(scale_cols()) * 4;
   return n;
 }
 
 float weight_at(const Weight& w, int64_t r, int64_t c) {
+  if (w.packed()) {
+    const auto* row = static_cast<const int32_t*>(w.data) + r * w.packed_cols();
+    return float(packed_code(row, w.bits, c)) * bf16_to_f32(w.weight_scale[r * w.n_groups() + c / w.group_size]);
+  }
   const int64_t i = r * w.cols + c;
   switch (w.dtype) {
     case DType::F32: return static_cast<const float*>(w.data)[i];
@@ -39,8 +51,9 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 class Binder {
  public:
-  Binder(const Checkpoint& ckpt, ModelWeights& mw, std::vector<std::string>* problems)
-      : ckpt_(ckpt), mw_(mw), problems_(problems) {}
+  Binder(const Checkpoint& ckpt, ModelWeights& mw, std::vector<std::string>* problems,
+         const CompressedTensorsConfig* packed_config)
+      : ckpt_(ckpt), mw_(mw), problems_(problems), packed_config_(packed_config) {}
 
   Weight bind(const WeightSpec& spec) {
     if (!problems_) return bind_or_throw(spec);
@@ -54,6 +67,9 @@ class Binder {
 
   Weight bind_or_throw(const WeightSpec& spec) {
     const TensorInfo* t = ckpt_.find(spec.name);
+    // compressed-tensors replaces W.weight by W.weight_packed, W.weight_scale and W.weight_shape.
+    if (!t && spec.role == WeightRole::Linear)
+      if (const TensorInfo* p = ckpt_.find(spec.name + "_packed")) return bind_packed(spec, *p);
     if (!t) fail("{}: tensor '{}' is missing (expected shape {})", ckpt_.dir(), spec.name, shape_str(spec.shape));
     used_.insert(spec.name);
     const std::string where = fmt::format("{}: tensor '{}'", *t->file, spec.name);
@@ -93,6 +109,74 @@ class Binder {
     return w;
   }
 
+  // A compressed-tensors pack-quantized weight: its bits and group size come from the config group
+  // that quantises the module; every tensor's dtype and shape is checked against them.
+  Weight bind_packed(const WeightSpec& spec, const TensorInfo& p) {
+    const std::string module = spec.name.substr(0, spec.name.size() - std::string(".weight").size());
+    const std::string where = fmt::format("{}: tensor '{}'", *p.file, p.name);
+    used_.insert(p.name);
+    const PackedScheme* scheme = packed_config_ ? packed_config_->scheme_for(module, true) : nullptr;
+    if (!scheme)
+      fail("{} is packed, but config.json's quantization_config {} '{}'", where,
+           packed_config_ ? "quantises no such module (its targets miss, or its ignore list matches)"
+                          : "is not compressed-tensors pack-quantized, which is needed to read",
+           module);
+    if (p.dtype != DType::I32) fail("{} has dtype {}; packed weights are I32", where, dtype_name(p.dtype));
+    if (module.size() >= 9 && module.compare(module.size() - 9, 9, "kv_b_proj") == 0)
+      fail("{}: dsv3 reads kv_b_proj in BF16/F16/F32 or FP8 only (MLA folds it per head; Kimi-K2-Thinking leaves "
+           "self_attn unquantised)",
+           where);
+    const std::string shape_name = spec.name + "_shape", scale_name = spec.name + "_scale";
+    const TensorInfo* sh = ckpt_.find(shape_name);
+    if (!sh) fail("{}: tensor '{}' is missing; packed weight '{}' needs it for its [rows, cols]", ckpt_.dir(), shape_name, p.name);
+    used_.insert(shape_name);
+    if ((sh->dtype != DType::I64 && sh->dtype != DType::I32) || sh->shape != std::vector<int64_t>{2})
+      fail("{}: tensor '{}' is {} {}; expected I64 (or I32) [2]", *sh->file, shape_name, dtype_name(sh->dtype), shape_str(sh->shape));
+    std::vector<int64_t> stored(2);
+    for (int i = 0; i < 2; ++i) {
+      if (sh->dtype == DType::I64) {
+        std::memcpy(&stored[size_t(i)], sh->data + 8 * i, 8);
+      } else {
+        int32_t v;
+        std::memcpy(&v, sh->data + 4 * i, 4);
+        stored[size_t(i)] = v;
+      }
+    }
+    if (stored != spec.shape)
+      fail("{}: tensor '{}' says {}; the config implies {} for '{}'", *sh->file, shape_name, shape_str(stored),
+           shape_str(spec.shape), spec.name);
+    Weight w;
+    w.name = spec.name;
+    w.dtype = DType::I32;
+    w.rows = spec.shape[0];
+    w.cols = spec.shape[1];
+    w.bits = scheme->num_bits;
+    w.group_size = scheme->group_size > 0 ? scheme->group_size : w.cols;
+    const std::vector<int64_t> want_packed{w.rows, w.packed_cols()};
+    if (p.shape != want_packed)
+      fail("{} has shape {}; expected {} for {}-bit codes of a {} weight", where, shape_str(p.shape),
+           shape_str(want_packed), w.bits, shape_str(spec.shape));
+    const TensorInfo* s = ckpt_.find(scale_name);
+    if (!s)
+      fail("{}: tensor '{}' is missing; packed weight '{}' needs its scales ({} of config group '{}')", ckpt_.dir(),
+           scale_name, p.name, scheme->group_size > 0 ? fmt::format("one per {} columns", scheme->group_size) : "one per row",
+           scheme->group_name);
+    used_.insert(scale_name);
+    const std::vector<int64_t> want_scale{w.rows, w.n_groups()};
+    if (s->dtype != DType::BF16) fail("{}: tensor '{}' has dtype {}; dsv3 reads BF16 scales", *s->file, scale_name, dtype_name(s->dtype));
+    if (s->shape != want_scale)
+      fail("{}: tensor '{}' has shape {}; expected {} ({}) for weight {}", *s->file, scale_name, shape_str(s->shape),
+           shape_str(want_scale),
+           scheme->group_size > 0 ? fmt::format("group_size {} of config group '{}'", scheme->group_size, scheme->group_name)
+                                  : "strategy channel",
+           shape_str(spec.shape));
+    w.data = aligned(p);
+    w.weight_scale = static_cast<const uint16_t*>(aligned(*s));
+    mw_.bytes_by_dtype[int(DType::I32)] += p.nbytes;
+    mw_.bytes_by_dtype[int(DType::BF16)] += s->nbytes;
+    return w;
+  }
+
   bool has_any_with_prefix(const std::string& prefix) const {
     for (const auto* t : ckpt_.tensors())
       if (t->name.compare(0, prefix.size(), prefix) == 0) return true;
@@ -119,6 +203,7 @@ class Binder {
   const Checkpoint& ckpt_;
   ModelWeights& mw_;
   std::vector<std::string>* problems_;
+  const CompressedTensorsConfig* packed_config_;
   std::set<std::string> used_;
 };
 
@@ -167,7 +252,8 @@ LayerWeights bind_layer(Binder& b, const ModelConfig& c, int64_t il) {
 ModelWeights bind_weights(const Checkpoint& ckpt, const ModelConfig& c, bool load_mtp,
                           std::vector<std::string>* problems) {
   ModelWeights mw;
-  Binder b(ckpt, mw, problems);
+  const auto packed_config = compressed_tensors_config_of(ckpt.config_json(), ckpt.dir() + "/config.json");
+  Binder b(ckpt, mw, problems, packed_config ? &*packed_config : nullptr);
   const auto globals = global_weight_specs(c);
   mw.embed_tokens = b.bind(globals[0]);
   mw.norm = b.bind(globals[1]);

@@ -5,6 +5,7 @@
 #include "hwy/highway.h"
 
 #include "backends/cpu/dot_order-inl.h"
+#include "backends/cpu/packed_int-inl.h"
 
 #include <algorithm>
 
@@ -31,6 +32,7 @@ HWY_INLINE int64_t PanelWidth() { return 2 * int64_t(hn::Lanes(DF())); }
 // The weight's layout, as a type for the templates below.
 template <class F>
 HWY_INLINE auto WithLayout(const Weight& w, F&& f) {
+  if (w.packed()) return f(F32Layout());  // decoded to f32 rows first (RowsT)
   switch (w.dtype) {
     case DType::F8_E4M3: return f(Fp8Layout());
     case DType::BF16: return f(Bf16Layout());
@@ -345,8 +347,27 @@ int64_t GemmTileRows(const Weight& w) {
 int64_t GemmScratchFloats(const Weight& w) {
   return WithLayout(w, [&](auto l) -> int64_t {
     using L = decltype(l);
-    return GemmTileRows(w) * TileStride<L>(w.cols) + (w.scale_inv ? PanelWidth() * PaddedCols<L>(w.cols) : 0);
+    return GemmTileRows(w) * TileStride<L>(w.cols) + (w.scale_inv ? PanelWidth() * PaddedCols<L>(w.cols) : 0) +
+           (w.packed() ? PaddedCols<L>(w.cols) : 0);
   });
+}
+
+// A packed weight's rows decoded one at a time into `row` (f32, exact), then laid into the tile as
+// an F32 row is.
+HWY_INLINE void DequantPackedTile(const Weight& w, int64_t r0, int64_t r1, float* tile, int64_t ld, float* row) {
+  Weight f = w;
+  f.dtype = DType::F32;
+  f.bits = 0;
+  f.weight_scale = nullptr;
+  f.rows = 1;
+  f.data = row;
+  const auto* packed = static_cast<const uint8_t*>(w.data);
+  const int64_t row_bytes = w.packed_cols() * 4;
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t off = 0; off < row_bytes; off += 64) PrefetchL2(packed + (r + 2) * row_bytes + off);
+    DecodePackedCols(w, r, 0, w.cols, row);
+    DequantTile<F32Layout>(f, 0, 1, tile + (r - r0) * ld, ld);
+  }
 }
 
 // The panel (width tokens) times the scales of row block rb, per group (step 3 of the order).
@@ -377,7 +398,10 @@ HWY_INLINE void RowsT(const Weight& w, int64_t r0, int64_t r1, const float* xp, 
   for (int64_t r = r0; r < r1;) {
     int64_t re = std::min(r1, r + tile_rows);
     if (scaled) re = std::min(re, (r / kFp8BlockSize + 1) * kFp8BlockSize);
-    DequantTile<L>(w, r, re, tile, ld);
+    if (w.packed())
+      DequantPackedTile(w, r, re, tile, ld, scratch + tile_rows * ld);
+    else
+      DequantTile<L>(w, r, re, tile, ld);
     // Panel outer: one panel (P x cols floats) stays in L2 while the tile's row blocks pass it.
     for (int64_t t0 = 0; t0 < n; t0 += P) {
       const int64_t nt = std::min(P, n - t0), width = (nt + N - 1) / N * N;

@@ -20,6 +20,7 @@
 #include "hwy/highway.h"
 
 #include "backends/cpu/dot_order-inl.h"
+#include "backends/cpu/packed_int-inl.h"
 
 #include <algorithm>
 #include <cmath>
@@ -246,6 +247,57 @@ HWY_INLINE void DotRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x
   }
 }
 
+// Packed integer weights (packed_int-inl.h): each row segment decoded exactly into f32 on the
+// stack, then summed as an F32 weight's segment is (the same order, so the same bits as the F32
+// path over the dequantised weight and as the GEMM). The decode stays in L1; the packed rows stream
+// from memory, prefetched ~24 KiB ahead.
+template <int kT>
+HWY_INLINE void DotPackedRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, float* y,
+                               int64_t y_stride) {
+  using L = F32Layout;
+  const DF df;
+  const int64_t cols = w.cols, S = L::kSegment, row_bytes = w.packed_cols() * 4;
+  const int64_t chunk = kPrepFloats / kT / S * S;
+  const int64_t ahead_rows = std::max<int64_t>(1, 24576 / std::max<int64_t>(row_bytes, 1));
+  alignas(64) float xq[kPrepFloats];
+  alignas(64) float wseg[L::kSegment + 64];
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t c0 = 0; c0 < cols; c0 += chunk) {
+    const int64_t c1 = std::min(cols, c0 + chunk);
+    for (int j = 0; j < kT; ++j)
+      for (int64_t s0 = c0; s0 < c1; s0 += S)
+        PrepSegment<L>(df, x + j * x_stride + s0, std::min(S, cols - s0), nullptr, xq + j * chunk + (s0 - c0));
+    for (int64_t r = r0; r < r1; ++r) {
+      if (r + ahead_rows < r1)
+        for (int64_t off = 0; off < row_bytes; off += 64) PrefetchL2(base + (r + ahead_rows) * row_bytes + off);
+      for (int64_t s0 = c0; s0 < c1; s0 += S) {
+        const int64_t len = std::min(S, cols - s0);
+        DecodePackedCols(w, r, s0, s0 + len, wseg);
+        float sums[kT];
+        SegmentSumsGrouped<L, kT>(df, wseg, len, xq + (s0 - c0), chunk, 0, sums);
+        for (int j = 0; j < kT; ++j) {
+          float& out = y[j * y_stride + (r - r0)];
+          out = s0 == 0 ? sums[j] : out + sums[j];
+        }
+      }
+    }
+  }
+}
+
+void MatvecPackedRows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t n, int64_t x_stride, float* y,
+                      int64_t y_stride) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) DotPackedRowsT<4>(w, r0, r1, x + i * x_stride, x_stride, y + i * y_stride, y_stride);
+  const float* xi = x + i * x_stride;
+  float* yi = y + i * y_stride;
+  switch (n - i) {
+    case 3: return DotPackedRowsT<3>(w, r0, r1, xi, x_stride, yi, y_stride);
+    case 2: return DotPackedRowsT<2>(w, r0, r1, xi, x_stride, yi, y_stride);
+    case 1: return DotPackedRowsT<1>(w, r0, r1, xi, x_stride, yi, y_stride);
+    default: return;
+  }
+}
+
 template <class L>
 void MatvecRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t n, int64_t x_stride, float* y,
                  int64_t y_stride) {
@@ -263,6 +315,7 @@ void MatvecRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_
 
 void MatvecRows(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t n, int64_t x_stride, float* y,
                 int64_t y_stride) {
+  if (w.packed()) return MatvecPackedRows(w, r0, r1, x, n, x_stride, y, y_stride);
   switch (w.dtype) {
     case DType::F8_E4M3: return MatvecRowsT<Fp8Layout>(w, r0, r1, x, n, x_stride, y, y_stride);
     case DType::BF16: return MatvecRowsT<Bf16Layout>(w, r0, r1, x, n, x_stride, y, y_stride);
@@ -350,6 +403,7 @@ void MatvecTRowsT(const Weight& w, int64_t r0, int64_t r1, const float* q, int64
 
 void MatvecTRows(const Weight& w, int64_t r0, int64_t r1, const float* q, int64_t n, int64_t q_stride, float* out,
                  int64_t out_stride) {
+  DSV3_CHECK(!w.packed(), "matvec_t_rows: packed weights are refused by the loader for kv_b_proj");
   switch (w.dtype) {
     case DType::F8_E4M3: return MatvecTRowsT<Fp8Access>(w, r0, r1, q, n, q_stride, out, out_stride);
     case DType::BF16: return MatvecTRowsT<Bf16Access>(w, r0, r1, q, n, q_stride, out, out_stride);
@@ -394,6 +448,10 @@ void DequantRowsT(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t o
 }
 
 void DequantRows(const Weight& w, int64_t r0, int64_t r1, float* out, int64_t out_stride) {
+  if (w.packed()) {
+    for (int64_t r = r0; r < r1; ++r) DecodePackedCols(w, r, 0, w.cols, out + (r - r0) * out_stride);
+    return;
+  }
   switch (w.dtype) {
     case DType::F8_E4M3: return DequantRowsT<Fp8Access>(w, r0, r1, out, out_stride);
     case DType::BF16: return DequantRowsT<Bf16Access>(w, r0, r1, out, out_stride);

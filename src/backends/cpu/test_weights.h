@@ -102,6 +102,37 @@ inline std::unique_ptr<OwnedWeight> random_weight(DType dtype, int64_t rows, int
   return o;
 }
 
+struct OwnedPackedWeight {
+  Weight w;
+  std::vector<int32_t> packed;
+  std::vector<uint16_t> scale;
+};
+
+// A rows x cols compressed-tensors packed weight (weights/packed_int.h) of `bits`-bit codes, every
+// code equally likely, with BF16 scales per group of `group_size` columns (the last group may be
+// partial) spread over a few binades (so a wrong group index shows).
+inline std::unique_ptr<OwnedPackedWeight> random_packed_weight(int bits, int64_t rows, int64_t cols,
+                                                               int64_t group_size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  auto o = std::make_unique<OwnedPackedWeight>();
+  Weight& w = o->w;
+  w.name = "test";
+  w.dtype = DType::I32;
+  w.rows = rows, w.cols = cols, w.bits = bits, w.group_size = group_size;
+  o->packed.assign(size_t(rows * w.packed_cols()), 0);
+  std::uniform_int_distribution<uint32_t> code(0, (1u << bits) - 1);
+  const int per_word = 32 / bits;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      o->packed[size_t(r * w.packed_cols() + c / per_word)] |= int32_t(code(rng) << ((c % per_word) * bits));
+  std::uniform_real_distribution<float> u(0.5f, 1.0f);
+  o->scale.resize(size_t(rows * w.n_groups()));
+  for (size_t i = 0; i < o->scale.size(); ++i) o->scale[i] = f32_to_bf16(std::ldexp(u(rng), -int(i % 7) - 4));
+  w.data = o->packed.data();
+  w.weight_scale = o->scale.data();
+  return o;
+}
+
 inline std::vector<float> random_vector(int64_t n, uint32_t seed, float amp = 1.0f) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-amp, amp);

@@ -3,11 +3,18 @@
 
 #include "base/error.h"
 #include "ops/reference/reference.h"
+#include "weights/packed_int.h"
 
 namespace dsv3::ref {
 
 void dequant_row(const Weight& w, int64_t r, float* out) {
   const int64_t cols = w.cols;
+  if (w.packed()) {  // code * BF16 scale of its group, exact in f32 (weight.h)
+    const auto* row = static_cast<const int32_t*>(w.data) + r * w.packed_cols();
+    const uint16_t* s = w.weight_scale + r * w.n_groups();
+    for (int64_t c = 0; c < cols; ++c) out[c] = float(packed_code(row, w.bits, c)) * bf16_to_f32(s[c / w.group_size]);
+    return;
+  }
   switch (w.dtype) {
     case DType::F32: {
       const float* p = static_cast<const float*>(w.data) + r * cols;
