@@ -206,6 +206,31 @@ TEST_F(ChatGenerateCli, CastEqualsTheGoldenCast) {
   EXPECT_TRUE(fs::exists(tmp_ / "fp8" / "config.json"));
 }
 
+// quantize --to int4 from FP8 (the golden's): the same routed experts as from its BF16 cast (FP8 is
+// dequantised and rounded to BF16 first), and info shows them as int4 per tensor class.
+TEST_F(ChatGenerateCli, QuantizeToInt4FromFp8EqualsFromTheBf16Cast) {
+  const std::string out4 = (tmp_ / "int4").string(), out4b = (tmp_ / "int4b").string();
+  RunResult r = run("quantize --to int4 --in tests/data/golden/v3-tiny-fp8 --out " + out4 + " --threads 1");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("weights packed to int4, group size 32"), std::string::npos) << r.err;
+  r = run("quantize --to int4 --in tests/data/golden/v3-tiny-bf16 --out " + out4b + " --quiet");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  for (const char* f : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"})
+    EXPECT_TRUE(slurp(fs::path(out4) / f) == slurp(fs::path(out4b) / f)) << f;
+  r = run("info --model " + out4);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("routed experts   int4 g32"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("problems:     none"), std::string::npos) << r.out;
+  // Every projection but kv_b_proj packed; kv_b_proj keeps its FP8 blocks.
+  r = run("quantize --to int4 --keep-fp8 --targets all --in tests/data/golden/v3-tiny-fp8 --out " +
+          (tmp_ / "int4c").string() + " --quiet");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = run("info --model " + (tmp_ / "int4c").string());
+  EXPECT_NE(r.out.find("attention        F8_E4M3 128x128 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("shared experts   int4 g32"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("problems:     none"), std::string::npos) << r.out;
+}
+
 // The context length (--ctx-size, default max_position_embeddings): a prompt that does not fit
 // is an error with both numbers, a completion stops at the limit with finish reason length.
 // Before, generate ran ~130 positions past a 32-position model without a word.
@@ -442,6 +467,11 @@ TEST_F(ChatGenerateCli, BadInputExitsTwoWithAMessage) {
       {"cast --in /nonexistent/fp8 --out " + (tmp_ / "x").string(), "/nonexistent/fp8"},
       {"quantize --in tests/data/golden/v3-tiny-fp8 --out " + (tmp_ / "y").string(), "already FP8"},
       {"cast --in tests/data/golden/v3-tiny-fp8", "--out"},
+      {"quantize --to int3 --in tests/data/golden/v3-tiny-fp8 --out " + (tmp_ / "z").string(), "--to"},
+      {"quantize --to int4 --group-size 48 --in tests/data/golden/v3-tiny-fp8 --out " + (tmp_ / "z").string(),
+       "columns; --group-size 48 must divide them"},
+      {"quantize --group-size 64 --in tests/data/golden/v3-tiny-bf16 --out " + (tmp_ / "z").string(),
+       "apply to --to int4"},
   };
   for (const auto& c : cases) {
     const RunResult r = run(c.args);

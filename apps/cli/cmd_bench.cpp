@@ -103,9 +103,10 @@ void touch_weights(const ModelWeights& w) {
   auto touch = [&](const Weight& x) {
     if (!x.present()) return;
     const auto* p = static_cast<const uint8_t*>(x.data);
-    const uint64_t n = uint64_t(x.rows) * uint64_t(x.cols) * uint64_t(dtype_size(x.dtype));
+    const uint64_t n = x.data_bytes();  // packed int4: the int32 words, not rows x cols
     for (uint64_t i = 0; i < n; i += 4096) sink = sink + p[i];
     if (x.scale_inv) sink = sink + static_cast<uint8_t>(x.scale_inv[0]);
+    if (x.weight_scale) sink = sink + static_cast<uint8_t>(x.weight_scale[0]);
   };
   auto touch_mlp = [&](const MlpWeights& m) { touch(m.gate_proj), touch(m.up_proj), touch(m.down_proj); };
   touch(w.norm), touch(w.lm_head);

@@ -72,7 +72,7 @@ PackedScheme parse_weights(const nlohmann::json& w, const std::string& where) {
 ModuleMatcher::ModuleMatcher(const std::string& entry, const std::string& where) : entry_(entry) {
   if (entry.rfind("re:", 0) != 0) return;
   // std::regex recurses per character; a bound keeps a hostile config from exhausting the stack.
-  if (entry.size() > 1024) fail("{}: pattern of {} characters; at most 1024", where, entry.size());
+  if (entry.size() > 256) fail("{}: pattern of {} characters; at most 256", where, entry.size());
   try {
     re_ = std::make_shared<const std::regex>(entry.substr(3), std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
