@@ -299,13 +299,15 @@ TEST(SpeculativeSampling, GreedyAcceptsExactlyTheArgmax) {
 TEST(SpeculationCost, BreakEvenAndExpectedTokens) {
   const double a[] = {0.8, 0.5};
   EXPECT_DOUBLE_EQ(expected_tokens_per_step(a), 1 + 0.8 + 0.4);
-  SpeculationGate g(1.5, true, 4);
+  SpeculationGate g(1.5, true, 2, 4);
   for (int i = 0; i < 3; ++i) EXPECT_FALSE(g.record(1));
   EXPECT_TRUE(g.record(1));  // warm-up over, 1 token per step < 1.5
   EXPECT_FALSE(g.on());
-  SpeculationGate keep(1.5, true, 4);
+  SpeculationGate keep(1.5, true, 2, 4);
   for (int i = 0; i < 20; ++i) keep.record(2);
   EXPECT_TRUE(keep.on());
+  EXPECT_FALSE(SpeculationGate(2.1, true, 2).on());  // cannot pay even with every draft accepted
+  EXPECT_TRUE(SpeculationGate(2.1, false, 2).on());
   Loaded l = load("v3-tiny-fp8");
   const SpeculationCost c1 = speculation_cost(l.ckpt->weights, l.ckpt->config, 1);
   const SpeculationCost c3 = speculation_cost(l.ckpt->weights, l.ckpt->config, 3);

@@ -199,6 +199,10 @@ void run_serve(const ServeArgs& a) {
                                      std::filesystem::weakly_canonical(dir).string() + (a.fp8_head ? "|fp8-head" : ""),
                                      layout.dtype),
                                  .speculative = resolve_speculative(a.speculative, *r.model)});
+  if (!a.quiet && scheduler.options().speculative.draft_tokens > 0)
+    std::fprintf(stderr, "dsv3 serve: speculative decoding: MTP, %d draft token(s) per step%s\n",
+                 scheduler.options().speculative.draft_tokens,
+                 scheduler.options().speculative.adaptive ? " (off for a sequence below break-even)" : "");
   serve::Metrics metrics(name);
   serve::ServiceOptions so;
   so.served_model_name = name;

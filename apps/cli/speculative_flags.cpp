@@ -35,6 +35,12 @@ SpeculativeOptions resolve_speculative(const SpeculativeFlags& f, const Model& m
 }
 
 std::string speculative_summary(const SpeculativeStats& s, const SpeculationCost& cost) {
+  const double k1 = double(s.drafted.size() + 1);
+  if (s.rounds == 0 && cost.break_even_tokens() >= k1)
+    return fmt::format(
+        "speculative: off: a verify step with its drafting reads {:.2f}x the bytes of a plain step, more than the "
+        "{:.0f} tokens it can yield (--no-adaptive-speculation speculates anyway)",
+        cost.break_even_tokens(), k1);
   std::string per;
   for (size_t k = 0; k < s.drafted.size(); ++k)
     per += fmt::format("{}draft {}: {:.0f}%", k ? ", " : "", k + 1, 100 * s.accept_rate(k));

@@ -78,8 +78,8 @@ std::vector<GenerationResult> Engine::generate(std::span<GenerationRequest> requ
     Slot& s = slots[i];
     s.req = &r;
     s.sampler.emplace(r.sampling);  // validates
-    s.spec = K > 0;
-    s.gate = SpeculationGate(cost_.break_even_tokens(), opts_.speculative.adaptive);
+    s.gate = SpeculationGate(cost_.break_even_tokens(), opts_.speculative.adaptive, K + 1);
+    s.spec = K > 0 && s.gate.on();
     if (r.session) {
       s.cache = &r.session->cache;
       s.fed = &r.session->tokens;

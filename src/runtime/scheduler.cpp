@@ -130,8 +130,9 @@ std::shared_ptr<RequestState> Scheduler::submit(ScheduledRequest req, RequestCal
     sp.seed += uint64_t(i);
     a->choices[size_t(i)].index = i;
     a->choices[size_t(i)].sampler.emplace(sp);
-    a->choices[size_t(i)].spec = opts_.speculative.draft_tokens > 0 && req.n == 1;
-    a->choices[size_t(i)].gate = SpeculationGate(spec_cost_.break_even_tokens(), opts_.speculative.adaptive);
+    a->choices[size_t(i)].gate = SpeculationGate(spec_cost_.break_even_tokens(), opts_.speculative.adaptive,
+                                                 opts_.speculative.draft_tokens + 1);
+    a->choices[size_t(i)].spec = opts_.speculative.draft_tokens > 0 && req.n == 1 && a->choices[size_t(i)].gate.on();
   }
   a->choices[0].tokens = req.prompt;
   a->req = std::move(req);

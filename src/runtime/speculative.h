@@ -99,10 +99,13 @@ double expected_tokens_per_step(std::span<const double> accept);
 
 // Per sequence: an exponential average of the tokens its verify steps yield; off once it falls
 // below break_even after `warmup` steps (adaptive), and it stays off for the rest of the request.
+// Adaptive with max_tokens (K + 1, every draft accepted) at or below break_even: off from the
+// start (speculation cannot pay on these shapes).
 class SpeculationGate {
  public:
   SpeculationGate() = default;
-  SpeculationGate(double break_even, bool adaptive, int warmup = 4) : break_even_(break_even), adaptive_(adaptive), warmup_(warmup) {}
+  SpeculationGate(double break_even, bool adaptive, int max_tokens = 0, int warmup = 3)
+      : break_even_(break_even), adaptive_(adaptive), warmup_(warmup), on_(!(adaptive && max_tokens > 0 && max_tokens <= break_even)) {}
   bool on() const { return on_; }
   // After a verify step that yielded `tokens` (accepted drafts + 1). Returns true when this call
   // turned speculation off.
@@ -112,7 +115,7 @@ class SpeculationGate {
  private:
   double break_even_ = 0;
   bool adaptive_ = true;
-  int warmup_ = 4;
+  int warmup_ = 3;
   int steps_ = 0;
   double avg_ = 0;
   bool on_ = true;
