@@ -482,3 +482,41 @@ TEST_F(ChatGenerateCli, BadInputExitsTwoWithAMessage) {
 }
 
 }  // namespace
+
+namespace {
+
+// --speculative mtp through the CLI: a default-small-shaped model with the MTP layer; greedy
+// output with speculation (K = 1 and 2, a batch of prompts) equals the output without; bench
+// reports the speculative figures; a checkpoint without the MTP layer is refused by name.
+TEST_F(ChatGenerateCli, SpeculativeMtpKeepsGreedyOutput) {
+  Json config = Json::parse(slurp(fs::path(model_) / "config.json"));
+  config["num_nextn_predict_layers"] = 1;
+  spit(tmp_ / "mtp.json", config.dump());
+  const std::string dir = (tmp_ / "mtp").string();
+  RunResult r = run("init --config " + (tmp_ / "mtp.json").string() + " --out " + dir + " --quiet --threads 1");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) fs::copy_file(fs::path(kTokenizerDir) / f, fs::path(dir) / f);
+  const std::string args = "generate --model " + dir + " --threads 1 --temperature 0 --ignore-eos --max-new-tokens 24 --raw "
+                           "--prompt Hello --prompt 'The quick brown fox' --prompt '1, 2, 3,' ";
+  const RunResult plain = run(args + "--quiet");
+  ASSERT_EQ(plain.rc, 0) << plain.err;
+  for (const char* k : {"1", "2"}) {
+    r = run(args + "--speculative mtp --no-adaptive-speculation --draft-tokens " + std::string(k));
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, plain.out) << "K=" << k;
+    EXPECT_NE(r.err.find("speculative: "), std::string::npos) << r.err;
+  }
+  r = run("bench --model " + dir + " --threads 1 -p 8 -n 12 --probe-mb 64 --json --speculative mtp --speculative-rounds 1");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const Json j = Json::parse(r.out);
+  ASSERT_TRUE(j.contains("speculative")) << r.out;
+  EXPECT_TRUE(j["speculative"]["same_tokens"].get<bool>()) << r.out;
+  EXPECT_GT(j["decode_tok_s_speculative"].get<double>(), 0) << r.out;
+  EXPECT_GE(j["mean_accepted_tokens"].get<double>(), 1.0) << r.out;
+  EXPECT_GT(j["speculative"]["break_even_tokens"].get<double>(), 1.0) << r.out;
+  r = run("generate " + common() + "--prompt Hi --speculative mtp");
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("--speculative mtp: this checkpoint has no MTP layer"), std::string::npos) << r.err;
+}
+
+}  // namespace

@@ -8,10 +8,12 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "apps/cli/bench_speculative.h"
 #include "apps/cli/commands.h"
 #include "apps/cli/common.h"
 #include "apps/cli/generation_flags.h"
@@ -33,6 +35,8 @@ struct BenchOptions {
   bool json = false, fp8_head = false;
   std::string kv_cache_dtype = "f32";
   int64_t probe_mb = 1024;
+  SpeculativeFlags speculative;
+  int speculative_rounds = 3;
 };
 
 // CPU time of the whole process (all threads): on a shared machine, wall time / CPU time shows
@@ -206,6 +210,15 @@ void run_bench(const BenchOptions& o) {
   const double bandwidth = median(round_probe);
   const double fraction = round_fraction.empty() ? 0.0 : median(round_fraction);
   const uint64_t ckpt_bytes = r.ckpt->checkpoint.total_bytes(), kv_bytes = cache.bytes();
+  // Speculation: the same prompt decoded greedily through the engine with and without MTP drafts,
+  // alternated, after the plain measurements above.
+  std::optional<SpeculativeBench> sb;
+  if (!o.speculative.method.empty()) {
+    std::vector<int32_t> prompt;
+    for (const auto& e : entries) prompt.push_back(e.token);
+    sb = bench_speculative(model, prompt, std::max<int64_t>(o.decode, 1), o.speculative_rounds,
+                           resolve_speculative(o.speculative, model), cache_dtype_from_flag(o.kv_cache_dtype));
+  }
   if (o.json) {
     nlohmann::ordered_json j = {{"model", o.model},
                                 {"threads", r.pool->size()},
@@ -227,6 +240,30 @@ void run_bench(const BenchOptions& o) {
                                 {"rounds", rounds},
                                 {"prefill_cpu_util", prefill_cpu_s / prefill_s / r.pool->size()},
                                 {"decode_cpu_util", o.decode > 0 ? decode_cpu_s / decode_s / r.pool->size() : 0.0}};
+    if (sb) {
+      nlohmann::ordered_json per = nlohmann::ordered_json::array();
+      for (size_t k = 0; k < sb->stats.drafted.size(); ++k) per.push_back(sb->stats.accept_rate(k));
+      j["speculative"] = {{"method", o.speculative.method},
+                          {"draft_tokens", o.speculative.draft_tokens},
+                          {"rounds", sb->rounds},
+                          {"decode_tok_s", sb->decode_tok_s},
+                          {"decode_tok_s_speculative", sb->decode_tok_s_speculative},
+                          {"speedup", sb->speedup},
+                          {"accept_rate", sb->stats.accept_rate()},
+                          {"accept_rate_per_position", per},
+                          {"mean_accepted_tokens", sb->stats.mean_accepted_tokens()},
+                          {"turned_off", sb->stats.turned_off > 0},
+                          {"draft_s", sb->stats.draft_s},
+                          {"verify_s", sb->stats.verify_s},
+                          {"same_tokens", sb->same_tokens},
+                          {"plain_step_bytes", sb->cost.plain_bytes},
+                          {"verify_step_bytes", sb->cost.verify_bytes},
+                          {"break_even_tokens", sb->cost.break_even_tokens()},
+                          {"predicted_speedup", sb->cost.predicted_speedup(sb->stats.mean_accepted_tokens())}};
+      j["accept_rate"] = sb->stats.accept_rate();
+      j["mean_accepted_tokens"] = sb->stats.mean_accepted_tokens();
+      j["decode_tok_s_speculative"] = sb->decode_tok_s_speculative;
+    }
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -246,6 +283,16 @@ void run_bench(const BenchOptions& o) {
               (long long)(probe.bytes() >> 20));
   std::printf("roofline:         %.1f%% of measured bandwidth (median over rounds of each round's tokens/s\n"
               "                  against the probe run right after it)\n", 100 * fraction);
+  if (sb) {
+    std::printf("speculative:      %s, %d alternating rounds of %lld greedy tokens through the engine: plain %.2f tok/s, "
+                "speculative %.2f tok/s, speedup %.2fx (median of pairs)%s\n",
+                o.speculative.method.c_str(), sb->rounds, (long long)std::max<int64_t>(o.decode, 1), sb->decode_tok_s,
+                sb->decode_tok_s_speculative, sb->speedup, sb->same_tokens ? "" : " TOKENS DIFFER");
+    std::printf("                  %s\n", speculative_summary(sb->stats, sb->cost).c_str());
+    std::printf("                  cost model: plain step %.1f MB, verify step %.1f MB, predicted speedup %.2fx\n",
+                sb->cost.plain_bytes / 1e6, sb->cost.verify_bytes / 1e6,
+                sb->cost.predicted_speedup(sb->stats.mean_accepted_tokens()));
+  }
   std::printf("peak memory:      %.1f MB resident (checkpoint %.1f MB + KV cache %.1f MB = %.1f MB)\n", double(peak) / 1e6,
               double(ckpt_bytes) / 1e6, double(kv_bytes) / 1e6, double(ckpt_bytes + kv_bytes) / 1e6);
 }
@@ -272,6 +319,11 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("--probe-mb", o->probe_mb,
                   "Bandwidth probe buffer in MiB, read by all threads after each decode round (not counted in peak memory)")
       ->check(CLI::Range(int64_t(64), int64_t(1) << 20))
+      ->capture_default_str();
+  add_speculative_flags(sub, o->speculative);
+  sub->add_option("--speculative-rounds", o->speculative_rounds,
+                  "With --speculative: alternating pairs of plain and speculative greedy decodes of -n tokens")
+      ->check(CLI::Range(1, 100))
       ->capture_default_str();
   sub->callback([o] { run_bench(*o); });
 }

@@ -245,6 +245,8 @@ void run_chat(const ChatArgs& a) {
           std::printf("prefill: %lld tokens in %.3f s (%.1f tokens/s); decode: %lld tokens in %.3f s (%.1f tokens/s)\n",
                       (long long)last.prefill_tokens, last.prefill_s, last.prefill_tps(), (long long)last.decode_tokens,
                       last.decode_s, last.decode_tps());
+        if (have_stats && engine.options().speculative.draft_tokens > 0)
+          std::printf("%s\n", speculative_summary(last.speculative, engine.speculation_cost()).c_str());
       } else if (cmd == "/help") {
         print_help();
       } else {

@@ -204,6 +204,8 @@ void run_generate(const GenerateArgs& a) {
     std::fprintf(stderr, "generate: %zu prompt(s); prefill %lld tokens, %.1f tokens/s; decode %lld tokens, %.1f tokens/s\n",
                  prompts.size(), (long long)s.prefill_tokens, s.prefill_tps(), (long long)s.decode_tokens,
                  s.decode_tps());
+    if (engine.options().speculative.draft_tokens > 0)
+      std::fprintf(stderr, "generate: %s\n", speculative_summary(s.speculative, engine.speculation_cost()).c_str());
   }
 }
 

@@ -22,6 +22,7 @@
 #include "apps/cli/commands.h"
 #include "apps/cli/common.h"
 #include "apps/cli/generation_flags.h"
+#include "apps/cli/speculative_flags.h"
 #include "apps/cli/progress.h"
 #include "apps/cli/serve_http.h"
 #include "apps/cli/web_assets.h"
@@ -59,6 +60,7 @@ struct ServeArgs {
   int64_t block_size = 64;
   bool no_prefix_caching = false;
   bool no_web = false;
+  SpeculativeFlags speculative;
 };
 
 // Bytes of memory the system can still give (MemAvailable), or 0 when unknown.
@@ -195,7 +197,12 @@ void run_serve(const ServeArgs& a) {
                                  .prefix_caching = !a.no_prefix_caching,
                                  .prefix_namespace = prefix_namespace(
                                      std::filesystem::weakly_canonical(dir).string() + (a.fp8_head ? "|fp8-head" : ""),
-                                     layout.dtype)});
+                                     layout.dtype),
+                                 .speculative = resolve_speculative(a.speculative, *r.model)});
+  if (!a.quiet && scheduler.options().speculative.draft_tokens > 0)
+    std::fprintf(stderr, "dsv3 serve: speculative decoding: MTP, %d draft token(s) per step%s\n",
+                 scheduler.options().speculative.draft_tokens,
+                 scheduler.options().speculative.adaptive ? " (off for a sequence below break-even)" : "");
   serve::Metrics metrics(name);
   serve::ServiceOptions so;
   so.served_model_name = name;
@@ -311,6 +318,7 @@ void add_serve_command(CLI::App& app) {
                   "picks from the chat template")
       ->capture_default_str();
   sub->add_flag("--fp8-head", a->fp8_head, kFp8HeadHelp);
+  add_speculative_flags(sub, a->speculative);
   sub->add_option("--max-body-mb", a->max_body_mb, "Largest request body in MiB (413 beyond)")
       ->check(CLI::Range(int64_t(1), int64_t(4096)))
       ->capture_default_str();

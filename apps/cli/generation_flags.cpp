@@ -59,9 +59,11 @@ void add_generation_flags(CLI::App* sub, GenerationFlags& f) {
                 "than a fixed pool holds stops with an error naming its size)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
       ->capture_default_str();
+  add_speculative_flags(sub, f.speculative);
 }
 
 void apply_cache_flags(const GenerationFlags& f, const Model& model, EngineOptions& opts) {
+  opts.speculative = resolve_speculative(f.speculative, model);
   opts.cache_dtype = cache_dtype_from_flag(f.kv_cache_dtype);
   opts.block_size = 64;
   opts.kv_cache_blocks = 0;

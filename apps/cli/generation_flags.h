@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "apps/cli/speculative_flags.h"
 #include "io/generation_config.h"
 #include "io/model_config.h"
 #include "runtime/engine.h"
@@ -29,6 +30,7 @@ struct GenerationFlags {
   std::string kv_cache_dtype = "f32";
   int64_t kv_cache_mb = 0;  // 0: the pool grows as the conversation does
   int64_t ctx_size = 0;  // --ctx-size; 0: the model's max_position_embeddings
+  SpeculativeFlags speculative;
   // The sampling options, to tell a flag the user gave from a default (generation_config.json
   // fills the defaults).
   CLI::Option *temperature_opt = nullptr, *top_p_opt = nullptr, *top_k_opt = nullptr, *min_p_opt = nullptr,
@@ -53,7 +55,8 @@ inline constexpr const char* kCtxSizeHelp =
 // Validated sampling parameters with the seed resolved (random when --seed is not given).
 SamplingParams resolve_sampling(const GenerationFlags& f);
 
-// The engine's KV cache pool from --kv-cache-dtype and --kv-cache-mb (blocks of 64 positions).
+// The engine's KV cache pool from --kv-cache-dtype and --kv-cache-mb (blocks of 64 positions),
+// and speculative decoding from --speculative / --draft-tokens (throws Error naming the flag).
 void apply_cache_flags(const GenerationFlags& f, const Model& model, EngineOptions& opts);
 
 // --model, or the default model: $DSV3_MODEL, else models/default beside the build directory

@@ -10,6 +10,7 @@
 // stays until a new block is needed and no free one is left, least recently released first.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -137,6 +138,8 @@ class SequenceCache {
   LatentRows view(int64_t il, int64_t n_ctx) const;
   // Forgets positions >= n in every layer (their blocks stay with the sequence).
   void truncate(int64_t n);
+  // The same in layer il only (speculative decoding rolls the MTP layer back on its own).
+  void truncate_layer(int64_t il, int64_t n) { lengths_[size_t(il)] = std::min(lengths_[size_t(il)], n); }
   // Takes `blocks` (one more reference each) as the start of an empty cache, holding positions
   // [0, n_tokens) in layers [0, n_layers_filled) (a prefix cache hit).
   void adopt(std::span<const int32_t> blocks, int64_t n_tokens, int64_t n_layers_filled);

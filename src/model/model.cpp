@@ -88,7 +88,8 @@ void Model::forward(std::span<const StepEntry> entries, std::span<SequenceCache*
 }
 
 void Model::forward_mtp(std::span<const StepEntry> entries, const float* hidden_in,
-                        std::span<SequenceCache* const> caches, const ForwardOptions& opts, float* logits) {
+                        std::span<SequenceCache* const> caches, const ForwardOptions& opts, float* logits,
+                        float* hidden_out) {
   DSV3_CHECK(has_mtp(), "forward_mtp without MTP weights");
   const MtpWeights& m = *weights_.mtp;
   const int64_t n = int64_t(entries.size()), H = config_.hidden_size, il = config_.num_hidden_layers;
@@ -115,8 +116,20 @@ void Model::forward_mtp(std::span<const StepEntry> entries, const float* hidden_
   float* x = grow(mtp_x_, n * H);
   backend_.linear(m.eh_proj, cat, n, x);
   block(m.layer, il, x, entries, caches, opts);
+  if (hidden_out) std::copy_n(x, n * H, hidden_out);
+  if (!logits) return;
   backend_.rms_norm(x, n, m.shared_head_norm, float(config_.rms_norm_eps), x);
-  backend_.linear(m.shared_head_head, x, n, logits);
+  if (opts.logit_rows.empty()) {
+    backend_.linear(m.shared_head_head, x, n, logits);
+    return;
+  }
+  float* rows = grow(h_, int64_t(opts.logit_rows.size()) * H);
+  for (size_t r = 0; r < opts.logit_rows.size(); ++r) {
+    const int32_t i = opts.logit_rows[r];
+    if (i < 0 || i >= n) fail("MTP logit row {} names no entry (the call has {})", i, n);
+    std::copy_n(x + int64_t(i) * H, H, rows + int64_t(r) * H);
+  }
+  backend_.linear(m.shared_head_head, rows, int64_t(opts.logit_rows.size()), logits);
 }
 
 void Model::block(const LayerWeights& lw, int64_t il, float* x, std::span<const StepEntry> entries,

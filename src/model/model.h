@@ -60,9 +60,13 @@ class Model {
                const ForwardOptions& opts, float* hidden, float* logits);
 
   // MTP module (layer num_hidden_layers): entry i carries the *next* token and the position of
-  // the main-model state hidden_in[i] (after the final norm) it extends; logits for every entry.
+  // the state hidden_in[i] [n, hidden_size] it extends (the main model's, after the final norm;
+  // or, chained, a previous MTP call's hidden_out row). logits [rows, vocab_size]: the entries
+  // opts.logit_rows names, every entry when it is empty; none when logits is null. hidden_out
+  // (optional) [n, hidden_size]: the MTP block's output before shared_head.norm (SGLang's and
+  // vLLM's state for chaining the module on its own drafts). Throws Error like forward().
   void forward_mtp(std::span<const StepEntry> entries, const float* hidden_in, std::span<SequenceCache* const> caches,
-                   const ForwardOptions& opts, float* logits);
+                   const ForwardOptions& opts, float* logits, float* hidden_out = nullptr);
 
  private:
   void validate(std::span<const StepEntry> entries, std::span<SequenceCache* const> caches) const;

@@ -35,7 +35,7 @@ uint64_t PrefixCache::block_key(uint64_t seed, uint64_t parent, std::span<const 
 }
 
 std::vector<int32_t> PrefixCache::match(uint64_t seed, std::span<const int32_t> tokens, int64_t max_tokens,
-                                        std::vector<uint64_t>* keys) {
+                                        std::vector<uint64_t>* keys, bool need_mtp_rows) {
   const int64_t bs = pool_->block_size();
   std::vector<int32_t> out;
   uint64_t parent = 0;
@@ -51,7 +51,7 @@ std::vector<int32_t> PrefixCache::match(uint64_t seed, std::span<const int32_t> 
     // colliding key is a miss).
     if (!e.live || e.seed != seed || e.parent != parent || e.parent_block != prev ||
         e.generation != pool_->generation(b) || (prev >= 0 && e.parent_generation != pool_->generation(prev)) ||
-        !std::equal(blk.begin(), blk.end(), e.tokens.begin()))
+        !std::equal(blk.begin(), blk.end(), e.tokens.begin()) || (need_mtp_rows && !e.mtp_rows))
       break;
     pool_->retain(b);
     out.push_back(b);
@@ -63,7 +63,7 @@ std::vector<int32_t> PrefixCache::match(uint64_t seed, std::span<const int32_t> 
 }
 
 uint64_t PrefixCache::insert(uint64_t seed, uint64_t parent, int32_t parent_block, std::span<const int32_t> tokens,
-                             int32_t block) {
+                             int32_t block, bool mtp_rows) {
   DSV3_CHECK(int64_t(tokens.size()) == pool_->block_size(), "prefix cache: a block holds block_size tokens");
   const uint64_t key = block_key(seed, parent, tokens);
   if (by_key_.contains(key)) return key;
@@ -78,7 +78,8 @@ uint64_t PrefixCache::insert(uint64_t seed, uint64_t parent, int32_t parent_bloc
             .parent_generation = parent_block >= 0 ? pool_->generation(parent_block) : 0,
             .generation = pool_->generation(block),
             .tokens = {tokens.begin(), tokens.end()},
-            .live = true};
+            .live = true,
+            .mtp_rows = mtp_rows};
   by_key_.emplace(key, block);
   pool_->set_cached(block, true);
   return key;

@@ -41,17 +41,20 @@ class PrefixCache {
 
   // The cached blocks that hold the longest prefix of `tokens` made of whole blocks, at most
   // max_tokens tokens, each retained once for the caller (adopt them into a SequenceCache, which
-  // releases them). keys (optional) receives their keys, in order.
+  // releases them). keys (optional) receives their keys, in order. need_mtp_rows: only blocks
+  // indexed with their MTP layer's rows (the prefix ends at the first block without).
   std::vector<int32_t> match(uint64_t seed, std::span<const int32_t> tokens, int64_t max_tokens,
-                             std::vector<uint64_t>* keys = nullptr);
+                             std::vector<uint64_t>* keys = nullptr, bool need_mtp_rows = false);
 
   // Indexes block `block` (full, every main layer's rows written) as holding `tokens` after
   // parent_block (its predecessor in the sequence's block table, -1 for the first block), whose
   // key is `parent` (0 for none); returns this block's key. Nothing is indexed when another block
   // already holds the key, or when the parent is not the indexed block of that key (then the
   // chain stops here for this sequence; its blocks stay private to it).
+  // mtp_rows: the block's MTP-layer rows are written too (row j from state j and token j + 1; the
+  // block's last row used the token after the block in the writing sequence).
   uint64_t insert(uint64_t seed, uint64_t parent, int32_t parent_block, std::span<const int32_t> tokens,
-                  int32_t block);
+                  int32_t block, bool mtp_rows = false);
   // Whether block b is indexed (under some key).
   bool indexed(int32_t b) const { return size_t(b) < entries_.size() && entries_[size_t(b)].live; }
 
@@ -65,6 +68,7 @@ class PrefixCache {
     uint32_t parent_generation = 0, generation = 0;  // allocations of the parent and of the block
     std::vector<int32_t> tokens;
     bool live = false;
+    bool mtp_rows = false;
   };
   void forget(int32_t block);  // the pool evicts it
 

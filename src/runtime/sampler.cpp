@@ -92,9 +92,7 @@ size_t Sampler::nucleus(size_t n, double target, double& mass) {
   return std::max(j, size_t(1));
 }
 
-int32_t Sampler::sample(std::span<const float> logits) {
-  DSV3_CHECK(!logits.empty(), "sample: empty logits");
-  if (params_.temperature <= 0) return argmax(logits);
+size_t Sampler::keep(std::span<const float> logits, double& mass) {
   const size_t n = logits.size();
   // Unnormalised softmax(logits / T): the most likely token gets exactly 1, so min-p compares
   // with min_p directly.
@@ -115,6 +113,15 @@ int32_t Sampler::sample(std::span<const float> logits) {
   double kept_sum = 0;
   for (size_t i = 0; i < keep; ++i) kept_sum += cand_[i].p;
   if (params_.top_p < 1) keep = nucleus(keep, params_.top_p * kept_sum, kept_sum);
+  mass = kept_sum;
+  return keep;
+}
+
+int32_t Sampler::sample(std::span<const float> logits) {
+  DSV3_CHECK(!logits.empty(), "sample: empty logits");
+  if (params_.temperature <= 0) return argmax(logits);
+  double kept_sum = 0;
+  const size_t keep = this->keep(logits, kept_sum);
   const double r = rng_.uniform() * kept_sum;
   double acc = 0;
   for (size_t i = 0; i < keep; ++i) {
@@ -122,6 +129,31 @@ int32_t Sampler::sample(std::span<const float> logits) {
     if (r < acc) return cand_[i].id;
   }
   return cand_[keep - 1].id;
+}
+
+void Sampler::distribution(std::span<const float> logits, std::vector<TokenProb>& out) {
+  DSV3_CHECK(!logits.empty(), "distribution: empty logits");
+  out.clear();
+  if (params_.temperature <= 0) {
+    out.push_back({argmax(logits), 1.0});
+    return;
+  }
+  double mass = 0;
+  const size_t keep = this->keep(logits, mass);
+  for (size_t i = 0; i < keep; ++i) out.push_back({cand_[i].id, double(cand_[i].p) / mass});
+}
+
+int32_t Sampler::draw(std::span<const TokenProb> dist) {
+  DSV3_CHECK(!dist.empty(), "draw: empty distribution");
+  double total = 0;
+  for (const auto& t : dist) total += t.p;
+  const double r = rng_.uniform() * total;
+  double acc = 0;
+  for (const auto& t : dist) {
+    acc += t.p;
+    if (r < acc) return t.id;
+  }
+  return dist.back().id;
 }
 
 }  // namespace dsv3

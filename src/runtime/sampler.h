@@ -35,6 +35,12 @@ class Rng {
   uint64_t s_[4];
 };
 
+// One token of a sampling distribution.
+struct TokenProb {
+  int32_t id = 0;
+  double p = 0;
+};
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
@@ -43,9 +49,20 @@ class Sampler {
   // the result depends only on the logits, the parameters and the draws so far.
   int32_t sample(std::span<const float> logits);
 
+  // The distribution sample() draws from: the tokens temperature, top-k, top-p and min-p keep,
+  // in sample()'s draw order, probabilities normalised to sum 1; temperature 0: the argmax
+  // with probability 1. Draws nothing. (Speculative decoding compares these distributions.)
+  void distribution(std::span<const float> logits, std::vector<TokenProb>& out);
+  // One draw from a distribution (as distribution() gives: non-empty, sums to ~1).
+  int32_t draw(std::span<const TokenProb> dist);
+  double uniform() { return rng_.uniform(); }
+
   const SamplingParams& params() const { return params_; }
 
  private:
+  // Leaves the kept candidates in cand_[0, result) in draw order and their unnormalised mass in
+  // `mass` (temperature > 0).
+  size_t keep(std::span<const float> logits, double& mass);
   struct Candidate {
     float p;  // unnormalised probability
     int32_t id;

@@ -23,6 +23,16 @@ struct Scheduler::Choice {
   int64_t generated = 0;
   bool done = false;
   std::vector<int32_t> counts;  // [vocab] occurrences in the output (penalties only)
+  // Speculation: on for one-choice requests of a speculating scheduler until its gate says off;
+  // the drafts after tokens.back() and their distributions; where this step's entries began.
+  bool spec = false;
+  SpeculationGate gate;
+  std::vector<int32_t> drafts;
+  std::vector<std::vector<TokenProb>> q;
+  int64_t step_first_pos = -1;  // first position computed this step (-1: none)
+  size_t step_first_entry = 0;
+  int64_t step_drafts = 0;
+  bool index_later = false;  // its new full blocks go to the prefix cache after drafting
 
   bool runnable() const { return !done && cache && fed < int64_t(tokens.size()); }
 };
@@ -52,6 +62,11 @@ Scheduler::Scheduler(Model& model, SchedulerOptions opts) : model_(model), opts_
   if (opts_.prefix_caching) prefix_ = std::make_unique<PrefixCache>(pool_, opts_.prefix_namespace);
   stats_.cache_capacity_tokens =
       pool_->growable() ? opts_.max_running * opts_.ctx_size : pool_->n_blocks() * pool_->block_size();
+  if (opts_.speculative.draft_tokens > 0) {
+    if (!model_.has_mtp()) fail("speculative decoding needs the checkpoint's MTP layer; this checkpoint has none");
+    spec_cost_ = speculation_cost(model_.weights(), model_.config(), opts_.speculative.draft_tokens);
+    stats_.spec_accepted_per_pos.assign(size_t(opts_.speculative.draft_tokens), 0);
+  }
   stats_.kv_block_size = lay.block_size;
   stats_.kv_bytes_per_token = lay.token_bytes();
   refresh_pool_stats();
@@ -115,6 +130,9 @@ std::shared_ptr<RequestState> Scheduler::submit(ScheduledRequest req, RequestCal
     sp.seed += uint64_t(i);
     a->choices[size_t(i)].index = i;
     a->choices[size_t(i)].sampler.emplace(sp);
+    a->choices[size_t(i)].gate = SpeculationGate(spec_cost_.break_even_tokens(), opts_.speculative.adaptive,
+                                                 opts_.speculative.draft_tokens + 1);
+    a->choices[size_t(i)].spec = opts_.speculative.draft_tokens > 0 && req.n == 1 && a->choices[size_t(i)].gate.on();
   }
   a->choices[0].tokens = req.prompt;
   a->req = std::move(req);
@@ -284,9 +302,11 @@ bool Scheduler::start(Active& a, bool must, int64_t& reserved) {
     c.keys.clear();
     // At least the last token is fed: its logits give the next one.
     const int64_t T = int64_t(c.tokens.size());
+    c.drafts.clear();
     if (prefix_) {
-      const auto hit = prefix_->match(a.seed, c.tokens, T - 1, &c.keys);
-      c.cache->adopt(hit, int64_t(hit.size()) * bs, model_.config().num_hidden_layers);
+      // A speculating choice takes only blocks with their MTP rows, and those rows too.
+      const auto hit = prefix_->match(a.seed, c.tokens, T - 1, &c.keys, c.spec);
+      c.cache->adopt(hit, int64_t(hit.size()) * bs, c.spec ? model_.cache_layers() : model_.config().num_hidden_layers);
       for (int32_t b : hit) pool_->release(b);  // adopt took its own reference
       c.fed = int64_t(hit.size()) * bs;
       if (c.index == 0) hit_tokens = c.fed;
@@ -394,12 +414,16 @@ void Scheduler::index_blocks(Active& a, Choice& c) {
   if (!prefix_) return;
   const int64_t bs = pool_->block_size();
   const auto blocks = c.cache->blocks();
-  for (int64_t k = int64_t(c.keys.size()); (k + 1) * bs <= c.fed; ++k) {
+  const int64_t mtp_rows = model_.has_mtp() ? c.cache->length(model_.config().num_hidden_layers) : 0;
+  // A speculating choice indexes a block once its MTP rows are written too (an indexed block is
+  // copied before a write).
+  const int64_t end = c.spec ? std::min(c.fed, mtp_rows) : c.fed;
+  for (int64_t k = int64_t(c.keys.size()); (k + 1) * bs <= end; ++k) {
     const uint64_t parent = k > 0 ? c.keys[size_t(k - 1)] : 0;
     const int32_t parent_block = k > 0 ? blocks[size_t(k - 1)] : -1;
     c.keys.push_back(prefix_->insert(a.seed, parent, parent_block,
                                      std::span<const int32_t>(c.tokens).subspan(size_t(k * bs), size_t(bs)),
-                                     blocks[size_t(k)]));
+                                     blocks[size_t(k)], mtp_rows >= (k + 1) * bs));
   }
 }
 
@@ -408,11 +432,17 @@ bool Scheduler::step() {
   struct Row {
     Active* a;
     int choice;
+    int k = 0;  // 0: the choice's own token; k > 0: its draft k - 1 (judged with row k = 0)
   };
   std::vector<Row> row_of;
   entries_.clear();
   caches_.clear();
   rows_.clear();
+  for (auto& ap : running_)
+    for (auto& c : ap->choices) {
+      c.step_first_pos = -1;
+      c.step_drafts = 0;
+    }
   // Oldest first: a request that runs short of blocks preempts newer ones, never older ones.
   std::vector<Active*> order;
   for (auto& ap : running_) order.push_back(ap.get());
@@ -433,10 +463,24 @@ bool Scheduler::step() {
         if (others) preempt(a);
         break;
       }
+      const int32_t seq = int32_t(caches_.size());
+      caches_.push_back(c.cache.get());
+      c.step_first_pos = c.fed;
+      c.step_first_entry = entries_.size();
       rows_.push_back(int32_t(entries_.size()));
       row_of.push_back({&a, c.index});
-      entries_.push_back({int32_t(caches_.size()), c.tokens.back(), int32_t(c.fed)});
-      caches_.push_back(c.cache.get());
+      entries_.push_back({seq, c.tokens.back(), int32_t(c.fed)});
+      // Its drafts, as far as the pool has room without preempting anyone.
+      if (c.spec && !c.drafts.empty()) {
+        const int64_t n = make_room(a, c, c.fed + 1, c.fed + 1 + int64_t(c.drafts.size()), false);
+        c.drafts.resize(size_t(n));
+        for (int64_t k = 0; k < n; ++k) {
+          rows_.push_back(int32_t(entries_.size()));
+          row_of.push_back({&a, c.index, int(k + 1)});
+          entries_.push_back({seq, c.drafts[size_t(k)], int32_t(c.fed + 1 + k)});
+        }
+        c.step_drafts = n;
+      }
     }
   }
   // A preempted request's entries (if it had any before its own preemption) leave the step;
@@ -449,8 +493,11 @@ bool Scheduler::step() {
     for (size_t r = 0; r < rows_.size(); ++r) {
       if (!row_of[r].a->admitted) continue;
       StepEntry e = entries_[size_t(rows_[r])];
-      e.seq = int32_t(kept_caches.size());
-      kept_caches.push_back(caches_[size_t(entries_[size_t(rows_[r])].seq)]);
+      if (row_of[r].k == 0) {  // a choice's first entry; its drafts follow with the same cache
+        kept_caches.push_back(caches_[size_t(e.seq)]);
+        row_of[r].a->choices[size_t(row_of[r].choice)].step_first_entry = kept.size();
+      }
+      e.seq = int32_t(kept_caches.size() - 1);
       kept_rows.push_back(int32_t(kept.size()));
       kept.push_back(e);
       kept_row_of.push_back(row_of[r]);
@@ -482,6 +529,8 @@ bool Scheduler::step() {
       if (n == 0) continue;
       const int32_t seq = int32_t(caches_.size());
       caches_.push_back(c.cache.get());
+      c.step_first_pos = c.fed;
+      c.step_first_entry = entries_.size();
       for (int64_t k = 0; k < n; ++k) entries_.push_back({seq, c.tokens[size_t(c.fed + k)], int32_t(c.fed + k)});
       budget -= n;
       n_prompt += n;
@@ -509,12 +558,14 @@ bool Scheduler::step() {
         prefill_token_s_ = prefill_token_s_ > 0 ? kKeep * prefill_token_s_ + (1 - kKeep) * per_token : per_token;
     }
   }
-  // Positions now in the caches; their full blocks go to the prefix cache.
+  // Positions now in the caches; their full blocks go to the prefix cache (a speculating
+  // choice's after its drafts are judged and its MTP rows written).
   for (auto& ap : running_)
     for (auto& c : ap->choices)
       if (!c.done && c.cache && ap->admitted) {
-        c.fed = c.cache->length(0);
-        index_blocks(*ap, c);
+        c.fed = c.step_drafts > 0 ? c.step_first_pos + 1 : c.cache->length(0);
+        c.index_later = c.spec;
+        if (!c.spec) index_blocks(*ap, c);
       }
 
   {
@@ -524,6 +575,7 @@ bool Scheduler::step() {
     stats_.prompt_tokens_total += n_prompt;
   }
   for (size_t r = 0; r < rows_.size(); ++r) {
+    if (row_of[r].k > 0) continue;  // a draft: judged with its choice's first row
     Active& a = *row_of[r].a;
     const float* row = logits_.data() + r * size_t(V);
     Choice& c = a.choices[size_t(row_of[r].choice)];
@@ -542,12 +594,98 @@ bool Scheduler::step() {
         if (!o.done) sample_row(a, o, row);
       continue;
     }
-    if (!c.done) sample_row(a, c, row);
+    if (c.done) continue;
+    if (c.step_drafts == 0) {
+      sample_row(a, c, row);
+      continue;
+    }
+    // Drafts: each kept while accepted; the first rejected one is replaced, or after the last
+    // accepted draft the target's next token follows. Rejected positions leave the cache.
+    int64_t kept = 0;
+    for (int64_t k = 0; k <= c.step_drafts; ++k) {
+      const float* lr = logits_.data() + (r + size_t(k)) * size_t(V);
+      bool accepted = false;
+      const bool alive = k < c.step_drafts ? sample_row(a, c, lr, &c.drafts[size_t(k)], c.q[size_t(k)], &accepted)
+                                           : sample_row(a, c, lr);
+      if (k < c.step_drafts) {
+        std::lock_guard lock(mu_);
+        ++stats_.spec_draft_tokens_total;
+        if (accepted) {
+          ++stats_.spec_accepted_tokens_total;
+          ++stats_.spec_accepted_per_pos[size_t(k)];
+        }
+      }
+      if (!alive || !accepted) break;
+      ++kept;
+    }
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.spec_num_drafts_total;
+    }
+    c.gate.record(int(kept) + 1);
+    if (!c.gate.on()) c.spec = false;
+    c.drafts.clear();
+    if (!c.done) {
+      c.cache->truncate(c.step_first_pos + 1 + kept);
+      c.fed = c.step_first_pos + 1 + kept;
+    }
   }
+  if (opts_.speculative.draft_tokens > 0) draft(order);
+  for (Active* ap : order)
+    for (auto& c : ap->choices)
+      if (c.index_later) {
+        c.index_later = false;
+        if (!c.done && c.cache && ap->admitted) index_blocks(*ap, c);
+      }
   return true;
 }
 
-void Scheduler::sample_row(Active& a, Choice& c, const float* logits) {
+void Scheduler::draft(const std::vector<Active*>& order) {
+  const int64_t H = model_.config().hidden_size, K = opts_.speculative.draft_tokens;
+  jobs_.clear();
+  std::vector<SequenceCache*> caches;
+  std::vector<Choice*> job_choice;
+  for (Active* ap : order) {
+    Active& a = *ap;
+    if (!a.admitted) continue;
+    for (auto& c : a.choices) {
+      if (!c.spec || c.done || !c.cache || c.step_first_pos < 0) continue;
+      DraftJob& job = jobs_.emplace_back();
+      job.seq = int32_t(caches.size());
+      caches.push_back(c.cache.get());
+      job_choice.push_back(&c);
+      job.first_pos = c.step_first_pos;
+      job.next.assign(c.tokens.begin() + c.step_first_pos + 1, c.tokens.begin() + c.fed + 1);
+      job.hidden = hidden_.data() + c.step_first_entry * size_t(H);
+      job.sampler = &*c.sampler;
+      if (int64_t(c.tokens.size()) - c.fed == 1) {
+        // Drafts for at most the tokens it may still generate after the next one, and chained
+        // MTP rows only where the pool has room without preempting.
+        const int64_t want = std::min(K, a.req.max_new_tokens - c.generated - 1);
+        const int64_t room = want > 1 ? make_room(a, c, c.fed, c.fed + want - 1, false) : 0;
+        job.max_drafts = int(std::max<int64_t>(0, std::min(want, room + 1)));
+      }
+    }
+  }
+  if (jobs_.empty()) return;
+  draft_with_mtp(model_, caches, jobs_, opts_.absorbed);
+  for (size_t j = 0; j < jobs_.size(); ++j) {
+    Choice& c = *job_choice[j];
+    if (jobs_[j].max_drafts < 0) c.spec = false;  // MTP rows missing (cannot happen: hits carry them)
+    c.drafts = std::move(jobs_[j].drafts);
+    c.q = std::move(jobs_[j].q);
+    if (opts_.speculative.draft_override && !c.drafts.empty()) {
+      const size_t n = c.drafts.size();
+      opts_.speculative.draft_override(size_t(c.index), std::span<const int32_t>(c.tokens).first(size_t(c.fed)),
+                                       c.tokens.back(), c.drafts);
+      c.drafts.resize(std::min(n, c.drafts.size()));
+      for (size_t k = 0; k < c.drafts.size(); ++k) c.q[k] = {{c.drafts[k], 1.0}};
+    }
+  }
+}
+
+bool Scheduler::sample_row(Active& a, Choice& c, const float* logits, const int32_t* draft,
+                           std::span<const TokenProb> q_draft, bool* accepted) {
   const int64_t V = model_.config().vocab_size;
   const ScheduledRequest& q = a.req;
   const float* in = logits;
@@ -577,10 +715,16 @@ void Scheduler::sample_row(Active& a, Choice& c, const float* logits) {
     in = work_.data();
   }
   SampledToken tok;
-  tok.id = c.sampler->sample({in, size_t(V)});
+  if (draft) {
+    const DraftVerdict v = verify_draft(*c.sampler, {in, size_t(V)}, *draft, q_draft, scratch_);
+    tok.id = v.token;
+    *accepted = v.accepted;
+  } else {
+    tok.id = c.sampler->sample({in, size_t(V)});
+  }
   if (std::find(q.stop_ids.begin(), q.stop_ids.end(), tok.id) != q.stop_ids.end()) {
     finish_choice(a, c, FinishReason::Eos);
-    return;
+    return false;
   }
   if (q.top_logprobs >= 0) {
     // log_softmax of the raw logits, summed in double.
@@ -613,7 +757,9 @@ void Scheduler::sample_row(Active& a, Choice& c, const float* logits) {
     finish_choice(a, c, FinishReason::Length);
   } else {
     c.tokens.push_back(tok.id);
+    return true;
   }
+  return false;
 }
 
 }  // namespace dsv3

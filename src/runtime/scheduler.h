@@ -37,6 +37,7 @@
 #include "runtime/engine.h"
 #include "runtime/prefix_cache.h"
 #include "runtime/sampler.h"
+#include "runtime/speculative.h"
 
 namespace dsv3 {
 
@@ -118,6 +119,10 @@ struct SchedulerOptions {
   std::shared_ptr<BlockPool> pool;
   bool prefix_caching = true;
   uint64_t prefix_namespace = 0;  // prefix_namespace(model identity, dtype): keeps models apart
+  // MTP speculative decoding for requests with one choice (n > 1 runs without). Cached prefix
+  // blocks carry their MTP rows: a speculating request takes only blocks whose MTP rows were
+  // written (by another speculating request), so its drafts see the same cache either way.
+  SpeculativeOptions speculative;
 };
 
 // A snapshot for /metrics and /health.
@@ -134,6 +139,10 @@ struct SchedulerStats {
   int64_t prompt_tokens_total = 0, generation_tokens_total = 0, steps_total = 0;
   int64_t iteration_tokens_total = 0;  // entries over all steps
   int64_t requests_finished_total = 0;
+  // Speculative decoding (vLLM's spec_decode metrics): verify steps with drafts, drafts proposed,
+  // drafts accepted, and the accepted ones by draft position.
+  int64_t spec_num_drafts_total = 0, spec_draft_tokens_total = 0, spec_accepted_tokens_total = 0;
+  std::vector<int64_t> spec_accepted_per_pos;
 };
 
 class Scheduler {
@@ -184,7 +193,13 @@ class Scheduler {
   void sweep();
   bool step();
   void finish_choice(Active& a, Choice& c, FinishReason r);
-  void sample_row(Active& a, Choice& c, const float* logits);
+  // Samples c's next token from a row of logits (penalties, bias and masks applied), or, given a
+  // draft, accepts it or replaces it (runtime/speculative.h); reports the token. Returns false
+  // when the choice finished; *accepted tells whether the draft was kept.
+  bool sample_row(Active& a, Choice& c, const float* logits, const int32_t* draft = nullptr,
+                  std::span<const TokenProb> q = {}, bool* accepted = nullptr);
+  // MTP rows of the positions this step computed and the next drafts of speculating choices.
+  void draft(const std::vector<Active*>& order);
 
   Model& model_;
   SchedulerOptions opts_;
@@ -205,6 +220,9 @@ class Scheduler {
   std::vector<SequenceCache*> caches_;
   std::vector<int32_t> rows_;
   std::vector<float> hidden_, logits_, work_;
+  std::vector<TokenProb> scratch_;
+  std::vector<DraftJob> jobs_;
+  SpeculationCost spec_cost_;
   double decode_step_s_ = 0;    // running average of a decode-only step
   double prefill_token_s_ = 0;  // running average of one prompt token's cost in a step
   std::thread thread_;

@@ -125,6 +125,79 @@ TEST_P(SchedulerTest, GreedyTokensAreTheSameAloneAndInsideABatch) {
   EXPECT_EQ(st.requests_finished_total, kPrompts);
 }
 
+// Greedy output with MTP speculation (K = 2) equals the output without it, under continuous
+// batching, a small pool (preemptions), the prefix cache (a second wave of the same prompts takes
+// blocks with their MTP rows) and penalties (which must see the accepted drafts). Drafts come from
+// an oracle (the true continuation, about one in four spoiled): random weights' own MTP drafts are
+// almost never accepted.
+TEST_P(SchedulerTest, SpeculativeGreedyTokensAreTheSameAsWithout) {
+  constexpr int kPrompts = 12;
+  auto request = [&](int i) {
+    ScheduledRequest r = greedy(prompt(3 + (i * 11) % 90, i % 6), 20 + i % 7);
+    if (i % 4 == 3) r.penalties = {.presence_penalty = 0.5f, .frequency_penalty = 0.3f, .repetition_penalty = 1.2f};
+    return r;
+  };
+  std::vector<std::vector<int32_t>> plain(kPrompts);
+  {
+    Scheduler s(model_, {.max_running = 4, .max_step_tokens = 48});
+    for (int i = 0; i < kPrompts; ++i) {
+      Collector c;
+      ASSERT_TRUE(s.submit(request(i), c.callbacks()));
+      c.wait();
+      plain[size_t(i)] = c.tokens[0];
+    }
+  }
+  for (bool own_drafts : {false, true}) {
+    SchedulerOptions o{.max_running = 4,
+                       .max_step_tokens = 48,
+                       .pool = std::make_shared<BlockPool>(model_.cache_layout(16), 40),
+                       .speculative = {.draft_tokens = 2, .adaptive = false}};
+    std::mutex mu;
+    int64_t spoil = 0;
+    if (!own_drafts)
+      o.speculative.draft_override = [&](size_t, std::span<const int32_t> fed, int32_t next, std::vector<int32_t>& d) {
+        std::lock_guard lock(mu);
+        for (int i = 0; i < kPrompts; ++i) {
+          const ScheduledRequest r = request(i);
+          if (fed.size() < r.prompt.size() || !std::equal(r.prompt.begin(), r.prompt.end(), fed.begin())) continue;
+          const size_t gen = fed.size() - r.prompt.size();
+          const auto& want = plain[size_t(i)];
+          if (gen >= want.size() || want[gen] != next) continue;
+          for (size_t k = 0; k < d.size(); ++k) {
+            d[k] = gen + 1 + k < want.size() ? want[gen + 1 + k] : 1;
+            if ((++spoil * 7919) % 11 < 3) d[k] = (d[k] + 1) % 1000;  // ~27%, positions vary
+          }
+          return;
+        }
+      };
+    Scheduler s(model_, o);
+    for (int wave = 0; wave < 2; ++wave) {
+      std::vector<std::unique_ptr<Collector>> cs;
+      for (int i = 0; i < kPrompts; ++i) {
+        cs.push_back(std::make_unique<Collector>());
+        ASSERT_TRUE(s.submit(request(i), cs.back()->callbacks()));
+        if (i % 3 == 2) std::this_thread::sleep_for(2ms);
+      }
+      for (int i = 0; i < kPrompts; ++i) {
+        cs[size_t(i)]->wait();
+        EXPECT_EQ(cs[size_t(i)]->tokens[0], plain[size_t(i)])
+            << "request " << i << " wave " << wave << (own_drafts ? " (MTP drafts)" : " (oracle drafts)");
+      }
+    }
+    const SchedulerStats st = s.stats();
+    EXPECT_GT(st.spec_num_drafts_total, 0);
+    EXPECT_GT(st.spec_draft_tokens_total, 0);
+    if (!own_drafts) {
+      EXPECT_GT(st.spec_accepted_tokens_total, st.spec_draft_tokens_total / 3);
+      EXPECT_LT(st.spec_accepted_tokens_total, st.spec_draft_tokens_total);
+      ASSERT_EQ(st.spec_accepted_per_pos.size(), 2u);
+      EXPECT_GT(st.spec_accepted_per_pos[1], 0);
+    }
+    EXPECT_GT(st.prefix_cache_hits_total, 0) << "the second wave reuses blocks with their MTP rows";
+    EXPECT_EQ(st.running, 0);
+  }
+}
+
 TEST_P(SchedulerTest, ChoicesShareOnePrefillAndSampleWithTheirOwnSeeds) {
   Scheduler s(model_, {.max_running = 8});
   Collector greedy3(3);

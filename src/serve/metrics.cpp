@@ -123,6 +123,18 @@ std::string Metrics::render(const SchedulerStats& s) const {
           double(s.prefix_cache_hits_total));
   counter("dsv3:num_preemptions_total", "Requests preempted (their blocks freed, recomputed later) for lack of blocks.",
           double(s.preemptions_total));
+  counter("dsv3:spec_decode_num_drafts_total", "Verify steps that carried MTP drafts (one per sequence and step).",
+          double(s.spec_num_drafts_total));
+  counter("dsv3:spec_decode_num_draft_tokens_total", "Draft tokens proposed by the MTP module and verified.",
+          double(s.spec_draft_tokens_total));
+  counter("dsv3:spec_decode_num_accepted_tokens_total", "Draft tokens accepted.", double(s.spec_accepted_tokens_total));
+  if (!s.spec_accepted_per_pos.empty()) {
+    o += "# HELP dsv3:spec_decode_num_accepted_tokens_per_pos_total Draft tokens accepted, by draft position (0 = "
+         "first).\n# TYPE dsv3:spec_decode_num_accepted_tokens_per_pos_total counter\n";
+    for (size_t k = 0; k < s.spec_accepted_per_pos.size(); ++k)
+      o += fmt::format("dsv3:spec_decode_num_accepted_tokens_per_pos_total{{{},position=\"{}\"}} {}\n", L, k,
+                       s.spec_accepted_per_pos[k]);
+  }
   counter("dsv3:prompt_tokens_total", "Prefilled prompt tokens.", double(s.prompt_tokens_total));
   counter("dsv3:generation_tokens_total", "Generated tokens.", double(s.generation_tokens_total));
   counter("dsv3:iteration_tokens_total", "Entries (prompt + decode tokens) over all forward steps.",
