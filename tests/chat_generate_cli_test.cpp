@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -499,11 +500,29 @@ TEST_F(ChatGenerateCli, BenchReportsTheMachineAndWhatIsResident) {
   EXPECT_NE(run("bench --help").out.find("--probe-mb"), std::string::npos);
 }
 
-// A prompt longer than the engine's step (2048) is prefilled in steps: 2100 tokens, then decode.
-TEST_F(ChatGenerateCli, BenchPrefillsALongPromptInSteps) {
-  const RunResult r = run("bench --model tests/data/golden/v3-tiny-fp8 --threads 1 -p 2100 -n 2 --json");
+// A prompt longer than the engine's step (2048) is prefilled in steps: 2100 tokens, then decode,
+// with --profile: per op calls and bytes per token that add up to what the bench counts.
+TEST_F(ChatGenerateCli, BenchPrefillsALongPromptInStepsAndProfilesTheOps) {
+  const RunResult r = run("bench --model tests/data/golden/v3-tiny-fp8 --threads 1 -p 2100 -n 4 --profile --json");
   ASSERT_EQ(r.rc, 0) << r.err;
   const Json j = Json::parse(r.out);
   EXPECT_EQ(j["prompt_tokens"], 2100);
   EXPECT_GT(double(j["prefill_tok_s"]), 0.0);
+  const Json& p = j["profile"];
+  ASSERT_TRUE(p.is_object()) << r.out;
+  EXPECT_EQ(p["steps"], 3);
+  double bytes = 0;
+  std::map<std::string, Json> ops;
+  for (const Json& op : p["ops"]) {
+    ops[op["op"]] = op;
+    bytes += double(op["bytes_per_token"]);
+  }
+  ASSERT_TRUE(ops.count("linear lm_head") && ops.count("mla_attention")) << p.dump();
+  EXPECT_EQ(ops["linear lm_head"]["calls_per_token"], 1.0);
+  EXPECT_EQ(ops["mla_attention"]["calls_per_token"], 3.0);  // one per layer
+  // The cache read dominates at 2100 positions (3 x 2100 x 320 B = 2 MB against 1.2 MB of weights):
+  // the ops' bytes match the bench's count up to the routing of different tokens.
+  EXPECT_GT(bytes, 0.8 * double(j["decode_bytes_per_token"]));
+  EXPECT_LT(bytes, 1.25 * double(j["decode_bytes_per_token"]));
+  EXPECT_NE(run("bench --help").out.find("--profile"), std::string::npos);
 }

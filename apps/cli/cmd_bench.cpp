@@ -10,10 +10,12 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "apps/cli/bench_profile.h"
 #include "apps/cli/commands.h"
 #include "apps/cli/common.h"
 #include "apps/cli/generation_flags.h"
@@ -35,7 +37,7 @@ struct BenchOptions {
   int64_t prompt = 512, decode = 128;
   int64_t ctx_size = 0;
   int threads = 0;
-  bool json = false, fp8_head = false;
+  bool json = false, fp8_head = false, profile = false;
   std::string kv_cache_dtype = "f32";
   int64_t probe_mb = 0;  // 0: the default, kProbeMbDefault or kProbeL3Multiple x L3
 };
@@ -185,6 +187,37 @@ void prefill(Model& model, std::span<const StepEntry> entries, std::span<Sequenc
   }
 }
 
+// Per op, per decode token: where the time of a step goes.
+struct ProfileResult {
+  int64_t steps = 0;
+  double step_seconds = 0;  // wall time of the profiled steps
+  std::map<std::string, OpProfile> ops;
+};
+
+// --profile: `steps` decode steps again at positions P.. (the cache cut back to the prompt),
+// through a ProfilingBackend, after the timed rounds (the timing per op does not slow them). A
+// first step (its scratch buffers allocated) is not counted.
+ProfileResult profile_decode(const ModelConfig& c, const ModelWeights& w, Backend& backend, SequenceCache& cache,
+                             int64_t P, int64_t steps, int32_t token, float* hidden, float* logits) {
+  ProfilingBackend prof(backend);
+  Model model(c, w, prof);
+  cache.truncate(P);
+  SequenceCache* caches[] = {&cache};
+  const int32_t row0[] = {0};
+  ProfileResult out;
+  std::chrono::steady_clock::time_point t0;
+  for (int64_t k = 0; k <= steps; ++k) {
+    if (k == 1) prof.reset(), t0 = std::chrono::steady_clock::now();
+    const StepEntry e{0, token, int32_t(P + k)};
+    model.forward({&e, 1}, caches, {.logit_rows = row0}, hidden, logits);
+    token = argmax(logits, c.vocab_size);
+  }
+  out.steps = steps;
+  out.step_seconds = seconds_since(t0);
+  out.ops = prof.ops();
+  return out;
+}
+
 struct BenchResult {
   cpu::CpuInfo cpu;
   int threads = 0;
@@ -195,6 +228,7 @@ struct BenchResult {
   uint64_t peak = 0, kv_cache_bytes = 0, kv_layers = 0;
   Residency res;
   bool mtp_loaded = false;
+  ProfileResult profile;
 };
 
 void print_json(const BenchOptions& o, const BenchResult& b);
@@ -291,6 +325,9 @@ void run_bench(const BenchOptions& o) {
   b.kv_cache_bytes = cache.bytes();
   b.kv_layers = uint64_t(cache.n_layers());
   b.res = residency(*r.ckpt);
+  if (o.profile && o.decode > 1)
+    b.profile = profile_decode(c, weights, *r.backend, cache, P, std::min<int64_t>(o.decode - 1, 32), token,
+                               hidden.data(), logits.data());
   if (o.json)
     print_json(o, b);
   else
@@ -320,6 +357,40 @@ Summary summarise(const BenchOptions& o, const BenchResult& b) {
   s.probe_min = probes.empty() ? 0.0 : *std::min_element(probes.begin(), probes.end());
   s.probe_max = probes.empty() ? 0.0 : *std::max_element(probes.begin(), probes.end());
   return s;
+}
+
+// Ops by time, most first.
+std::vector<std::pair<std::string, OpProfile>> ops_by_time(const ProfileResult& p) {
+  std::vector<std::pair<std::string, OpProfile>> v(p.ops.begin(), p.ops.end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+  return v;
+}
+
+nlohmann::ordered_json profile_json(const ProfileResult& p) {
+  if (p.steps == 0) return nullptr;
+  nlohmann::ordered_json ops = nlohmann::ordered_json::array();
+  const double n = double(p.steps);
+  for (const auto& [name, op] : ops_by_time(p))
+    ops.push_back({{"op", name},
+                   {"calls_per_token", double(op.calls) / n},
+                   {"ms_per_token", 1e3 * op.seconds / n},
+                   {"bytes_per_token", op.bytes / n},
+                   {"gb_s", op.seconds > 0 ? op.bytes / op.seconds / 1e9 : 0.0}});
+  return {{"steps", p.steps}, {"ms_per_token", 1e3 * p.step_seconds / n}, {"ops", ops}};
+}
+
+void print_profile(const ProfileResult& p) {
+  const double n = double(p.steps);
+  double op_s = 0;
+  for (const auto& [name, op] : p.ops) op_s += op.seconds;
+  std::printf("profile:          %lld decode steps, %.2f ms each; backend ops %.2f ms, the rest (model glue, "
+              "sampling) %.2f ms\n",
+              (long long)p.steps, 1e3 * p.step_seconds / n, 1e3 * op_s / n, 1e3 * (p.step_seconds - op_s) / n);
+  std::printf("  %-34s %8s %9s %6s %10s %7s\n", "op", "calls", "ms/token", "share", "MB/token", "GB/s");
+  for (const auto& [name, op] : ops_by_time(p))
+    std::printf("  %-34s %8.1f %9.3f %5.1f%% %10.2f %7.2f\n", name.c_str(), double(op.calls) / n,
+                1e3 * op.seconds / n, 100 * op.seconds / p.step_seconds, op.bytes / n / 1e6,
+                op.seconds > 0 ? op.bytes / op.seconds / 1e9 : 0.0);
 }
 
 void print_json(const BenchOptions& o, const BenchResult& b) {
@@ -365,6 +436,7 @@ void print_json(const BenchOptions& o, const BenchResult& b) {
       {"probe_bytes", b.probe_bytes},
       {"rounds", int64_t(b.rounds.size())},
       {"per_round", rounds},
+      {"profile", profile_json(b.profile)},
       {"prefill_cpu_util", b.prefill_cpu_s / b.prefill_s / b.threads},
       {"decode_cpu_util", o.decode > 0 ? b.decode_cpu_s / b.decode_s / b.threads : 0.0}};
   std::printf("%s\n", j.dump().c_str());
@@ -401,6 +473,7 @@ void print_text(const BenchOptions& o, const BenchResult& b) {
               (unsigned long long)b.kv_layers);
   if (b.res.resident >= 0)
     std::printf("checkpoint pages: %.1f MB mapped into this process\n", double(b.res.resident) / 1e6);
+  if (b.profile.steps > 0) print_profile(b.profile);
 }
 
 }  // namespace
@@ -419,6 +492,9 @@ void add_bench_command(CLI::App& app) {
   sub->add_flag("--json", o->json, "Print one JSON object");
   sub->add_option("--ctx-size", o->ctx_size, kCtxSizeHelp)->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
+  sub->add_flag("--profile", o->profile,
+                "After the timed rounds, decode up to 32 more tokens timing each backend op: per op calls, ms, MB "
+                "read and GB/s per token");
   sub->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
