@@ -176,8 +176,8 @@ Residency residency(const LoadedCheckpoint& lc) {
 }
 
 // Prefills entries[0, n) into `caches` in steps of at most `step` tokens, as the engine does
-// (EngineOptions::max_step_tokens), so that step buffers, and peak memory, do not grow with the
-// prompt. The last step's logits row is the prompt's last token.
+// (EngineOptions::max_step_tokens), so that step buffers, and so peak memory, stop growing with
+// the prompt at one step's size, as for a user. The last step's logits row is the prompt's last token.
 void prefill(Model& model, std::span<const StepEntry> entries, std::span<SequenceCache* const> caches, int64_t step,
              float* hidden, float* logits) {
   for (size_t i = 0; i < entries.size(); i += size_t(step)) {
