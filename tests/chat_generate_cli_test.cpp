@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -520,3 +521,76 @@ TEST_F(ChatGenerateCli, SpeculativeMtpKeepsGreedyOutput) {
 }
 
 }  // namespace
+
+// dsv3 bench --json reports what a user gets, and where: the CPU and its caches, the MTP layer of
+// v3-tiny-fp8 (1.66 MB of its 4.2 MB) neither loaded nor resident, a KV cache of the 3 main
+// layers, the latent-cache bytes each decode token's attention reads, one entry per round.
+TEST_F(ChatGenerateCli, BenchReportsTheMachineAndWhatIsResident) {
+  const std::string tiny = "tests/data/golden/v3-tiny-fp8";
+  RunResult r = run("bench --model " + tiny + " --threads 1 -p 20 -n 16 --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const Json j = Json::parse(r.out);
+  EXPECT_TRUE(j["cpu"].is_string());
+  EXPECT_FALSE(std::string(j["isa"]).empty());
+  if (j["l2_cache_bytes"] > 0 && j["l3_cache_bytes"] > 0) {
+    EXPECT_GE(j["l3_cache_bytes"], j["l2_cache_bytes"]);
+  }
+  // The probe reads at least 3x L3 (and 1 GiB by default).
+  EXPECT_GE(int64_t(j["probe_bytes"]), std::max<int64_t>(int64_t(1) << 30, 3 * int64_t(j["l3_cache_bytes"])) - 64);
+  EXPECT_EQ(j["mtp_loaded"], false);
+  const double mtp_bytes = 1662656;  // model.layers.3.* in model-00002-of-00002.safetensors
+  EXPECT_EQ(double(j["weights_bound_bytes"]), double(j["checkpoint_bytes"]) - mtp_bytes);
+  if (j["checkpoint_resident_bytes"] >= 0) {  // pagemap readable: MTP pages never faulted in (fault-around aside)
+    EXPECT_LT(double(j["checkpoint_resident_bytes"]), double(j["weights_bound_bytes"]) + 0.1 * mtp_bytes);
+  }
+  // 3 main layers x 64 positions (one block holds 20 + 16 + 1) x (kv_lora_rank 64 + rope 16) f32.
+  EXPECT_EQ(j["kv_cache_layers"], 3);
+  EXPECT_EQ(j["kv_cache_bytes"], 3 * 64 * 80 * 4);
+  // Decode token k attends over positions 0..20+k of 3 layers: mean (21 + 36) / 2 rows.
+  EXPECT_DOUBLE_EQ(double(j["kv_read_bytes_per_token"]), (21 + 36) / 2.0 * 3 * 80 * 4);
+  EXPECT_DOUBLE_EQ(double(j["decode_bytes_per_token"]),
+                   double(j["weight_bytes_per_token"]) + double(j["kv_read_bytes_per_token"]));
+  ASSERT_EQ(j["per_round"].size(), 2u);
+  EXPECT_EQ(j["rounds"], 2);
+  int64_t tokens = 0;
+  for (const Json& rd : j["per_round"]) {
+    tokens += int64_t(rd["tokens"]);
+    EXPECT_GT(double(rd["probe_gb_s"]), 0.0);
+    EXPECT_GT(double(rd["decode_tok_s"]), 0.0);
+    EXPECT_GT(double(rd["roofline_fraction"]), 0.0);
+  }
+  EXPECT_EQ(tokens, 16);
+  EXPECT_EQ(j["prefill_step_tokens"], 2048);
+
+  r = run("bench --model " + tiny + " --threads 1 -p 4 -n 1 --probe-mb 1");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("--probe-mb 1 is too small"), std::string::npos) << r.err;
+  EXPECT_NE(run("bench --help").out.find("--probe-mb"), std::string::npos);
+}
+
+// A prompt longer than the engine's step (2048) is prefilled in steps: 2100 tokens, then decode,
+// with --profile: per op calls and bytes per token that add up to what the bench counts.
+TEST_F(ChatGenerateCli, BenchPrefillsALongPromptInStepsAndProfilesTheOps) {
+  const RunResult r = run("bench --model tests/data/golden/v3-tiny-fp8 --threads 1 -p 2100 -n 4 --profile --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const Json j = Json::parse(r.out);
+  EXPECT_EQ(j["prompt_tokens"], 2100);
+  EXPECT_GT(double(j["prefill_tok_s"]), 0.0);
+  const Json& p = j["profile"];
+  ASSERT_TRUE(p.is_object()) << r.out;
+  EXPECT_EQ(p["steps"], 3);
+  double bytes = 0;
+  std::map<std::string, Json> ops;
+  for (const Json& op : p["ops"]) {
+    ops[op["op"]] = op;
+    bytes += double(op["bytes_per_token"]);
+  }
+  ASSERT_TRUE(ops.count("linear lm_head") && ops.count("mla_attention")) << p.dump();
+  EXPECT_EQ(ops["linear lm_head"]["calls_per_token"], 1.0);
+  EXPECT_EQ(ops["mla_attention"]["calls_per_token"], 3.0);  // one per layer
+  // The cache read dominates at 2100 positions (3 x 2100 x 320 B = 2 MB against 1.2 MB of weights):
+  // the ops' bytes match the bench's count up to the routing of different tokens.
+  EXPECT_GT(bytes, 0.8 * double(j["decode_bytes_per_token"]));
+  EXPECT_LT(bytes, 1.25 * double(j["decode_bytes_per_token"]));
+  EXPECT_NE(run("bench --help").out.find("--profile"), std::string::npos);
+}

@@ -40,7 +40,7 @@ class GoldenTest : public testing::TestWithParam<GoldenCase> {
     const auto& p = GetParam();
     dir_ = test::golden_dir(p.name);
     prompt_dir_ = dir_ + "/" + p.prompt;
-    ckpt_ = LoadedCheckpoint::load(dir_);
+    ckpt_ = LoadedCheckpoint::load(dir_, {.mtp = true});
     if (p.backend == "reference") {
       backend_ = std::make_unique<ReferenceBackend>();
     } else {

@@ -38,7 +38,7 @@ struct Loaded {
 
 Loaded load(const std::string& name) {
   Loaded l;
-  l.ckpt = LoadedCheckpoint::load(test::golden_dir(name));
+  l.ckpt = LoadedCheckpoint::load(test::golden_dir(name), {.mtp = true});
   l.pool = std::make_unique<ThreadPool>(1);
   l.backend = std::make_unique<CpuBackend>(*l.pool);
   l.model = std::make_unique<Model>(l.ckpt->config, l.ckpt->weights, *l.backend);

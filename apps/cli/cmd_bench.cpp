@@ -1,7 +1,9 @@
-// dsv3 bench: prefill and decode tokens/s, peak resident memory, the weight bytes each decode
-// token reads (from the config and the routing actually taken), and the achieved fraction of
-// the machine's memory read bandwidth, measured by a built-in probe in the same process with the
-// same thread count. Ratios measured in one run hold on a shared machine; absolute times drift.
+// dsv3 bench: prefill and decode tokens/s, peak resident memory, the bytes each decode token
+// reads (weights from the config and the routing actually taken, plus the latent cache its
+// attention reads), and the achieved fraction of the machine's memory read bandwidth, measured by
+// a built-in probe in the same process with the same thread count, with the CPU, its caches and
+// the kernels' ISA target named. Ratios measured in one run hold on a shared machine; absolute
+// times drift.
 #include <time.h>
 
 #include <algorithm>
@@ -9,18 +11,23 @@
 #include <cstdio>
 #include <fstream>
 #include <optional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "apps/cli/bench_profile.h"
 #include "apps/cli/bench_speculative.h"
 #include "apps/cli/commands.h"
 #include "apps/cli/common.h"
 #include "apps/cli/generation_flags.h"
 #include "backends/cpu/bandwidth_probe.h"
+#include "backends/cpu/cpu_info.h"
 #include "backends/cpu/kernels.h"
 #include "base/error.h"
+#include "base/page_residency.h"
 #include "io/json_file.h"
+#include "runtime/engine.h"
 #include "runtime/greedy.h"
 
 namespace dsv3::cli {
@@ -32,11 +39,37 @@ struct BenchOptions {
   int64_t prompt = 512, decode = 128;
   int64_t ctx_size = 0;
   int threads = 0;
-  bool json = false, fp8_head = false;
+  bool json = false, fp8_head = false, profile = false;
   std::string kv_cache_dtype = "f32";
-  int64_t probe_mb = 1024;
+  int64_t probe_mb = 0;  // 0: the default, kProbeMbDefault or kProbeL3Multiple x L3
   SpeculativeFlags speculative;
   int speculative_rounds = 3;
+};
+
+// The probe must stream from memory, not cache: a buffer only 1.33x a 48 MiB L3 read 27.9 GB/s
+// where 1 GiB read 22-25 (issue 20). Three times L3 leaves no line of a pass in cache for the next.
+constexpr int64_t kProbeL3Multiple = 3, kProbeMbDefault = 1024, kProbeMbMin = 64;
+
+int64_t probe_floor_mb(const cpu::CpuInfo& cpu) {
+  return std::max(kProbeMbMin, (kProbeL3Multiple * cpu.l3_bytes + (1 << 20) - 1) >> 20);
+}
+
+// --probe-mb, checked against this machine's L3 (bench measures memory, never a cache).
+int64_t resolve_probe_mb(int64_t flag, const cpu::CpuInfo& cpu) {
+  const int64_t floor_mb = probe_floor_mb(cpu);
+  if (flag == 0) return std::max(kProbeMbDefault, floor_mb);
+  if (flag < floor_mb)
+    fail("--probe-mb {} is too small: the probe would read this CPU's cache, not memory; use at least {} ({}x the "
+         "{} MiB L3 {})",
+         flag, floor_mb, kProbeL3Multiple, cpu.l3_bytes >> 20, cpu.l3_bytes > 0 ? "it reports" : "(unknown)");
+  return flag;
+}
+
+struct Round {
+  int64_t tokens = 0;
+  double seconds = 0, bytes = 0, probe_gb_s = 0;
+  double tok_s() const { return seconds > 0 ? double(tokens) / seconds : 0.0; }
+  double fraction() const { return seconds > 0 && probe_gb_s > 0 ? bytes / seconds / 1e9 / probe_gb_s : 0.0; }
 };
 
 // CPU time of the whole process (all threads): on a shared machine, wall time / CPU time shows
@@ -107,10 +140,9 @@ void touch_weights(const ModelWeights& w) {
   auto touch = [&](const Weight& x) {
     if (!x.present()) return;
     const auto* p = static_cast<const uint8_t*>(x.data);
-    const uint64_t n = x.data_bytes();  // packed int4: the int32 words, not rows x cols
+    const uint64_t n = uint64_t(x.rows) * uint64_t(x.cols) * uint64_t(dtype_size(x.dtype));
     for (uint64_t i = 0; i < n; i += 4096) sink = sink + p[i];
     if (x.scale_inv) sink = sink + static_cast<uint8_t>(x.scale_inv[0]);
-    if (x.weight_scale) sink = sink + static_cast<uint8_t>(x.weight_scale[0]);
   };
   auto touch_mlp = [&](const MlpWeights& m) { touch(m.gate_proj), touch(m.up_proj), touch(m.down_proj); };
   touch(w.norm), touch(w.lm_head);
@@ -126,12 +158,99 @@ void touch_weights(const ModelWeights& w) {
   }
 }
 
+// What of the checkpoint this process holds: the bytes bound (what a forward step may read), and
+// the checkpoint pages mapped into this process (pagemap; -1 where it cannot be read).
+struct Residency {
+  uint64_t checkpoint = 0, bound = 0;
+  int64_t resident = -1;
+};
+
+Residency residency(const LoadedCheckpoint& lc) {
+  Residency r;
+  r.checkpoint = lc.checkpoint.total_bytes();
+  for (const TensorInfo* t : lc.bound_tensors()) r.bound += t->nbytes;
+  uint64_t resident = 0;
+  for (const TensorInfo* t : lc.checkpoint.tensors()) {
+    const auto b = resident_bytes(t->data, t->nbytes);
+    if (!b) return r;
+    resident += std::min<uint64_t>(*b, t->nbytes);
+  }
+  r.resident = int64_t(resident);
+  return r;
+}
+
+// Prefills entries[0, n) into `caches` in steps of at most `step` tokens, as the engine does
+// (EngineOptions::max_step_tokens), so that step buffers, and so peak memory, stop growing with
+// the prompt at one step's size, as for a user. The last step's logits row is the prompt's last token.
+void prefill(Model& model, std::span<const StepEntry> entries, std::span<SequenceCache* const> caches, int64_t step,
+             float* hidden, float* logits) {
+  for (size_t i = 0; i < entries.size(); i += size_t(step)) {
+    const size_t n = std::min(entries.size() - i, size_t(step));
+    const int32_t last[] = {int32_t(n - 1)};
+    model.forward(entries.subspan(i, n), caches, {.logit_rows = last}, hidden, logits);
+  }
+}
+
+// Per op, per decode token: where the time of a step goes.
+struct ProfileResult {
+  int64_t steps = 0;
+  double step_seconds = 0;  // wall time of the profiled steps
+  std::map<std::string, OpProfile> ops;
+};
+
+// --profile: `steps` decode steps again at positions P.. (the cache cut back to the prompt),
+// through a ProfilingBackend, after the timed rounds (the timing per op does not slow them). A
+// first step (its scratch buffers allocated) is not counted.
+ProfileResult profile_decode(const ModelConfig& c, const ModelWeights& w, Backend& backend, SequenceCache& cache,
+                             int64_t P, int64_t steps, int32_t token, float* hidden, float* logits) {
+  ProfilingBackend prof(backend);
+  Model model(c, w, prof);
+  cache.truncate(P);
+  SequenceCache* caches[] = {&cache};
+  const int32_t row0[] = {0};
+  ProfileResult out;
+  std::chrono::steady_clock::time_point t0;
+  for (int64_t k = 0; k <= steps; ++k) {
+    if (k == 1) prof.reset(), t0 = std::chrono::steady_clock::now();
+    const StepEntry e{0, token, int32_t(P + k)};
+    model.forward({&e, 1}, caches, {.logit_rows = row0}, hidden, logits);
+    token = argmax(logits, c.vocab_size);
+  }
+  out.steps = steps;
+  out.step_seconds = seconds_since(t0);
+  out.ops = prof.ops();
+  return out;
+}
+
+struct BenchResult {
+  cpu::CpuInfo cpu;
+  int threads = 0;
+  double prefill_s = 0, prefill_cpu_s = 0, decode_s = 0, decode_cpu_s = 0;
+  uint64_t weight_bytes = 0, kv_read_bytes = 0;  // over all decode tokens
+  std::vector<Round> rounds;
+  int64_t probe_bytes = 0, step_tokens = 0;
+  uint64_t peak = 0, kv_cache_bytes = 0, kv_layers = 0;
+  Residency res;
+  bool mtp_loaded = false;
+  ProfileResult profile;
+  std::optional<SpeculativeBench> spec;  // --speculative
+};
+
+void print_json(const BenchOptions& o, const BenchResult& b);
+void print_text(const BenchOptions& o, const BenchResult& b);
+
 void run_bench(const BenchOptions& o) {
-  Runner r = load_runner(o.model, o.threads, /*quiet=*/true, o.fp8_head);
+  BenchResult b;
+  b.cpu = cpu::read_cpu_info();
+  const int64_t probe_mb = resolve_probe_mb(o.probe_mb, b.cpu);
+  // Plain decoding, as `dsv3 generate` without speculation: no MTP layer bound, touched or cached.
+  Runner r = load_runner(o.model, o.threads, /*quiet=*/true, o.fp8_head, {.mtp = false});
   Model& model = *r.model;
   const ModelConfig& c = model.config();
   ModelWeights& weights = r.ckpt->weights;
   touch_weights(weights);
+  b.threads = r.pool->size();
+  b.mtp_loaded = model.has_mtp();
 
   const int64_t V = c.vocab_size, H = c.hidden_size, P = o.prompt;
   const int64_t ctx = resolve_ctx_size(o.ctx_size, c);
@@ -139,29 +258,32 @@ void run_bench(const BenchOptions& o) {
     fail("bench: -p {} and -n {} need {} positions; the context holds {} (--ctx-size; the model's "
          "max_position_embeddings is {})",
          P, o.decode, P + o.decode, ctx, c.max_position_embeddings);
+  b.step_tokens = EngineOptions{}.max_step_tokens;
   std::vector<StepEntry> entries;
   for (int64_t i = 0; i < P; ++i) entries.push_back({0, int32_t((i * 7919 + 13) % V), int32_t(i)});
-  std::vector<float> hidden(static_cast<size_t>(P * H)), logits(static_cast<size_t>(V));
-  const int32_t last[] = {int32_t(P - 1)}, row0[] = {0};
+  const int64_t step_rows = std::min(P, b.step_tokens);
+  std::vector<float> hidden(static_cast<size_t>(step_rows * H)), logits(static_cast<size_t>(V));
+  const int32_t row0[] = {0};
+  const CacheDtype kv_dtype = cache_dtype_from_flag(o.kv_cache_dtype);
 
   {
     // Warm-up on a throw-away cache, outside the timing: the whole prompt once (every scratch
     // buffer reaches its prefill size and its pages are touched) and two decode steps.
-    SequenceCache warm = model.new_cache(P + 2, cache_dtype_from_flag(o.kv_cache_dtype));
+    SequenceCache warm = model.new_cache(P + 2, kv_dtype);
     SequenceCache* wc[] = {&warm};
-    model.forward(entries, wc, {.logit_rows = last}, hidden.data(), logits.data());
+    prefill(model, entries, wc, b.step_tokens, hidden.data(), logits.data());
     for (int32_t k = 0; k < 2; ++k) {
       const StepEntry e{0, 1, int32_t(P + k)};
       model.forward({&e, 1}, wc, {.logit_rows = row0}, hidden.data(), logits.data());
     }
   }
 
-  SequenceCache cache = model.new_cache(P + o.decode + 1, cache_dtype_from_flag(o.kv_cache_dtype));
+  SequenceCache cache = model.new_cache(P + o.decode + 1, kv_dtype);
   SequenceCache* caches[] = {&cache};
   double cpu0 = process_cpu_seconds();
   auto t0 = std::chrono::steady_clock::now();
-  model.forward(entries, caches, {.logit_rows = last}, hidden.data(), logits.data());
-  const double prefill_s = seconds_since(t0), prefill_cpu_s = process_cpu_seconds() - cpu0;
+  prefill(model, entries, caches, b.step_tokens, hidden.data(), logits.data());
+  b.prefill_s = seconds_since(t0), b.prefill_cpu_s = process_cpu_seconds() - cpu0;
 
   // Peak memory of the engine itself: every buffer a step needs exists after the warm-up and the
   // prefill (decode steps do not allocate), and the probe buffer below must not count.
@@ -170,18 +292,19 @@ void run_bench(const BenchOptions& o) {
   // Decode in rounds with a bandwidth probe after each: this machine's bandwidth drifts (other
   // tenants) by tens of percent within seconds, so each round's tokens/s is set against the
   // bandwidth measured right after it and the bench reports the median of those ratios.
-  cpu::ReadBandwidthProbe probe(*r.pool, o.probe_mb << 20);
-  const int64_t rounds = std::clamp<int64_t>(o.decode / 8, 1, 8);
-  std::vector<double> round_fraction, round_probe;
+  cpu::ReadBandwidthProbe probe(*r.pool, probe_mb << 20);
+  b.probe_bytes = probe.bytes();
+  const int64_t n_rounds = std::clamp<int64_t>(o.decode / 8, 1, 8);
   const uint64_t fixed = fixed_decode_bytes(weights);
-  uint64_t routed = 0;
+  // Attention at position pos reads the latent rows of positions 0..pos in every main layer.
+  const uint64_t kv_row_bytes = uint64_t(c.kv_lora_rank + c.qk_rope_head_dim) * uint64_t(cache_dtype_size(kv_dtype));
   RoutingTrace trace;
   trace.calls.reserve(size_t(c.num_hidden_layers));
   int32_t token = argmax(logits.data(), V);
-  double decode_s = 0, decode_cpu_s = 0;
-  for (int64_t round = 0, k = 0; round < rounds; ++round) {
-    const int64_t k_end = o.decode * (round + 1) / rounds;
-    uint64_t round_routed = 0;
+  for (int64_t round = 0, k = 0; round < n_rounds; ++round) {
+    const int64_t k_end = o.decode * (round + 1) / n_rounds;
+    Round rd;
+    uint64_t routed = 0, kv_read = 0;
     cpu0 = process_cpu_seconds();
     t0 = std::chrono::steady_clock::now();
     for (; k < k_end; ++k) {
@@ -189,112 +312,219 @@ void run_bench(const BenchOptions& o) {
       const StepEntry e{0, token, int32_t(P + k)};
       model.forward({&e, 1}, caches, {.logit_rows = row0, .trace = &trace}, hidden.data(), logits.data());
       token = argmax(logits.data(), V);
-      round_routed += routed_bytes(weights, trace);
+      routed += routed_bytes(weights, trace);
+      kv_read += uint64_t(P + k + 1) * uint64_t(c.num_hidden_layers) * kv_row_bytes;
     }
-    const double s = seconds_since(t0);
-    decode_s += s;
-    decode_cpu_s += process_cpu_seconds() - cpu0;
-    routed += round_routed;
-    const int64_t n_round = k_end - o.decode * round / rounds;
-    const double gb_s = probe.measure(2);
-    round_probe.push_back(gb_s);
-    if (n_round > 0) round_fraction.push_back((double(fixed) * double(n_round) + double(round_routed)) / s / 1e9 / gb_s);
+    rd.seconds = seconds_since(t0);
+    b.decode_s += rd.seconds;
+    b.decode_cpu_s += process_cpu_seconds() - cpu0;
+    rd.tokens = k_end - o.decode * round / n_rounds;
+    rd.bytes = double(fixed) * double(rd.tokens) + double(routed) + double(kv_read);
+    b.weight_bytes += fixed * uint64_t(rd.tokens) + routed;
+    b.kv_read_bytes += kv_read;
+    rd.probe_gb_s = probe.measure(2);
+    b.rounds.push_back(rd);
   }
   const uint64_t rss_now = proc_status_bytes("VmRSS:"), probe_bytes = uint64_t(probe.bytes());
-  const uint64_t peak = std::max(peak_before_probe, rss_now > probe_bytes ? rss_now - probe_bytes : 0);
-
-  const double prefill_tok_s = double(P) / prefill_s;
-  const double decode_tok_s = o.decode > 0 ? double(o.decode) / decode_s : 0.0;
-  const double bytes_per_token = double(fixed) + double(routed) / double(std::max<int64_t>(o.decode, 1));
-  const double achieved = bytes_per_token * decode_tok_s / 1e9;
-  const double bandwidth = median(round_probe);
-  const double fraction = round_fraction.empty() ? 0.0 : median(round_fraction);
-  const uint64_t ckpt_bytes = r.ckpt->checkpoint.total_bytes(), kv_bytes = cache.bytes();
-  // Speculation: the same prompt decoded greedily through the engine with and without MTP drafts,
-  // alternated, after the plain measurements above.
-  std::optional<SpeculativeBench> sb;
+  b.peak = std::max(peak_before_probe, rss_now > probe_bytes ? rss_now - probe_bytes : 0);
+  b.kv_cache_bytes = cache.bytes();
+  b.kv_layers = uint64_t(cache.n_layers());
+  b.res = residency(*r.ckpt);
+  if (o.profile && o.decode > 1)
+    b.profile = profile_decode(c, weights, *r.backend, cache, P, std::min<int64_t>(o.decode - 1, 32), token,
+                               hidden.data(), logits.data());
   if (!o.speculative.method.empty()) {
+    // Speculation, after the plain measurements: the checkpoint again with its MTP layer, the same
+    // prompt decoded greedily through the engine with and without drafts, alternated.
+    Runner rs = load_runner(o.model, o.threads, /*quiet=*/true, o.fp8_head, {.mtp = true});
     std::vector<int32_t> prompt;
     for (const auto& e : entries) prompt.push_back(e.token);
-    sb = bench_speculative(model, prompt, std::max<int64_t>(o.decode, 1), o.speculative_rounds,
-                           resolve_speculative(o.speculative, model), cache_dtype_from_flag(o.kv_cache_dtype));
+    b.spec = bench_speculative(*rs.model, prompt, std::max<int64_t>(o.decode, 1), o.speculative_rounds,
+                               resolve_speculative(o.speculative, *rs.model), kv_dtype);
   }
-  if (o.json) {
-    nlohmann::ordered_json j = {{"model", o.model},
-                                {"threads", r.pool->size()},
-                                {"isa", cpu::target_name()},
-                                {"fp8_head", o.fp8_head},
-                                {"prompt_tokens", P},
-                                {"decode_tokens", o.decode},
-                                {"prefill_tok_s", prefill_tok_s},
-                                {"decode_tok_s", decode_tok_s},
-                                {"peak_rss_bytes", peak},
-                                {"checkpoint_bytes", ckpt_bytes},
-                                {"kv_cache_bytes", kv_bytes},
-                                {"decode_bytes_per_token", bytes_per_token},
-                                {"achieved_gb_s", achieved},
-                                {"bandwidth_gb_s", bandwidth},
-                                {"roofline_fraction", fraction},
-                                {"bandwidth_gb_s_min", round_probe.empty() ? 0.0 : *std::min_element(round_probe.begin(), round_probe.end())},
-                                {"bandwidth_gb_s_max", round_probe.empty() ? 0.0 : *std::max_element(round_probe.begin(), round_probe.end())},
-                                {"rounds", rounds},
-                                {"prefill_cpu_util", prefill_cpu_s / prefill_s / r.pool->size()},
-                                {"decode_cpu_util", o.decode > 0 ? decode_cpu_s / decode_s / r.pool->size() : 0.0}};
-    if (sb) {
-      nlohmann::ordered_json per = nlohmann::ordered_json::array();
-      for (size_t k = 0; k < sb->stats.drafted.size(); ++k) per.push_back(sb->stats.accept_rate(k));
-      j["speculative"] = {{"method", o.speculative.method},
-                          {"draft_tokens", o.speculative.draft_tokens},
-                          {"rounds", sb->rounds},
-                          {"decode_tok_s", sb->decode_tok_s},
-                          {"decode_tok_s_speculative", sb->decode_tok_s_speculative},
-                          {"speedup", sb->speedup},
-                          {"accept_rate", sb->stats.accept_rate()},
-                          {"accept_rate_per_position", per},
-                          {"mean_accepted_tokens", sb->stats.mean_accepted_tokens()},
-                          {"turned_off", sb->stats.turned_off > 0},
-                          {"draft_s", sb->stats.draft_s},
-                          {"verify_s", sb->stats.verify_s},
-                          {"same_tokens", sb->same_tokens},
-                          {"plain_step_bytes", sb->cost.plain_bytes},
-                          {"verify_step_bytes", sb->cost.verify_bytes},
-                          {"break_even_tokens", sb->cost.break_even_tokens()},
-                          {"predicted_speedup", sb->cost.predicted_speedup(sb->stats.mean_accepted_tokens())}};
-      j["accept_rate"] = sb->stats.accept_rate();
-      j["mean_accepted_tokens"] = sb->stats.mean_accepted_tokens();
-      j["decode_tok_s_speculative"] = sb->decode_tok_s_speculative;
-    }
-    std::printf("%s\n", j.dump().c_str());
-    return;
+  if (o.json)
+    print_json(o, b);
+  else
+    print_text(o, b);
+}
+
+struct Summary {
+  double prefill_tok_s, decode_tok_s, weight_per_token, kv_per_token, achieved, bandwidth, fraction, probe_min,
+      probe_max;
+};
+
+Summary summarise(const BenchOptions& o, const BenchResult& b) {
+  Summary s{};
+  const double n = double(std::max<int64_t>(o.decode, 1));
+  s.prefill_tok_s = double(o.prompt) / b.prefill_s;
+  s.decode_tok_s = o.decode > 0 ? double(o.decode) / b.decode_s : 0.0;
+  s.weight_per_token = double(b.weight_bytes) / n;
+  s.kv_per_token = double(b.kv_read_bytes) / n;
+  s.achieved = (s.weight_per_token + s.kv_per_token) * s.decode_tok_s / 1e9;
+  std::vector<double> probes;
+  for (const Round& rd : b.rounds) probes.push_back(rd.probe_gb_s);
+  std::vector<double> fractions;
+  for (const Round& rd : b.rounds)
+    if (rd.tokens > 0) fractions.push_back(rd.fraction());
+  s.bandwidth = median(probes);
+  s.fraction = median(fractions);
+  s.probe_min = probes.empty() ? 0.0 : *std::min_element(probes.begin(), probes.end());
+  s.probe_max = probes.empty() ? 0.0 : *std::max_element(probes.begin(), probes.end());
+  return s;
+}
+
+// Ops by time, most first.
+std::vector<std::pair<std::string, OpProfile>> ops_by_time(const ProfileResult& p) {
+  std::vector<std::pair<std::string, OpProfile>> v(p.ops.begin(), p.ops.end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+  return v;
+}
+
+nlohmann::ordered_json profile_json(const ProfileResult& p) {
+  if (p.steps == 0) return nullptr;
+  nlohmann::ordered_json ops = nlohmann::ordered_json::array();
+  const double n = double(p.steps);
+  for (const auto& [name, op] : ops_by_time(p))
+    ops.push_back({{"op", name},
+                   {"calls_per_token", double(op.calls) / n},
+                   {"ms_per_token", 1e3 * op.seconds / n},
+                   {"bytes_per_token", op.bytes / n},
+                   {"gb_s", op.seconds > 0 ? op.bytes / op.seconds / 1e9 : 0.0}});
+  return {{"steps", p.steps}, {"ms_per_token", 1e3 * p.step_seconds / n}, {"ops", ops}};
+}
+
+void print_profile(const ProfileResult& p) {
+  const double n = double(p.steps);
+  double op_s = 0;
+  for (const auto& [name, op] : p.ops) op_s += op.seconds;
+  std::printf("profile:          %lld decode steps, %.2f ms each; backend ops %.2f ms, the rest (model glue, "
+              "sampling) %.2f ms\n",
+              (long long)p.steps, 1e3 * p.step_seconds / n, 1e3 * op_s / n, 1e3 * (p.step_seconds - op_s) / n);
+  std::printf("  %-34s %8s %9s %6s %10s %7s\n", "op", "calls", "ms/token", "share", "MB/token", "GB/s");
+  for (const auto& [name, op] : ops_by_time(p))
+    std::printf("  %-34s %8.1f %9.3f %5.1f%% %10.2f %7.2f\n", name.c_str(), double(op.calls) / n,
+                1e3 * op.seconds / n, 100 * op.seconds / p.step_seconds, op.bytes / n / 1e6,
+                op.seconds > 0 ? op.bytes / op.seconds / 1e9 : 0.0);
+}
+
+void print_json(const BenchOptions& o, const BenchResult& b) {
+  const Summary s = summarise(o, b);
+  nlohmann::ordered_json rounds = nlohmann::ordered_json::array();
+  for (const Round& rd : b.rounds)
+    rounds.push_back({{"tokens", rd.tokens},
+                      {"seconds", rd.seconds},
+                      {"decode_tok_s", rd.tok_s()},
+                      {"bytes", rd.bytes},
+                      {"probe_gb_s", rd.probe_gb_s},
+                      {"roofline_fraction", rd.fraction()}});
+  nlohmann::ordered_json j = {
+      {"model", o.model},
+      {"cpu", b.cpu.model_name},
+      {"cpu_family", b.cpu.family},
+      {"cpu_model", b.cpu.model},
+      {"l2_cache_bytes", b.cpu.l2_bytes},
+      {"l3_cache_bytes", b.cpu.l3_bytes},
+      {"threads", b.threads},
+      {"isa", cpu::target_name()},
+      {"fp8_head", o.fp8_head},
+      {"mtp_loaded", b.mtp_loaded},
+      {"prompt_tokens", o.prompt},
+      {"prefill_step_tokens", b.step_tokens},
+      {"decode_tokens", o.decode},
+      {"prefill_tok_s", s.prefill_tok_s},
+      {"decode_tok_s", s.decode_tok_s},
+      {"peak_rss_bytes", b.peak},
+      {"checkpoint_bytes", b.res.checkpoint},
+      {"weights_bound_bytes", b.res.bound},
+      {"checkpoint_resident_bytes", b.res.resident},
+      {"kv_cache_bytes", b.kv_cache_bytes},
+      {"kv_cache_layers", b.kv_layers},
+      {"weight_bytes_per_token", s.weight_per_token},
+      {"kv_read_bytes_per_token", s.kv_per_token},
+      {"decode_bytes_per_token", s.weight_per_token + s.kv_per_token},
+      {"achieved_gb_s", s.achieved},
+      {"bandwidth_gb_s", s.bandwidth},
+      {"roofline_fraction", s.fraction},
+      {"bandwidth_gb_s_min", s.probe_min},
+      {"bandwidth_gb_s_max", s.probe_max},
+      {"probe_bytes", b.probe_bytes},
+      {"rounds", int64_t(b.rounds.size())},
+      {"per_round", rounds},
+      {"profile", profile_json(b.profile)},
+      {"prefill_cpu_util", b.prefill_cpu_s / b.prefill_s / b.threads},
+      {"decode_cpu_util", o.decode > 0 ? b.decode_cpu_s / b.decode_s / b.threads : 0.0}};
+  if (const auto& sb = b.spec) {
+    nlohmann::ordered_json per = nlohmann::ordered_json::array();
+    for (size_t k = 0; k < sb->stats.drafted.size(); ++k) per.push_back(sb->stats.accept_rate(k));
+    j["speculative"] = {{"method", o.speculative.method},
+                        {"draft_tokens", o.speculative.draft_tokens},
+                        {"rounds", sb->rounds},
+                        {"decode_tok_s", sb->decode_tok_s},
+                        {"decode_tok_s_speculative", sb->decode_tok_s_speculative},
+                        {"speedup", sb->speedup},
+                        {"accept_rate", sb->stats.accept_rate()},
+                        {"accept_rate_per_position", per},
+                        {"mean_accepted_tokens", sb->stats.mean_accepted_tokens()},
+                        {"verify_steps", sb->stats.rounds},
+                        {"turned_off", sb->stats.turned_off},
+                        {"draft_s", sb->stats.draft_s},
+                        {"verify_s", sb->stats.verify_s},
+                        {"same_tokens", sb->same_tokens},
+                        {"plain_step_bytes", sb->cost.plain_bytes},
+                        {"verify_step_bytes", sb->cost.verify_bytes},
+                        {"draft_bytes", sb->cost.draft_bytes},
+                        {"break_even_tokens", sb->cost.break_even_tokens()},
+                        {"predicted_speedup", sb->cost.predicted_speedup(sb->stats.mean_accepted_tokens())}};
+    j["accept_rate"] = sb->stats.accept_rate();
+    j["mean_accepted_tokens"] = sb->stats.mean_accepted_tokens();
+    j["decode_tok_s_speculative"] = sb->decode_tok_s_speculative;
   }
+  std::printf("%s\n", j.dump().c_str());
+}
+
+void print_text(const BenchOptions& o, const BenchResult& b) {
+  const Summary s = summarise(o, b);
   std::printf("model:            %s%s\n", o.model.c_str(), o.fp8_head ? " (lm_head quantised to FP8 at load)" : "");
-  std::printf("threads:          %d (kernels: %s)\n", r.pool->size(), cpu::target_name());
+  std::printf("cpu:              %s; L2 %lld KiB, L3 %lld MiB (as the CPU reports them)\n",
+              b.cpu.description().c_str(), (long long)(b.cpu.l2_bytes >> 10), (long long)(b.cpu.l3_bytes >> 20));
+  std::printf("threads:          %d (Highway target: %s)\n", b.threads, cpu::target_name());
   // CPU use below ~95% means other processes took cores from this run: its times are pessimistic.
-  std::printf("prefill:          %lld tokens in %.3f s = %.2f tok/s (CPU use %.0f%% of %d threads)\n", (long long)P,
-              prefill_s, prefill_tok_s, 100 * prefill_cpu_s / prefill_s / r.pool->size(), r.pool->size());
+  std::printf("prefill:          %lld tokens in %.3f s = %.2f tok/s (steps of %lld; CPU use %.0f%% of %d threads)\n",
+              (long long)o.prompt, b.prefill_s, s.prefill_tok_s, (long long)b.step_tokens,
+              100 * b.prefill_cpu_s / b.prefill_s / b.threads, b.threads);
   std::printf("decode:           %lld tokens in %.3f s = %.2f tok/s (CPU use %.0f%% of %d threads)\n",
-              (long long)o.decode, decode_s, decode_tok_s, 100 * decode_cpu_s / decode_s / r.pool->size(),
-              r.pool->size());
-  std::printf("bytes per token:  %.1f MB (weights read per decode token, routing as taken)\n", bytes_per_token / 1e6);
-  std::printf("achieved:         %.2f GB/s\n", achieved);
-  std::printf("bandwidth probe:  %.2f GB/s median of %lld rounds (range %.2f-%.2f; %d threads, %lld MB buffer)\n",
-              bandwidth, (long long)rounds, *std::min_element(round_probe.begin(), round_probe.end()),
-              *std::max_element(round_probe.begin(), round_probe.end()), r.pool->size(),
-              (long long)(probe.bytes() >> 20));
-  std::printf("roofline:         %.1f%% of measured bandwidth (median over rounds of each round's tokens/s\n"
-              "                  against the probe run right after it)\n", 100 * fraction);
-  if (sb) {
+              (long long)o.decode, b.decode_s, s.decode_tok_s, 100 * b.decode_cpu_s / b.decode_s / b.threads,
+              b.threads);
+  std::printf("bytes per token:  %.1f MB = %.1f MB weights (routing as taken) + %.1f MB latent cache read by attention\n",
+              (s.weight_per_token + s.kv_per_token) / 1e6, s.weight_per_token / 1e6, s.kv_per_token / 1e6);
+  std::printf("achieved:         %.2f GB/s\n", s.achieved);
+  std::printf("bandwidth probe:  %.2f GB/s median of %zu rounds (range %.2f-%.2f; %d threads, %lld MiB buffer)\n",
+              s.bandwidth, b.rounds.size(), s.probe_min, s.probe_max, b.threads, (long long)(b.probe_bytes >> 20));
+  std::string per_round;
+  for (const Round& rd : b.rounds)
+    per_round += fmt::format("{}{:.1f} tok/s @ {:.1f} GB/s", per_round.empty() ? "" : ", ", rd.tok_s(), rd.probe_gb_s);
+  std::printf("rounds:           %s\n", per_round.c_str());
+  std::printf("roofline:         %.1f%% of measured bandwidth (median over rounds of each round's bytes/s\n"
+              "                  against the probe run right after it)\n", 100 * s.fraction);
+  std::printf("peak memory:      %.1f MB resident (weights bound %.1f MB of the %.1f MB checkpoint%s + KV cache "
+              "%.1f MB for %llu layers)\n",
+              double(b.peak) / 1e6, double(b.res.bound) / 1e6, double(b.res.checkpoint) / 1e6,
+              b.mtp_loaded ? "" : ", MTP layer not loaded", double(b.kv_cache_bytes) / 1e6,
+              (unsigned long long)b.kv_layers);
+  if (b.res.resident >= 0)
+    std::printf("checkpoint pages: %.1f MB mapped into this process\n", double(b.res.resident) / 1e6);
+  if (b.profile.steps > 0) print_profile(b.profile);
+  if (const auto& sb = b.spec) {
     std::printf("speculative:      %s, %d alternating rounds of %lld greedy tokens through the engine: plain %.2f tok/s, "
                 "speculative %.2f tok/s, speedup %.2fx (median of pairs)%s\n",
                 o.speculative.method.c_str(), sb->rounds, (long long)std::max<int64_t>(o.decode, 1), sb->decode_tok_s,
                 sb->decode_tok_s_speculative, sb->speedup, sb->same_tokens ? "" : " TOKENS DIFFER");
     std::printf("                  %s\n", speculative_summary(sb->stats, sb->cost).c_str());
-    std::printf("                  cost model: plain step %.1f MB, verify step %.1f MB, predicted speedup %.2fx\n",
-                sb->cost.plain_bytes / 1e6, sb->cost.verify_bytes / 1e6,
+    std::printf("                  cost model: plain step %.1f MB, verify step %.1f MB (drafts %.1f MB each), "
+                "predicted speedup %.2fx\n",
+                sb->cost.plain_bytes / 1e6, sb->cost.verify_bytes / 1e6, sb->cost.draft_bytes / 1e6,
                 sb->cost.predicted_speedup(sb->stats.mean_accepted_tokens()));
   }
-  std::printf("peak memory:      %.1f MB resident (checkpoint %.1f MB + KV cache %.1f MB = %.1f MB)\n", double(peak) / 1e6,
-              double(ckpt_bytes) / 1e6, double(kv_bytes) / 1e6, double(ckpt_bytes + kv_bytes) / 1e6);
 }
 
 }  // namespace
@@ -303,7 +533,7 @@ void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   auto* sub = app.add_subcommand("bench", "Prefill and decode tokens/s against the machine's measured memory bandwidth");
   sub->add_option("--model", o->model, "Checkpoint directory (Hugging Face layout)")->required();
-  sub->add_option("-p,--prompt", o->prompt, "Prompt tokens to prefill in one step")
+  sub->add_option("-p,--prompt", o->prompt, fmt::format("Prompt tokens to prefill, in steps of at most {} (the engine's step)", EngineOptions{}.max_step_tokens))
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
       ->capture_default_str();
   sub->add_option("-n,--decode", o->decode, "Tokens to decode one at a time after the prompt")
@@ -313,16 +543,20 @@ void add_bench_command(CLI::App& app) {
   sub->add_flag("--json", o->json, "Print one JSON object");
   sub->add_option("--ctx-size", o->ctx_size, kCtxSizeHelp)->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
+  sub->add_flag("--profile", o->profile,
+                "After the timed rounds, decode up to 32 more tokens timing each backend op: per op calls, ms, MB "
+                "read and GB/s per token");
   sub->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
   sub->add_option("--probe-mb", o->probe_mb,
-                  "Bandwidth probe buffer in MiB, read by all threads after each decode round (not counted in peak memory)")
-      ->check(CLI::Range(int64_t(64), int64_t(1) << 20))
-      ->capture_default_str();
+                  "Bandwidth probe buffer in MiB, read by all threads after each decode round (not counted in peak "
+                  "memory; default 1024 or 3x the L3 cache, whichever is larger; at least 3x the L3 cache)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   add_speculative_flags(sub, o->speculative);
   sub->add_option("--speculative-rounds", o->speculative_rounds,
-                  "With --speculative: alternating pairs of plain and speculative greedy decodes of -n tokens")
+                  "With --speculative: alternating pairs of plain and speculative greedy decodes of -n tokens "
+                  "(after the plain measurements; the MTP layer is loaded for them only)")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   sub->callback([o] { run_bench(*o); });

@@ -90,7 +90,8 @@ void run_chat(const ChatArgs& a) {
   SamplingParams sampling = resolve_sampling(gen);
   const Tokenizer tok = with_context(dir, [&] { return load_tokenizer(dir); });
   const ChatTemplate tmpl = make_chat_template(tok, a.tmpl, variables.contains("tools"));
-  Runner r = load_runner(dir, gen.threads, gen.quiet, gen.fp8_head);
+  // The MTP layer is bound (mapped, prefetched) only for speculation.
+  Runner r = load_runner(dir, gen.threads, gen.quiet, gen.fp8_head, {.mtp = !gen.speculative.method.empty()});
   const ModelConfig& config = r.ckpt->config;
   if (tok.vocab_size() > config.vocab_size)
     fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,

@@ -143,7 +143,8 @@ void run_generate(const GenerateArgs& a) {
     encoded.push_back(std::move(ids));
   }
 
-  Runner r = load_runner(dir, gen.threads, gen.quiet, gen.fp8_head);
+  // The MTP layer is bound (mapped, prefetched) only for speculation.
+  Runner r = load_runner(dir, gen.threads, gen.quiet, gen.fp8_head, {.mtp = !gen.speculative.method.empty()});
   if (!gen.quiet && has_random_weights(dir))
     std::fprintf(stderr, "dsv3 generate: NOTE: '%s' has RANDOM weights (made by dsv3 init); its output is gibberish. "
                          "Real use: --model /path/to/DeepSeek-V3\n", dir.c_str());

@@ -20,7 +20,7 @@ struct LogitsOptions {
 
 void run_logits(const LogitsOptions& o) {
   const auto prompt = parse_ids(o.ids, "--ids");
-  Runner r = load_runner(o.model, o.threads, /*quiet=*/false, o.fp8_head);
+  Runner r = load_runner(o.model, o.threads, /*quiet=*/false, o.fp8_head, {.mtp = !o.mtp_out.empty()});
   const int64_t V = r.ckpt->config.vocab_size;
   for (auto id : prompt)
     if (id >= V) fail("--ids: token id {} is out of range; the vocabulary has {} ids (0..{})", id, V, V - 1);

@@ -145,7 +145,8 @@ void run_serve(const ServeArgs& a) {
   http.start();
   if (!a.quiet) std::fprintf(stderr, "dsv3 serve: loading %s (answering 503 on port %d meanwhile)\n", dir.c_str(), http.port());
 
-  Runner r = load_runner(dir, a.threads, a.quiet, a.fp8_head);
+  // The MTP layer is bound (mapped, prefetched) only for speculation.
+  Runner r = load_runner(dir, a.threads, a.quiet, a.fp8_head, {.mtp = !a.speculative.method.empty()});
   const ModelConfig& config = r.ckpt->config;
   if (tok.vocab_size() > config.vocab_size)
     fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,

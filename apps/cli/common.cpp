@@ -49,9 +49,9 @@ int default_threads() {
   return n == 0 ? 1 : int(n);
 }
 
-Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_head) {
+Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_head, const LoadOptions& load) {
   Runner r;
-  r.ckpt = LoadedCheckpoint::load(dir);
+  r.ckpt = LoadedCheckpoint::load(dir, load);
   if (!quiet && !r.ckpt->weights.extra.empty()) {
     std::fprintf(stderr, "dsv3: warning: %zu tensor(s) in '%s' are not used by this config, e.g. '%s'\n",
                  r.ckpt->weights.extra.size(), dir.c_str(), r.ckpt->weights.extra.front().c_str());
@@ -60,19 +60,22 @@ Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_hea
     std::fprintf(stderr, "dsv3: note: '%s/config.json' has field(s) dsv3 does not know and did not read: %s\n",
                  dir.c_str(), fmt::format("{}", fmt::join(r.ckpt->config.unread_fields, ", ")).c_str());
   r.pool = std::make_unique<ThreadPool>(threads > 0 ? threads : default_threads());
-  // The shards are mapped; fault them in now, with progress when it takes a while. Not when
-  // they exceed physical memory: the first pages would be evicted before the last arrive.
+  // The shards are mapped; fault in the tensors the model reads now, with progress when it takes
+  // a while (an MTP layer not asked for stays on disk). Not when they exceed physical memory: the
+  // first pages would be evicted before the last arrive.
   const uint64_t ram = uint64_t(sysconf(_SC_PHYS_PAGES)) * uint64_t(sysconf(_SC_PAGESIZE));
-  if (r.ckpt->checkpoint.total_bytes() < ram / 10 * 9) {
+  const auto bound = r.ckpt->bound_tensors();
+  uint64_t bound_bytes = 0;
+  for (const TensorInfo* t : bound) bound_bytes += t->nbytes;
+  if (bound_bytes < ram / 10 * 9) {
     ProgressLine line("loading " + dir, quiet);
-    prefetch_checkpoint(r.ckpt->checkpoint, r.pool.get(), [&](uint64_t b, uint64_t bt, int64_t t, int64_t tt) {
+    prefetch_tensors(bound, r.pool.get(), [&](uint64_t b, uint64_t bt, int64_t t, int64_t tt) {
       line.update(b, bt, t, tt);
     });
-    line.finish(format_bytes(r.ckpt->checkpoint.total_bytes()) + " in memory", /*only_if_slow=*/true);
+    line.finish(format_bytes(bound_bytes) + " in memory", /*only_if_slow=*/true);
   } else if (!quiet) {
     std::fprintf(stderr, "dsv3: note: '%s' (%s) is larger than this machine's memory (%s); weights are read from "
-                 "disk as they are used\n", dir.c_str(), format_bytes(r.ckpt->checkpoint.total_bytes()).c_str(),
-                 format_bytes(ram).c_str());
+                 "disk as they are used\n", dir.c_str(), format_bytes(bound_bytes).c_str(), format_bytes(ram).c_str());
   }
   // Checkpoint tensors are read-only file mappings: the 16-bit pages can go once quantised.
   if (fp8_head) requantize_fp8(r.ckpt->weights.lm_head, r.ckpt->weights, *r.pool, /*release_source=*/true);

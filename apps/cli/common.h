@@ -39,7 +39,10 @@ struct Runner {
 // more than a second. Unknown extra tensors are listed on stderr. `quiet` silences both.
 // `fp8_head`: a BF16/F16/F32 lm_head is quantised to FP8 128x128 blocks in memory (its
 // checkpoint pages released), so decode reads ~half its bytes; an FP8 head stays as it is.
-Runner load_runner(const std::string& dir, int threads, bool quiet = false, bool fp8_head = false);
+// `load`: what to bind (LoadOptions::mtp: the MTP layer, for speculative decoding); only the
+// bound tensors are faulted in.
+Runner load_runner(const std::string& dir, int threads, bool quiet = false, bool fp8_head = false,
+                   const LoadOptions& load = {});
 
 // --help text of the commands' --fp8-head flag.
 inline constexpr const char* kFp8HeadHelp =

@@ -10,7 +10,11 @@ namespace dsv3 {
 
 void prefetch_checkpoint(const Checkpoint& ckpt, ThreadPool* pool,
                          const std::function<void(uint64_t, uint64_t, int64_t, int64_t)>& progress) {
-  const auto tensors = ckpt.tensors();
+  prefetch_tensors(ckpt.tensors(), pool, progress);
+}
+
+void prefetch_tensors(std::span<const TensorInfo* const> tensors, ThreadPool* pool,
+                      const std::function<void(uint64_t, uint64_t, int64_t, int64_t)>& progress) {
   uint64_t total = 0, done = 0;
   for (const TensorInfo* t : tensors) total += t->nbytes;
   const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));

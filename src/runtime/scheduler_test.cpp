@@ -61,7 +61,7 @@ struct Collector {
 
 class SchedulerTest : public ::testing::TestWithParam<int> {
  protected:
-  static void SetUpTestSuite() { ckpt_ = LoadedCheckpoint::load("tests/data/golden/v3-tiny-fp8").release(); }
+  static void SetUpTestSuite() { ckpt_ = LoadedCheckpoint::load("tests/data/golden/v3-tiny-fp8", {.mtp = true}).release(); }
   static void TearDownTestSuite() {
     delete ckpt_;
     ckpt_ = nullptr;

@@ -186,6 +186,7 @@ class Binder {
   void collect_extra() {
     for (const auto* t : ckpt_.tensors())
       if (!used_.count(t->name)) mw_.extra.push_back(t->name);
+    mw_.bound = used_;
   }
 
  private:

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,7 @@ struct ModelWeights {
   std::optional<MtpWeights> mtp;
 
   std::vector<std::string> extra;  // checkpoint tensors the config does not explain
+  std::set<std::string> bound;     // checkpoint tensors bound above (weights and their scales)
   uint64_t bytes_by_dtype[16] = {};
   std::vector<std::unique_ptr<uint8_t[]>> owned;  // aligned copies of misaligned tensors
 };

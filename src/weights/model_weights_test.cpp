@@ -10,6 +10,8 @@
 #include "io/safetensors_writer.h"
 #include "io/test_files.h"
 #include "weights/loaded_checkpoint.h"
+#include "base/page_residency.h"
+#include "io/prefetch.h"
 
 namespace dsv3 {
 namespace {
@@ -42,7 +44,7 @@ std::string mutated(const test::TempDir& d, const std::function<void(Tensors&)>&
 
 void expect_error(const std::string& dir, std::initializer_list<std::string> fragments) {
   try {
-    LoadedCheckpoint::load(dir);
+    LoadedCheckpoint::load(dir, {.mtp = true});
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
@@ -52,7 +54,7 @@ void expect_error(const std::string& dir, std::initializer_list<std::string> fra
 const std::string kKvB = "model.layers.1.self_attn.kv_b_proj.weight";
 
 TEST(ModelWeights, BindsTheGoldenCheckpoints) {
-  auto fp8 = LoadedCheckpoint::load("tests/data/golden/v3-tiny-fp8");
+  auto fp8 = LoadedCheckpoint::load("tests/data/golden/v3-tiny-fp8", {.mtp = true});
   EXPECT_EQ(fp8->weights.layers.size(), 3u);
   EXPECT_TRUE(fp8->weights.mtp.has_value());
   EXPECT_TRUE(fp8->weights.extra.empty());
@@ -119,11 +121,57 @@ TEST(ModelWeights, MtpLayerMayBeAbsentButNotPartial) {
   test::TempDir d;
   auto lc = LoadedCheckpoint::load(mutated(d, [](Tensors& t) {
     std::erase_if(t, [](const auto& kv) { return kv.first.rfind("model.layers.3.", 0) == 0; });
-  }));
+  }), {.mtp = true});
   EXPECT_FALSE(lc->weights.mtp.has_value());
   test::TempDir d2;
   expect_error(mutated(d2, [](Tensors& t) { t.erase("model.layers.3.enorm.weight"); }),
                {"'model.layers.3.enorm.weight' is missing"});
+}
+
+bool is_mtp(const std::string& name) { return name.rfind("model.layers.3.", 0) == 0; }  // v3-tiny: 3 layers
+
+// Plain decoding never reads the MTP layer: by default it is not bound (no model.mtp, no cache
+// layer for it), and not reported as extra either (it is skipped on purpose).
+TEST(ModelWeights, MtpLayerIsBoundOnlyWhenAsked) {
+  const auto plain = LoadedCheckpoint::load("tests/data/golden/v3-tiny-fp8");
+  EXPECT_FALSE(plain->weights.mtp.has_value());
+  EXPECT_TRUE(plain->weights.extra.empty());
+  uint64_t bound = 0, mtp = 0, all = 0;
+  for (const TensorInfo* t : plain->bound_tensors()) {
+    EXPECT_FALSE(is_mtp(t->name)) << t->name;
+    bound += t->nbytes;
+  }
+  for (const TensorInfo* t : plain->checkpoint.tensors()) {
+    all += t->nbytes;
+    if (is_mtp(t->name)) mtp += t->nbytes;
+  }
+  EXPECT_GT(mtp, 0u);
+  EXPECT_EQ(bound, all - mtp);  // every other tensor (weights and scales) is bound
+  const auto with = LoadedCheckpoint::load("tests/data/golden/v3-tiny-fp8", {.mtp = true});
+  EXPECT_TRUE(with->weights.mtp.has_value());
+  EXPECT_EQ(with->bound_tensors().size(), with->checkpoint.tensors().size());
+}
+
+// Prefetching what is bound leaves the MTP layer's pages (1.66 MB of the 4.2 MB checkpoint, one
+// contiguous range) out of this process: only fault-around at its edge (16 pages) may show.
+TEST(ModelWeights, PrefetchOfTheBoundTensorsLeavesTheMtpLayerUntouched) {
+  auto resident = [](const LoadedCheckpoint& lc, bool mtp_part) {
+    uint64_t r = 0, n = 0;
+    for (const TensorInfo* t : lc.checkpoint.tensors()) {
+      if (is_mtp(t->name) != mtp_part) continue;
+      r += resident_bytes(t->data, t->nbytes).value_or(0);
+      n += t->nbytes;
+    }
+    return double(r) / double(n);
+  };
+  const auto plain = LoadedCheckpoint::load("tests/data/golden/v3-tiny-fp8");
+  if (!resident_bytes(plain.get(), 1)) GTEST_SKIP() << "/proc/self/pagemap is not readable here";
+  prefetch_tensors(plain->bound_tensors(), nullptr, nullptr);
+  EXPECT_GT(resident(*plain, false), 0.95);
+  EXPECT_LT(resident(*plain, true), 0.1);
+  const auto with = LoadedCheckpoint::load("tests/data/golden/v3-tiny-fp8", {.mtp = true});
+  prefetch_tensors(with->bound_tensors(), nullptr, nullptr);
+  EXPECT_GT(resident(*with, true), 0.95);
 }
 
 }  // namespace

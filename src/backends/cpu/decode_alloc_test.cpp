@@ -32,7 +32,7 @@ namespace {
 TEST(DecodeStep, DoesNotAllocateOnceWarm) {
   for (const char* name : {"v3-tiny-fp8", "v3-tiny-bf16"}) {
     const std::string dir = std::string("tests/data/golden/") + name;
-    auto ckpt = LoadedCheckpoint::load(dir, /*load_mtp=*/false);
+    auto ckpt = LoadedCheckpoint::load(dir);
     for (int threads : {1, 2}) {
       ThreadPool pool(threads);
       CpuBackend backend(pool);
