@@ -110,7 +110,9 @@ struct Value {
   void set(const std::string& key, Value v);
 };
 
-// Text that {{ value }} prints (undefined and none print nothing; handled by the caller).
+// Python's str() of the value as jinja2 holds it: what {{ value }}, ~, join and |string print.
+// Undefined prints nothing, none "None", booleans "True"/"False", floats as repr (5.0, 1e+16),
+// lists and dicts as repr ([1, 'a', None], {'k': True}), a namespace as <Namespace {...}>.
 std::string to_output(const Value& v, size_t max_bytes = SIZE_MAX);
 
 struct JsonOptions {
@@ -146,6 +148,7 @@ bool loose_equal(const Value& a, const Value& b);
 // String helpers with JavaScript semantics.
 bool js_is_space(char32_t c);
 std::string js_trim(std::string_view s, bool start, bool end);
-size_t utf16_length(std::string_view s);
+// Python's len() of a str: code points (JavaScript counted UTF-16 units).
+size_t code_point_length(std::string_view s);
 
 }  // namespace dsv3::jinja
