@@ -1,9 +1,9 @@
-// Runtime values of the chat-template interpreter. Semantics follow @huggingface/jinja (the
-// engine transformers.js uses), whose output our templates must reproduce byte for byte:
-// printing `true`, not `True`; JSON with ", " and ": "; JavaScript number formatting. Where
-// transformers (Python jinja2) differs and the servers users compare with follow it, we follow
-// transformers (issue 18): input floats stay floats and tojson writes them as json.dumps does,
-// objects keep insertion order.
+// Runtime values of the chat-template interpreter. Templates render as transformers renders
+// them with Python's jinja2 (the servers users compare with, vLLM and SGLang, do the same;
+// tests/oracle/render_jinja2.py is the oracle): values print as Python's str() (None, True,
+// ['a', 1.0]), input floats stay floats and tojson writes json.dumps' text, objects keep
+// insertion order. The engine began as a port of @huggingface/jinja (transformers.js), whose
+// behaviour remains where the two agree.
 #pragma once
 
 #include <cstdint>
