@@ -8,7 +8,8 @@
 # variants: the corpus through tokenizer.json variants with other pre-tokenizer settings.
 # tiktoken: a tiktoken.model tokenizer (o200k_base's ranks with Kimi-style special tokens) under
 #           the kimi, o200k_base and cl100k_base split patterns: tiktoken (npm) vs `dsv3 tokenize`
-#           on the corpus and tiktoken_cases.jsonl, and decode of their ids and of special ids.
+#           on the corpus and tiktoken_cases.jsonl, long documents cut as Kimi's script cuts them
+#           (kimi_presplit.py), and decode of their ids and of special ids.
 # jinja2:   Python's jinja2 with transformers' settings (the oracle that decides) on every chat
 #           case and on the family's real templates (tests/data/chat_templates, DeepSeek-V3's):
 #           every byte, and errors at the template line jinja2 names.
@@ -93,6 +94,28 @@ tiktoken)
     fi
     echo "OK: pattern $pattern: $n documents, every id equal to tiktoken"
   done
+  # Kimi's script cuts long texts before tiktoken sees them (400,000-code-point chunks, runs of
+  # white space or of other characters at most 25,000 long): documents whose tokens those cuts
+  # change, cut by kimi_presplit.py (Python's str.isspace) and each piece encoded by tiktoken.
+  python3 - > "$tmp/long.jsonl" <<'PY'
+import json
+for doc in ["a" * 30000 + " tail", "x" + " " * 26000 + "x", "é" * 25001, "ab" * 13000 + "\u3000" * 25002 + "z",
+            "\x1c" * 25001 + "q", "<|im_end|>" + "b" * 25010 + "<|im_end|>", "x y " * 30000, "word " * 90000]:
+    print(json.dumps(doc))
+PY
+  python3 $oracle/kimi_presplit.py "$tmp/long.jsonl" > "$tmp/pieces.jsonl"
+  node $oracle/tiktoken_oracle.mjs encode-pieces "$model" kimi "$tmp/pieces.jsonl" > "$tmp/expected.jsonl"
+  "$bin" tokenize --model "$model" --no-bos --jsonl "$tmp/long.jsonl" > "$tmp/got.jsonl"
+  if ! cmp -s "$tmp/expected.jsonl" "$tmp/got.jsonl"; then
+    python3 -c 'import json,sys
+for i,(a,b) in enumerate(zip(open(sys.argv[1]),open(sys.argv[2]))):
+    a,b=json.loads(a),json.loads(b)
+    if a!=b: k=next((k for k in range(min(len(a),len(b))) if a[k]!=b[k]),min(len(a),len(b))); print(f"document {i+1}: {len(a)} vs {len(b)} ids, first difference at {k}: {a[k:k+5]} vs {b[k:k+5]}")' \
+      "$tmp/expected.jsonl" "$tmp/got.jsonl" >&2
+    echo "FAIL: Kimi's cut of long texts: ids differ from tiktoken over kimi_presplit.py's pieces" >&2
+    exit 1
+  fi
+  echo "OK: $(wc -l < "$tmp/long.jsonl") long documents cut as Kimi's script cuts them, every id equal to tiktoken"
   # Decode: the kimi encodings, special and reserved ids, and UTF-8 sequences split across ids.
   node $oracle/tiktoken_oracle.mjs encode "$model" kimi "$tmp/docs.jsonl" > "$tmp/ids.jsonl"
   printf '%s\n' '[199998,13225,199999]' '[200000,200001,200005,5,200100,200253]' '[1006,1006]' '[9142]' \
