@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 
-packages=(cmake ninja-build g++ pkg-config git nodejs npm python3
+packages=(cmake ninja-build g++ pkg-config git nodejs npm python3 python3-jinja2
   libhwy-dev libopenblas-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libedit-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
   clang libclang-rt-14-dev)  # clang + libFuzzer runtime: scripts/fuzz.sh

@@ -238,14 +238,14 @@ Json normalise_messages(const Json& body) {
         if (!get_string(*fn, "name", name)) bad_field(cf + ".function.name", "is required");
         Json call = c;
         if (!call.contains("type")) call["type"] = "function";
-        // Templates concatenate the arguments as a string (DeepSeek's own templates do).
+        // A JSON string (OpenAI's clients) or an object (other callers) reaches the template as
+        // it came, as transformers hands it over; Service::render_chat falls back to the JSON
+        // text for templates that join it to a string.
         auto args = fn->find("arguments");
         if (args == fn->end() || args->is_null())
           call["function"]["arguments"] = "{}";
-        else if (args->is_object() || args->is_array())
-          call["function"]["arguments"] = args->dump();
-        else if (!args->is_string())
-          wrong_type(cf + ".function.arguments", "a JSON string", *args);
+        else if (!args->is_string() && !args->is_object() && !args->is_array())
+          wrong_type(cf + ".function.arguments", "a JSON string or object", *args);
         calls.push_back(call);
       }
       msg["tool_calls"] = calls;

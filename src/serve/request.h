@@ -54,7 +54,7 @@ enum class ToolChoice { Auto, None, Required, Named };
 
 struct ChatRequest {
   GenerationOptions gen;
-  Json messages;  // normalised: content as a string (text parts joined), tool-call arguments as strings
+  Json messages;  // normalised: content as a string (text parts joined); tool-call arguments as given (string or object)
   Json tools;     // array, or null when absent
   ToolChoice tool_choice = ToolChoice::Auto;
   std::string tool_choice_name;          // ToolChoice::Named

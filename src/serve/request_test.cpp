@@ -68,10 +68,11 @@ TEST(ChatRequest, ReadsEveryFieldThatChangesTheOutput) {
   EXPECT_EQ(r.tool_choice_name, "f");
   EXPECT_EQ(r.chat_template_kwargs["thinking"], true);
   EXPECT_EQ(unknown, std::vector<std::string>{"brand_new_field"});
-  // Normalised messages: developer -> system, text parts joined, object arguments as a string.
+  // Normalised messages: developer -> system, text parts joined; object arguments stay objects
+  // (transformers hands them to the template as they are).
   EXPECT_EQ(r.messages[0]["role"], "system");
   EXPECT_EQ(r.messages[1]["content"], "ab");
-  EXPECT_EQ(r.messages[2]["tool_calls"][0]["function"]["arguments"], "{\"x\":1}");
+  EXPECT_EQ(r.messages[2]["tool_calls"][0]["function"]["arguments"], Json::parse(R"({"x": 1})"));
   EXPECT_EQ(r.messages[2]["reasoning_content"], "r");
 }
 
@@ -116,7 +117,7 @@ TEST(ChatRequest, BadFieldsAre400sNamingTheField) {
       {R"({"messages":[{"role":"user","content":"hi"}],"parallel_tool_calls":"x"})", "parallel_tool_calls",
        "must be a boolean"},
       {R"({"messages":[{"role":"assistant","content":null,"tool_calls":[{"function":{"name":"f","arguments":5}}]}]})",
-       "messages[0].tool_calls[0].function.arguments", "must be a JSON string"},
+       "messages[0].tool_calls[0].function.arguments", "must be a JSON string or object"},
   };
   for (const auto& c : cases) {
     std::string param;

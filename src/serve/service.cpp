@@ -1,10 +1,13 @@
 #include "serve/service.h"
 
 #include <cstdio>
+#include <exception>
+#include <optional>
 #include <random>
 
 #include "serve/api_error.h"
 #include "serve/choice_output.h"
+#include "tokenizer/jinja/value.h"
 
 namespace dsv3::serve {
 
@@ -205,10 +208,48 @@ int64_t Service::fit_context(int64_t n_prompt, int64_t max_tokens, const char* f
   return max_tokens > 0 ? max_tokens : ctx - n_prompt;
 }
 
+namespace {
+// The messages with every tool call's object `arguments` replaced by its JSON text as the
+// template's tojson writes it (json.dumps: {"city": "Paris"}); unchanged messages give nullopt.
+std::optional<Json> arguments_as_text(const Json& messages) {
+  Json out = messages;
+  bool changed = false;
+  for (auto& m : out) {
+    auto tc = m.find("tool_calls");
+    if (tc == m.end() || !tc->is_array()) continue;
+    for (auto& call : *tc) {
+      Json& args = call["function"]["arguments"];
+      if (args.is_object() || args.is_array()) {
+        args = jinja::to_json(jinja::from_json(args), jinja::JsonOptions{});
+        changed = true;
+      }
+    }
+  }
+  return changed ? std::optional<Json>(std::move(out)) : std::nullopt;
+}
+}  // namespace
+
 std::string Service::render_chat(const ChatRequest& r) const {
   Json vars = r.chat_template_kwargs;
   if (!r.tools.is_null()) vars["tools"] = r.tools;
-  std::string prompt = tmpl_.render(r.messages, r.add_generation_prompt, vars);
+  std::string prompt;
+  try {
+    // Object arguments reach the template as objects, as transformers renders them: a template
+    // that writes them with tojson (Kimi-K2's, vLLM's tool templates) prints json.dumps' text.
+    prompt = tmpl_.render(r.messages, r.add_generation_prompt, vars);
+  } catch (const Error&) {
+    // DeepSeek's own templates join `arguments` to a string with +, which jinja2 refuses for a
+    // dict (transformers fails there). Rather than refuse the request, render the arguments as
+    // the JSON text a client would have sent; if that fails too, the first error stands.
+    const std::optional<Json> as_text = arguments_as_text(r.messages);
+    if (!as_text) throw;
+    const std::exception_ptr first = std::current_exception();
+    try {
+      prompt = tmpl_.render(*as_text, r.add_generation_prompt, vars);
+    } catch (const Error&) {
+      std::rethrow_exception(first);
+    }
+  }
   if (r.continue_final_message) {
     // The template closes the last assistant message (with EOS): cut right after its content,
     // so that the model continues it (vLLM's continue_final_message).

@@ -51,6 +51,10 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool ad
   globals.set("eos_token", jinja::Value::string(eos_token_));
   globals.set("messages", jinja::from_json(messages));
   globals.set("add_generation_prompt", jinja::Value::boolean(add_generation_prompt));
+  // transformers renders with tools=None and documents=None when none are given, so
+  // `tools is defined` holds and `tools | tojson` prints null (render_jinja_template).
+  globals.set("tools", jinja::Value::null());
+  globals.set("documents", jinja::Value::null());
   if (extra_vars.is_object()) {
     for (const auto& [k, v] : extra_vars.items()) globals.set(k, jinja::from_json(v));
   }

@@ -1,5 +1,5 @@
 // Chat templates: renders tokenizer_config.json's `chat_template` (Jinja) the way transformers
-// does (trim_blocks and lstrip_blocks on), byte for byte as @huggingface/jinja does.
+// does (trim_blocks and lstrip_blocks on), byte for byte as its Python jinja2 does.
 //
 //   ChatTemplate t = ChatTemplate::from_config(tokenizer.config());
 //   std::string prompt = t.render(messages, /*add_generation_prompt=*/true);
@@ -31,8 +31,9 @@ class ChatTemplate {
   static ChatTemplate from_config(const TokenizerConfig& config, const std::string& name = "",
                                   const jinja::RenderLimits& limits = {});
 
-  // Renders with the variables messages, add_generation_prompt, bos_token, eos_token, and the
-  // entries of `extra_vars` (an object; its entries win). Runtime errors, including the
+  // Renders with the variables messages, add_generation_prompt, bos_token, eos_token, tools and
+  // documents (none unless given, as transformers passes them), and the entries of `extra_vars`
+  // (an object; its entries win). Runtime errors, including the
   // template's own raise_exception(), throw Error.
   std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
                      const nlohmann::ordered_json& extra_vars = nlohmann::ordered_json::object()) const;

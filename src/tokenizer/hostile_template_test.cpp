@@ -82,7 +82,7 @@ TEST(HostileTemplate, NamespaceHoldingItself) {
   expect_error("{% set ns = namespace(a=1) %}{% set ns.self = ns %}{{ ns | tojson }}", {"line 1, column", "hold itself"});
   expect_error("{% set ns = namespace() %}{% set ns.l = [1, [ns]] %}{{ ns }}", {"line 1, column", "hold itself"});
   expect_error("{% set ns = namespace() %}{% set ns.l = [1, [ns]] %}{{ 'x' ~ ns.l }}", {"hold itself"});
-  EXPECT_EQ(render("{% set ns = namespace() %}{% set ns.self = ns %}{{ ns.self.self.self is defined }}"), "true");
+  EXPECT_EQ(render("{% set ns = namespace() %}{% set ns.self = ns %}{{ ns.self.self.self is defined }}"), "True");
 }
 
 TEST(HostileTemplate, DeepMessagesEvenWhenUnread) {

@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "tokenizer/regex.h"
+#include "tokenizer/utf8.h"
 
 namespace dsv3 {
 
@@ -164,6 +165,40 @@ void TiktokenBpe::encode_piece(std::string_view piece, std::vector<int32_t>& out
     }
   }
   for (size_t i = 0; i != n; i = next[i]) out.push_back(rank_of(piece.substr(i, end_of(i) - i)));
+}
+
+namespace {
+// Python's str.isspace: the characters with Unicode bidirectional class WS, B or S, or in
+// category Zs (the ASCII separators \x1c-\x1f included).
+bool py_isspace(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+}  // namespace
+
+void kimi_presplit(std::string_view text, const std::function<void(std::string_view)>& piece) {
+  size_t at = 0;
+  while (at < text.size()) {
+    // One chunk of at most kKimiMaxEncodeChars code points, cut where a run grows too long.
+    size_t i = at, start = at, n_chars = 0, run = 0;
+    bool run_is_space = false;
+    while (i < text.size() && n_chars < kKimiMaxEncodeChars) {
+      const size_t here = i;
+      const bool space = py_isspace(next_code_point(text, i));
+      if (n_chars == 0) run_is_space = space;
+      ++n_chars;
+      if (space != run_is_space) {
+        run = 1;
+        run_is_space = space;
+      } else if (++run > kKimiMaxRunChars) {
+        piece(text.substr(start, here - start));
+        start = here;
+        run = 1;
+      }
+    }
+    piece(text.substr(start, i - start));
+    at = i;
+  }
 }
 
 std::optional<std::string> tiktoken_pattern(std::string_view name) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,15 +31,29 @@ class TiktokenBpe {
   const std::string& bytes_of(int32_t rank) const { return tokens_[size_t(rank)]; }  // empty for a gap
   int32_t rank_of(std::string_view bytes) const;  // -1 when absent
 
+  // Whether texts are cut as Kimi's script cuts them before they are encoded (kimi_presplit):
+  // Tokenizer sets it for the kimi split pattern.
+  bool kimi_presplit() const { return kimi_presplit_; }
+  void set_kimi_presplit(bool on) { kimi_presplit_ = on; }
+
  private:
   std::vector<std::string> tokens_;                        // by rank
   std::unordered_map<std::string_view, int32_t> ranks_;    // views into tokens_
+  bool kimi_presplit_ = false;
 };
 
 // The split pattern (PCRE2 syntax) called `name`: "kimi" (tokenization_kimi.py of Kimi-K2 and
 // Moonlight), "o200k_base" or "cl100k_base" (OpenAI's, from tiktoken_ext/openai_public.py);
 // nullopt for another name.
 std::optional<std::string> tiktoken_pattern(std::string_view name);
+
+// Kimi's cut of the text before tiktoken sees it (tokenization_kimi.py's encode, after Llama 3's
+// tokenizer.py, against tiktoken issue 195): chunks of 400,000 code points, each cut further
+// wherever a run of white space (Python's str.isspace) or of other characters would exceed
+// 25,000 code points. Calls `piece` with each piece in order; pieces are encoded separately, so
+// the cuts change the tokens of such long runs.
+inline constexpr size_t kKimiMaxEncodeChars = 400000, kKimiMaxRunChars = 25000;
+void kimi_presplit(std::string_view text, const std::function<void(std::string_view)>& piece);
 
 // What a --tiktoken-pattern value means: a name above, or else a pattern in tiktoken's regex
 // syntax, translated to PCRE2 (class intersections such as [\p{L}&&[^\p{Han}]] are refused with

@@ -209,5 +209,31 @@ TEST(Tiktoken, DirectoryWithoutATokenizerListsItsFiles) {
   }
 }
 
+// Kimi's cut of long texts (tokenization_kimi.py's encode): runs of white space or of other
+// characters at most 25,000 code points, chunks of 400,000. Expected pieces from its Python
+// function (tests/oracle/kimi_presplit.py); tokens against tiktoken: check_tokenizer.sh tiktoken.
+TEST(Tiktoken, KimiCutsLongRunsAndChunks) {
+  auto cut = [](const std::string& text) {
+    std::vector<size_t> sizes;
+    kimi_presplit(text, [&](std::string_view p) { sizes.push_back(p.size()); });
+    return sizes;
+  };
+  EXPECT_EQ(cut(""), std::vector<size_t>{});
+  EXPECT_EQ(cut("ab c"), std::vector<size_t>{4});
+  EXPECT_EQ(cut(std::string(25001, 'a')), (std::vector<size_t>{25000, 1}));
+  std::string spaces = "x";
+  spaces.append(25001, ' ');
+  spaces += 'y';
+  EXPECT_EQ(cut(spaces), (std::vector<size_t>{25001, 2}));
+  // U+3000 (3 bytes) is white space to Python's isspace: 25,001 of them cut after 25,000.
+  std::string ideographic;
+  for (int i = 0; i < 25001; ++i) ideographic += "\xE3\x80\x80";
+  EXPECT_EQ(cut(ideographic), (std::vector<size_t>{75000, 3}));
+  // "ab " 140,000 times: 420,000 code points in chunks of 400,000, no run too long.
+  std::string words;
+  for (int i = 0; i < 140000; ++i) words += "ab ";
+  EXPECT_EQ(cut(words), (std::vector<size_t>{400000, 20000}));
+}
+
 }  // namespace
 }  // namespace dsv3

@@ -104,7 +104,9 @@ Tokenizer Tokenizer::from_tiktoken(std::string_view model_text, const std::strin
                                    const std::string& name) {
   Tokenizer t;
   t.config_ = std::move(config);
-  t.tiktoken_ = std::make_shared<const TiktokenBpe>(model_text, name);
+  auto bpe = std::make_shared<TiktokenBpe>(model_text, name);
+  bpe->set_kimi_presplit(pattern == tiktoken_pattern("kimi"));
+  t.tiktoken_ = std::move(bpe);
   t.tiktoken_split_ = std::make_shared<const Regex>(pattern, name + ": split pattern");
   const int32_t n_ranks = t.tiktoken_->n_ranks();
   // Special tokens: tokenizer_config.json's added_tokens_decoder, and Kimi's rule for the ids
@@ -257,24 +259,31 @@ int32_t Tokenizer::token_to_id(std::string_view token_text) const {
 
 void Tokenizer::encode_text(std::string_view text, std::vector<int32_t>& out) const {
   std::vector<AddedTokens::Span> raw, norm;
-  added_->split(text, /*normalized=*/false, raw);
   if (tiktoken_) {
     // tiktoken encodes the matches of its pattern and nothing between them (the patterns match
-    // every character).
+    // every character). Kimi's script cuts long texts first and encodes each piece with
+    // tiktoken, special tokens included (allowed_special="all").
     MatchScratch scratch;
     std::vector<std::pair<size_t, size_t>> matches;
-    for (const auto& r : raw) {
-      if (r.id >= 0) {
-        out.push_back(r.id);
-        continue;
+    auto encode_segment = [&](std::string_view segment) {
+      raw.clear();
+      added_->split(segment, /*normalized=*/false, raw);
+      for (const auto& r : raw) {
+        if (r.id >= 0) {
+          out.push_back(r.id);
+          continue;
+        }
+        const std::string_view piece = segment.substr(r.begin, r.end - r.begin);
+        matches.clear();
+        tiktoken_split_->find_all(piece, matches, scratch, /*substitute=*/true);
+        for (const auto& [b, e] : matches) tiktoken_->encode_piece(piece.substr(b, e - b), out);
       }
-      const std::string_view piece = text.substr(r.begin, r.end - r.begin);
-      matches.clear();
-      tiktoken_split_->find_all(piece, matches, scratch, /*substitute=*/true);
-      for (const auto& [b, e] : matches) tiktoken_->encode_piece(piece.substr(b, e - b), out);
-    }
+    };
+    if (tiktoken_->kimi_presplit()) kimi_presplit(text, encode_segment);
+    else encode_segment(text);
     return;
   }
+  added_->split(text, /*normalized=*/false, raw);
   for (const auto& r : raw) {
     if (r.id >= 0) {
       out.push_back(r.id);

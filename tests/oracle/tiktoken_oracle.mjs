@@ -8,6 +8,8 @@
 //       OUT_DIR/tokenizer_config.json (special tokens after the ranks, tokenizer_class
 //       TikTokenTokenizer, no add_bos_token)
 //   node tiktoken_oracle.mjs encode MODEL_DIR PATTERN DOCS_JSONL   one JSON array of ids per document
+//   node tiktoken_oracle.mjs encode-pieces MODEL_DIR PATTERN PIECES_JSONL   the same for documents
+//       already cut into pieces (a JSON list of strings per line, kimi_presplit.py), each encoded alone
 //   node tiktoken_oracle.mjs decode MODEL_DIR PATTERN IDS_JSONL    {"text", "skip"} per id list
 // PATTERN: kimi (Kimi-K2/Moonlight's pat_str, with its class intersections, as the model's
 // tokenizer script writes it), o200k_base or cl100k_base.
@@ -76,6 +78,12 @@ if (mode === "make-model") {
   const { enc } = load(a, b);
   let out = "";
   for (const l of lines(c)) out += JSON.stringify(Array.from(enc.encode(JSON.parse(l), "all"))) + "\n";
+  process.stdout.write(out);
+} else if (mode === "encode-pieces") {
+  // One JSON list of pieces per line (kimi_presplit.py): each piece encoded alone, ids joined.
+  const { enc } = load(a, b);
+  let out = "";
+  for (const l of lines(c)) out += JSON.stringify(JSON.parse(l).flatMap((p) => Array.from(enc.encode(p, "all")))) + "\n";
   process.stdout.write(out);
 } else if (mode === "decode") {
   const { enc, specialIds } = load(a, b);

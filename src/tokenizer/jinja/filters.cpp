@@ -27,11 +27,16 @@ std::string lower(std::string s) {
   }
   return s;
 }
-bool word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
 
+// jinja2's title filter: the text split after runs of - ( { [ < and white space; each piece's
+// first character upper-cased and the rest lower-cased ('{"temp"' stays as it is, "ab-CD" is "Ab-Cd").
 std::string title(std::string s) {
+  auto separator = [](char c) { return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || std::isspace(static_cast<unsigned char>(c)); };
   for (size_t k = 0; k < s.size(); ++k) {
-    if (word_char(s[k]) && (k == 0 || !word_char(s[k - 1])) && s[k] >= 'a' && s[k] <= 'z') s[k] = static_cast<char>(s[k] - 32);
+    if (separator(s[k])) continue;
+    const bool first = k == 0 || separator(s[k - 1]);
+    if (first && s[k] >= 'a' && s[k] <= 'z') s[k] = static_cast<char>(s[k] - 32);
+    if (!first && s[k] >= 'A' && s[k] <= 'Z') s[k] = static_cast<char>(s[k] + 32);
   }
   return s;
 }
@@ -193,7 +198,7 @@ bool is_ascii_digit(char c) { return c >= '0' && c <= '9'; }
 Value builtin_member(const Value& o, const std::string& name) {
   if (o.is_string()) {
     std::string s = o.s;
-    if (name == "length") return Value::integer(static_cast<int64_t>(utf16_length(s)));
+    if (name == "length") return Value::integer(static_cast<int64_t>(code_point_length(s)));
     if (name == "upper") return bound([s](Args) { return Value::string(upper(s)); });
     if (name == "lower") return bound([s](Args) { return Value::string(lower(s)); });
     if (name == "strip" || name == "lstrip" || name == "rstrip") {
@@ -275,7 +280,7 @@ Value builtin_member(const Value& o, const std::string& name) {
     if (name == "title") return bound([s](Args) { return Value::string(title(s)); });
     if (name == "capitalize") {
       return bound([s](Args) {
-        std::string out = s;
+        std::string out = lower(s);  // Python's str.capitalize lowers the rest
         if (!out.empty() && out[0] >= 'a' && out[0] <= 'z') out[0] = static_cast<char>(out[0] - 32);
         return Value::string(out);
       });
@@ -447,6 +452,8 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
   };
   try {
     if (name == "safe") return operand;
+    // str() of any value, as jinja2's string filter (None, True, repr of lists and dicts).
+    if (name == "string" && !is_call) return Value::string(to_output(operand, in.limits().max_string_bytes));
     if (name == "tojson") return json_filter(operand, args(), in.limits().max_string_bytes);
     if (name == "default" && is_call) {
       Args a = args();
@@ -476,7 +483,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
       if (!operand.is_array()) return bad();
       for (size_t k = 0; k < operand.array->size(); ++k) {
         const Value& x = (*operand.array)[k];
-        out += (k ? sep_s : "") + (x.is_null() || x.is_undefined() ? "" : to_output(x, in.limits().max_string_bytes));
+        out += (k ? sep_s : "") + to_output(x, in.limits().max_string_bytes);
         in.check_string(filter, out.size());
       }
       return Value::string(out);
@@ -526,7 +533,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
         if (name == "join") {
           std::string out;
           for (const Value& x : arr) {
-            out += x.is_null() || x.is_undefined() ? "" : to_output(x, in.limits().max_string_bytes);
+            out += to_output(x, in.limits().max_string_bytes);
             in.check_string(filter, out.size());
           }
           return Value::string(out);
@@ -593,7 +600,7 @@ Value apply_filter(const Value& operand, const Node& filter, Interpreter& in, Sc
     if (operand.is_string()) {
       const std::string& s = operand.s;
       if (!is_call) {
-        if (name == "length" || name == "count") return Value::integer(static_cast<int64_t>(utf16_length(s)));
+        if (name == "length" || name == "count") return Value::integer(static_cast<int64_t>(code_point_length(s)));
         if (name == "upper") return Value::string(upper(s));
         if (name == "lower") return Value::string(lower(s));
         if (name == "title") return Value::string(title(s));

@@ -15,22 +15,21 @@ using VT = Value::Type;
 struct BreakSignal {};
 struct ContinueSignal {};
 
-// JavaScript's String(value) on a wrapped value, used by `~` and string `+`; Error beyond max_bytes.
-std::string raw_string(const Value& v, size_t max_bytes = SIZE_MAX) {
+// Python's type name, as jinja2's TypeErrors name the operand ("int", "NoneType", ...).
+const char* py_type_name(const Value& v) {
   switch (v.type) {
-    case VT::kUndefined: return "undefined";
-    case VT::kNull: return "null";
-    case VT::kBool: return v.b ? "true" : "false";
-    case VT::kInt: return std::to_string(v.i);
-    case VT::kFloat: return to_output(v);  // Python's str(): 5.0 stays "5.0"
-    case VT::kString: return v.s;
-    case VT::kArray: return py_repr(v);  // str(list), as jinja2
-    // jinja2's ~ gives str(dict): Python's repr, never JavaScript's "[object Map]".
-    case VT::kObject:
-    case VT::kNamespace: return py_repr(v);
+    case VT::kUndefined: return "Undefined";
+    case VT::kNull: return "NoneType";
+    case VT::kBool: return "bool";
+    case VT::kInt: return "int";
+    case VT::kFloat: return "float";
+    case VT::kString: return "str";
+    case VT::kArray: return v.is_tuple ? "tuple" : "list";
+    case VT::kObject: return "dict";
+    case VT::kNamespace: return "Namespace";
     case VT::kFunction: return "function";
   }
-  return "";
+  return "object";
 }
 
 // JavaScript === on wrapped primitives (containers by identity).
@@ -164,7 +163,7 @@ void Interpreter::add_builtins(Scope& g) {
     return ns;
   }));
   g.set("raise_exception", Value::function([](std::vector<Value>& args, Interpreter&) -> Value {
-    fail("raise_exception: {}", args.empty() ? std::string() : raw_string(args[0]));
+    fail("raise_exception: {}", args.empty() ? std::string() : to_output(args[0]));
   }));
   g.set("range", Value::function([](std::vector<Value>& args, Interpreter& in) {
     std::vector<int64_t> n;
@@ -240,7 +239,7 @@ std::string Interpreter::render_block(const NodeList& body, Scope& scope) {
       }
       default: {
         Value v = evaluate(*n, scope);
-        if (!v.is_null() && !v.is_undefined()) out += positioned(*n, [&] { return to_output(v, limits_.max_string_bytes); });
+        if (!v.is_undefined()) out += positioned(*n, [&] { return to_output(v, limits_.max_string_bytes); });
       }
     }
     check_string(*n, out.size());
@@ -537,32 +536,42 @@ Value Interpreter::evaluate_binary(const Node& n, Scope& scope) {
   Value r = evaluate(*n.b, scope);
   if (op == "==") return Value::boolean(loose_equal(l, r));
   if (op == "!=") return Value::boolean(!loose_equal(l, r));
+  if (op == "~") {
+    // jinja2: str(a) + str(b), whatever the types (undefined is "", none "None").
+    // Strings are used in place: every copy of a string near the size limit costs page faults.
+    std::string a_text, b_text;
+    if (!l.is_string()) a_text = positioned(n, [&] { return to_output(l, limits_.max_string_bytes); });
+    if (!r.is_string()) b_text = positioned(n, [&] { return to_output(r, limits_.max_string_bytes); });
+    const std::string& a = l.is_string() ? l.s : a_text;
+    const std::string& b = r.is_string() ? r.s : b_text;
+    check_string(n, a.size() + b.size());
+    charge(n, a.size() + b.size());
+    std::string out;
+    out.reserve(a.size() + b.size());
+    out += a;
+    out += b;
+    return Value::string(std::move(out));
+  }
   if (l.is_undefined() || r.is_undefined()) {
     if (r.is_undefined() && (op == "in" || op == "not in")) return Value::boolean(op == "not in");
     runtime_error(n, fmt::format("cannot apply '{}' to an undefined value", op));
   }
+  // Python's + joins two strings only: str + int, + None, + list or + dict raise TypeError in
+  // transformers' jinja2 (JavaScript would print "1", "null" or "[object Map]").
+  if (op == "+" && l.is_string() != r.is_string()) {
+    if (l.is_string())
+      runtime_error(n, fmt::format("can only concatenate str (not \"{}\") to str", py_type_name(r)));
+    runtime_error(n, fmt::format("unsupported operand type(s) for +: '{}' and 'str'", py_type_name(l)));
+  }
   if (l.is_null() || r.is_null()) runtime_error(n, fmt::format("cannot apply '{}' to none", op));
-  // Python refuses str + dict/list (transformers' jinja2 raises); JavaScript printed "[object Map]".
-  if (op == "+" && (l.is_string() || r.is_string()) &&
-      (l.is_mapping_like() || r.is_mapping_like() || l.is_array() || r.is_array()))
-    runtime_error(n, fmt::format("can only concatenate str (not \"{}\") to str",
-                                 (l.is_string() ? r : l).is_array() ? "list" : "dict"));
-  if (op == "~" || ((l.is_string() || r.is_string()) && op == "+" && !(numeric(l) && numeric(r)))) {
-    if (op == "~" || !(l.is_array() && r.is_array())) {
-      // Strings are used in place: every copy of a string near the size limit costs page faults.
-      std::string a_text, b_text;
-      if (!l.is_string()) a_text = positioned(n, [&] { return raw_string(l, limits_.max_string_bytes); });
-      if (!r.is_string()) b_text = positioned(n, [&] { return raw_string(r, limits_.max_string_bytes); });
-      const std::string& a = l.is_string() ? l.s : a_text;
-      const std::string& b = r.is_string() ? r.s : b_text;
-      check_string(n, a.size() + b.size());
-      charge(n, a.size() + b.size());
-      std::string out;
-      out.reserve(a.size() + b.size());
-      out += a;
-      out += b;
-      return Value::string(std::move(out));
-    }
+  if (op == "+" && l.is_string() && r.is_string()) {
+    check_string(n, l.s.size() + r.s.size());
+    charge(n, l.s.size() + r.s.size());
+    std::string out;
+    out.reserve(l.s.size() + r.s.size());
+    out += l.s;
+    out += r.s;
+    return Value::string(std::move(out));
   }
   bool l_numlike = numeric(l) || l.type == VT::kBool, r_numlike = numeric(r) || r.type == VT::kBool;
   if (op == "**" && l_numlike && r_numlike) {
@@ -605,9 +614,12 @@ Value Interpreter::evaluate_binary(const Node& n, Scope& scope) {
       if (!is_float) {
         // INT64_MIN % -1 traps (SIGFPE) on x86; the true result is 0 but the quotient overflows.
         if (l.i == INT64_MIN && r.i == -1) runtime_error(n, "integer overflow in '%' (INT64_MIN % -1)");
-        return Value::integer(l.i % r.i);  // JavaScript %: the sign follows the dividend
+        const int64_t m = l.i % r.i;  // Python's %: the sign follows the divisor
+        return Value::integer(m != 0 && ((m < 0) != (r.i < 0)) ? m + r.i : m);
       }
-      return Value::floating(std::fmod(a, b));
+      double m = std::fmod(a, b);
+      if (m != 0 && ((m < 0) != (b < 0))) m += b;
+      return Value::floating(m);
     }
     if (op == "<") return Value::boolean(a < b);
     if (op == ">") return Value::boolean(a > b);

@@ -1,4 +1,4 @@
-// Evaluates a parsed chat template with @huggingface/jinja's semantics.
+// Evaluates a parsed chat template as transformers' jinja2 does (value.h says how values print).
 #pragma once
 
 #include <chrono>

@@ -194,6 +194,8 @@ class Lexer {
   }
 
   std::vector<Token> run();
+  // The tokens read before a failure.
+  std::vector<Token> take_tokens() { return std::move(tokens_); }
 
  private:
   [[noreturn]] void error(size_t at, const std::string& what) const {
@@ -453,7 +455,15 @@ std::string position(int line, int column) { return fmt::format("chat template l
 
 std::vector<Token> tokenize(const std::string& source) {
   Lexer lexer(source);
-  return lexer.run();
+  try {
+    return lexer.run();
+  } catch (const Error& e) {
+    std::vector<Token> tokens = lexer.take_tokens();
+    Token bad{e.what(), TokenType::kError};
+    if (!tokens.empty()) bad.line = tokens.back().line, bad.column = tokens.back().column;
+    tokens.push_back(std::move(bad));
+    return tokens;
+  }
 }
 
 }  // namespace dsv3::jinja

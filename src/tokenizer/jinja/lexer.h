@@ -33,6 +33,7 @@ enum class TokenType {
   kComparisonBinaryOperator,
   kUnaryOperator,
   kComment,
+  kError,  // the lexer's message (with its position) where the source stops being valid
 };
 
 struct Token {
@@ -41,7 +42,9 @@ struct Token {
   int line = 0, column = 0;  // 1-based position in the original source
 };
 
-// Throws Error "chat template line L, column C: ..." on malformed input.
+// Malformed input ends the tokens with a kError token whose value is the message ("chat template
+// line L, column C: ..."). The parser throws it when it gets there, so that a syntax error earlier
+// in the source is the one reported, as jinja2 (which lexes as it parses) reports it.
 std::vector<Token> tokenize(const std::string& source);
 
 // Builds the "line L, column C" prefix used by every template error.

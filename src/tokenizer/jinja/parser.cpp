@@ -20,6 +20,8 @@ class Parser {
   Program run() {
     Program p;
     while (i_ < t_.size()) p.body.push_back(any());
+    // The statements before a lexer error parsed: the error stands.
+    if (!t_.empty() && t_.back().type == T::kError) fail("{}", t_.back().value);
     return p;
   }
 
@@ -43,6 +45,8 @@ class Parser {
 
   [[noreturn]] void error(const std::string& what) const {
     const Token& at = i_ < t_.size() ? t_[i_] : t_.back();
+    // At the lexer's failure, its message says what is wrong there.
+    if (at.type == T::kError) fail("{}", at.value);
     fail("{}: {}", position(at.line, at.column), what);
   }
   const Token& peek() const {
@@ -213,6 +217,7 @@ class Parser {
     bool tuple = is(T::kComma);
     while (is(T::kComma)) {
       ++i_;
+      if (is(T::kCloseParen)) break;  // (1,) is a tuple of one, as in Python
       list.push_back(primary_only ? primary() : expression());
     }
     if (!tuple) return list[0];

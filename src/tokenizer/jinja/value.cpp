@@ -121,16 +121,6 @@ std::string js_number(double d) {
 
 namespace {
 
-std::string float_output(double f) {
-  if (f == 0 && std::signbit(f)) return "-0.0";
-  if (std::isfinite(f) && std::floor(f) == f) {
-    // JavaScript toFixed(1); above 1e21 it falls back to toString.
-    if (std::fabs(f) >= 1e21) return js_number(f);
-    return js_number(f) + ".0";
-  }
-  return js_number(f);
-}
-
 void json_string(std::string& out, std::string_view s, bool ensure_ascii) {
   out += '"';
   size_t i = 0;
@@ -348,19 +338,20 @@ std::string to_json(const Value& v, const JsonOptions& opt, bool undefined_as_nu
 std::string to_output(const Value& v, size_t max_bytes) {
   using T = Value::Type;
   switch (v.type) {
-    case T::kUndefined:
-    case T::kNull: return "";
-    case T::kBool: return v.b ? "true" : "false";
+    case T::kUndefined: return "";  // jinja2's Undefined prints as nothing
+    case T::kNull: return "None";
+    case T::kBool: return v.b ? "True" : "False";
     case T::kInt: return std::to_string(v.i);
-    case T::kFloat: return float_output(v.f);
+    case T::kFloat:
+      // str(float) is repr(float), except for the non-finite values json.dumps spells its own way.
+      if (std::isnan(v.f)) return "nan";
+      if (std::isinf(v.f)) return v.f > 0 ? "inf" : "-inf";
+      return py_float_repr(v.f);
     case T::kString: return v.s;
     case T::kArray:
-    case T::kObject:
-    case T::kNamespace: {
-      JsonOptions opt;
-      opt.max_bytes = max_bytes;
-      return to_json(v, opt, false);
-    }
+    case T::kObject: return py_repr(v, max_bytes);
+    // jinja2's Namespace.__repr__.
+    case T::kNamespace: return "<Namespace " + py_repr(v, max_bytes) + ">";
     case T::kFunction: fail("cannot print a function");
   }
   return "";
@@ -451,9 +442,9 @@ std::string js_trim(std::string_view s, bool start, bool end) {
   return std::string(s.substr(b, e > b ? e - b : 0));
 }
 
-size_t utf16_length(std::string_view s) {
+size_t code_point_length(std::string_view s) {
   size_t n = 0, i = 0;
-  while (i < s.size()) n += next_code_point(s, i) >= 0x10000 ? 2 : 1;
+  for (; i < s.size(); ++n) next_code_point(s, i);
   return n;
 }
 

@@ -1,9 +1,9 @@
-// Runtime values of the chat-template interpreter. Semantics follow @huggingface/jinja (the
-// engine transformers.js uses), whose output our templates must reproduce byte for byte:
-// printing `true`, not `True`; JSON with ", " and ": "; JavaScript number formatting. Where
-// transformers (Python jinja2) differs and the servers users compare with follow it, we follow
-// transformers (issue 18): input floats stay floats and tojson writes them as json.dumps does,
-// objects keep insertion order.
+// Runtime values of the chat-template interpreter. Templates render as transformers renders
+// them with Python's jinja2 (the servers users compare with, vLLM and SGLang, do the same;
+// tests/oracle/render_jinja2.py is the oracle): values print as Python's str() (None, True,
+// ['a', 1.0]), input floats stay floats and tojson writes json.dumps' text, objects keep
+// insertion order. The engine began as a port of @huggingface/jinja (transformers.js), whose
+// behaviour remains where the two agree.
 #pragma once
 
 #include <cstdint>
@@ -110,7 +110,9 @@ struct Value {
   void set(const std::string& key, Value v);
 };
 
-// Text that {{ value }} prints (undefined and none print nothing; handled by the caller).
+// Python's str() of the value as jinja2 holds it: what {{ value }}, ~, join and |string print.
+// Undefined prints nothing, none "None", booleans "True"/"False", floats as repr (5.0, 1e+16),
+// lists and dicts as repr ([1, 'a', None], {'k': True}), a namespace as <Namespace {...}>.
 std::string to_output(const Value& v, size_t max_bytes = SIZE_MAX);
 
 struct JsonOptions {
@@ -146,6 +148,7 @@ bool loose_equal(const Value& a, const Value& b);
 // String helpers with JavaScript semantics.
 bool js_is_space(char32_t c);
 std::string js_trim(std::string_view s, bool start, bool end);
-size_t utf16_length(std::string_view s);
+// Python's len() of a str: code points (JavaScript counted UTF-16 units).
+size_t code_point_length(std::string_view s);
 
 }  // namespace dsv3::jinja

@@ -110,7 +110,7 @@ count={{ ns.count }} last={{ ns.last }} roles={{ ns.roles | join(',') }} {{ 'gen
 {{ (messages | last).role }}
 {{ messages | map(attribute='role') | join(', ') }}
 {{ messages | selectattr('role', 'equalto', 'user') | map(attribute='content') | list }}
-{{ messages | rejectattr('role', 'equalto', 'user') | length }}
+{{ messages | rejectattr('role', 'equalto', 'user') | list | length }}
 {{ messages | map(attribute='role') | unique | list }}
 {{ messages | map(attribute='role') | sort }} {{ messages | map(attribute='role') | sort(reverse=true) }}
 {{ messages | reverse | map(attribute='role') | join }}
