@@ -3,7 +3,7 @@
 #   tools/train/reproduce.sh [WORK_DIR]        (default: build/train)
 # corpus -> tokenizer -> training (1 thread, under nice) -> export to WORK_DIR/model and the loss
 # curve to WORK_DIR/loss.png. About an hour on a busy 2-core machine.
-# STEPS=N (default 450) and STOP_AT/GAMMA (the balance ablation: GAMMA=0 STOP_AT=200) override.
+# STEPS=N (default 300) and STOP_AT/GAMMA (the balance ablation: GAMMA=0 STOP_AT=150) override.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -24,7 +24,7 @@ extra=()
 [ -n "${STOP_AT:-}" ] && extra+=(--stop-at "$STOP_AT")
 [ -f "$run/ckpt.pt" ] && extra+=(--resume)
 nice -n 10 "$py" "$here/train.py" --config "$here/configs/default.json" --data "$work/data" \
-  --tokenizer "$work/tokenizer" --out "$run" --steps "${STEPS:-450}" --batch 16 --seq 128 --warmup 30 \
+  --tokenizer "$work/tokenizer" --out "$run" --steps "${STEPS:-300}" --batch 16 --seq 128 --warmup 30 \
   --eval-every 50 --eval-windows 48 --ckpt-every 25 --threads 1 "${extra[@]}"
 "$py" "$here/export.py" --ckpt "$run/ckpt.pt" --tokenizer "$work/tokenizer" --out "$work/model"
 "$py" "$here/plot.py" --metrics "$run/metrics.jsonl" --out "$work/loss.png"
