@@ -12,6 +12,9 @@ import path from 'node:path';
 import { startServer, makeModelDir, addThinkTokens, defaultChatTemplate, streamRaw, chatTexts } from './helpers.mjs';
 
 const THINK = '<think>';
+// logit_bias values tried on </think>: a random model needs a few; a trained one, which never saw
+// </think>, up to twenty.
+const BIASES = [1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7, ...Array.from({ length: 27 }, (_, i) => 7.5 + i * 0.5)];
 const END = '</think>';
 
 // R1's tokenizer: <think>/</think> as added tokens (see addThinkTokens).
@@ -88,7 +91,7 @@ describe('R1-style template (<think>\\n in the generation prompt), --reasoning-p
   // once, in the middle. Returns {extra, raw, at} or null.
   async function findSplit(kwargs, maxTokens) {
     for (const fp of [2, 0]) {
-      for (const bias of [1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7]) {
+      for (const bias of BIASES) {
         const extra = { max_tokens: maxTokens, logit_bias: { [endId]: bias }, frequency_penalty: fp };
         const raw = await rawOutput(server, messages, kwargs, extra);
         const at = raw.text.indexOf(END);
@@ -220,7 +223,7 @@ describe('V3.1-style template (thinking kwarg), --reasoning-parser deepseek_v3',
   test('thinking true with </think> in the output: split into reasoning and content, stream == non-stream', async () => {
     let found = null;
     for (const fp of [2, 0]) {
-      for (const bias of [1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7]) {
+      for (const bias of BIASES) {
         const extra = { max_tokens: 20, logit_bias: { [endId]: bias }, frequency_penalty: fp };
         const raw = await rawOutput(server, messages, { thinking: true }, extra);
         const at = raw.text.indexOf(END);
