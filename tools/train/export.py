@@ -35,7 +35,9 @@ def main():
         src = os.path.join(a.tokenizer, f)
         if not os.path.exists(src):
             sys.exit(f"export.py: --tokenizer: {src} does not exist")
-        shutil.copyfile(src, os.path.join(a.out, f))
+        dst = os.path.join(a.out, f)
+        if not (os.path.exists(dst) and os.path.samefile(src, dst)):
+            shutil.copyfile(src, dst)
     print(f"export: step {st['step']}, {size / 1e6:.1f} MB of weights -> {a.out}")
 
 
