@@ -51,8 +51,9 @@ test('Settings show the model\'s own sampling defaults (generation_config.json)'
 });
 
 test('a template that opens <think>: the reply streams into an open reasoning block', async () => {
-  // Enough tokens that the reply is still streaming when the screenshot is taken.
-  await setSettings(page, { 'Max tokens': '300', Temperature: '0' });
+  // Enough tokens that the reply is still streaming when the screenshot is taken (the default
+  // model writes thousands of tokens a second).
+  await setSettings(page, { 'Max tokens': '3000', Temperature: '0' });
   await sendMessage(page, 'Why is the sky blue?');
   await page.waitForFunction(() => document.querySelector('.msg.assistant.pending details.reasoning .md')?.textContent.length > 10);
   const a = page.locator('.msg.assistant').last();
@@ -62,7 +63,7 @@ test('a template that opens <think>: the reply streams into an open reasoning bl
   const done = await waitReplyDone(page);
   assert.ok(done.reasoning.trim().length > 0, 'no reasoning shown');
   assert.equal(done.text.trim(), '', 'the model never closed </think>: no answer text');
-  assert.match(done.stats, /^300 tokens · .* · max tokens reached$/);
+  assert.match(done.stats, /^3000 tokens · .* · max tokens reached$/);
   assert.match(await a.locator('details.reasoning summary').textContent(), /^Reasoning \(\d+\.\d s\)$/);
   assert.equal(await a.locator('details.reasoning').getAttribute('open'), '', 'no answer came: the reasoning stays open');
   await shot(page, 'reasoning-02-done');
