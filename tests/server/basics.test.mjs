@@ -206,11 +206,15 @@ async function pickStop(body) {
       if (pos >= text.length / 2) { at = pos; break; }
     }
   }
-  for (let start = Math.max(1, at - 1); start + 3 < text.length; start++) {
-    const s = text.slice(start, start + 3);
-    if (/\uFFFD/.test(s) || /[\uD800-\uDFFF]/.test(s) || !s.trim()) continue;
-    if (text.indexOf(s) !== start) continue;  // first occurrence, so the expected cut is here
-    return { text, stop: s, cut: start, finish: full.choices[0].finish_reason };
+  // A repetitive reply (a trained model's greedy output can loop) may have nothing new after the
+  // middle: then the first usable place from the start.
+  for (const from of [Math.max(1, at - 1), 1]) {
+    for (let start = from; start + 3 < text.length; start++) {
+      const s = text.slice(start, start + 3);
+      if (/\uFFFD/.test(s) || /[\uD800-\uDFFF]/.test(s) || !s.trim()) continue;
+      if (text.indexOf(s) !== start) continue;  // first occurrence, so the expected cut is here
+      return { text, stop: s, cut: start, finish: full.choices[0].finish_reason };
+    }
   }
   assert.fail(`no usable stop string in ${JSON.stringify(text)}`);
 }

@@ -11,13 +11,18 @@ const CTX = 4096;
 let server;
 let client;
 
-before(async () => {
-  server = await startServer({
-    args: ['--served-model-name', NAME, '--api-key', KEY, '--ctx-size', String(CTX), '--max-body-mb', '1',
+async function start(ctx) {
+  const s = await startServer({
+    args: ['--served-model-name', NAME, '--api-key', KEY, '--ctx-size', String(ctx), '--max-body-mb', '1',
            '--max-running', '1', '--max-queue', '1'],
   });
+  s.authHeaders = { authorization: `Bearer ${KEY}` };
+  return s;
+}
+
+before(async () => {
+  server = await start(CTX);
   client = server.client({ apiKey: KEY });
-  server.authHeaders = { authorization: `Bearer ${KEY}` };
 });
 
 after(async () => {
@@ -218,10 +223,14 @@ test('CORS preflight with the SDK headers: 2xx, reflected, POST allowed, no API 
 });
 
 // Starts a long streaming request; resolves once its first chunk arrived. Returns {controller, done}.
+// The long streams must outlast the queue-full test and its client's retry-after wait; models/default
+// writes thousands of tokens a second, so that test runs on a server of its own with a longer context.
+const LONG_TOKENS = 120_000;
+
 async function longStream(tag) {
   const controller = new AbortController();
   const res = await server.post('/v1/chat/completions',
-    { model: NAME, messages: [{ role: 'user', content: `long ${tag}` }], max_tokens: 3000, ignore_eos: true, stream: true },
+    { model: NAME, messages: [{ role: 'user', content: `long ${tag}` }], max_tokens: LONG_TOKENS, ignore_eos: true, stream: true },
     AUTH, { signal: controller.signal });
   assert.equal(res.status, 200, `long stream ${tag}: ${res.status}`);
   const done = readSSE(res).catch((e) => (e.name === 'AbortError' ? 'aborted' : Promise.reject(e)));
@@ -229,6 +238,18 @@ async function longStream(tag) {
 }
 
 test('queue full → RateLimitError 429 with retry-after; counted in dsv3:request_rejected_total; client retries honour it', async () => {
+  const main = { server, client };
+  server = await start(LONG_TOKENS + 1024);
+  client = server.client({ apiKey: KEY });
+  try {
+    await queueFull();
+  } finally {
+    await server.stop(6000);
+    ({ server, client } = main);
+  }
+});
+
+async function queueFull() {
   const m0 = await server.metrics();
   const rejected0 = m0.get('dsv3:request_rejected_total', { reason: 'queue_full' });
   // --max-running 1 --max-queue 1: one request runs, one waits, the next is refused.
@@ -277,7 +298,7 @@ test('queue full → RateLimitError 429 with retry-after; counted in dsv3:reques
   }, { timeoutMs: 3000, what: 'queue drained after aborts' });
   const ok = await client.chat.completions.create({ model: NAME, messages: MSG, max_tokens: 2 });
   assert.equal(ok.choices.length, 1);
-});
+}
 
 test('clean shutdown: SIGTERM → exit 0 within 6 s', async () => {
   await sleep(10);

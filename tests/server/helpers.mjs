@@ -249,6 +249,26 @@ export function makeModelDir(name, { chatTemplate, configPatch = {} } = {}) {
   return { dir, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
+// Gives a model directory's tokenizer.json R1's <think>/</think> tokens: a tokenizer that has them
+// (models/default, trained with DeepSeek-V3's added tokens plus these two) keeps them; DeepSeek-V3's
+// gets them where R1 has them, in place of its placeholders 128798/128799 (special: false, as R1).
+// Returns their ids.
+export function addThinkTokens(dir) {
+  const tjPath = path.join(dir, 'tokenizer.json');
+  const tj = JSON.parse(fs.readFileSync(tjPath, 'utf8'));
+  const have = (c) => tj.added_tokens.find((x) => x.content === c);
+  if (have('<think>') && have('</think>')) return { thinkId: have('<think>').id, endId: have('</think>').id };
+  for (const [id, content] of [[128798, '<think>'], [128799, '</think>']]) {
+    const t = tj.added_tokens.find((x) => x.id === id);
+    assert.ok(t, `no added token ${id}`);
+    assert.match(t.content, /place▁holder/, `id ${id} is not a free placeholder: ${t.content}`);
+    assert.ok(!have(content), `${content} already exists`);
+    Object.assign(t, { content, special: false, normalized: true });
+  }
+  fs.writeFileSync(tjPath, JSON.stringify(tj));
+  return { thinkId: 128798, endId: 128799 };
+}
+
 // The chat template of models/default (DeepSeek-V3's).
 export function defaultChatTemplate() {
   return JSON.parse(fs.readFileSync(path.join(MODEL, 'tokenizer_config.json'), 'utf8')).chat_template;

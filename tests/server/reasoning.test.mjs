@@ -1,35 +1,26 @@
 // SERVER.md §5 item 8, §2.3: reasoning output. Model directories in a temp dir share models/default's
-// weights, with R1's <think>/</think> tokens (ids 128798/128799, which R1 gives them in place of
-// V3's placeholders) and another chat template:
+// weights, with R1's <think>/</think> tokens (models/default's own, or for DeepSeek-V3's tokenizer ids
+// 128798/128799, which R1 gives them in place of V3's placeholders) and another chat template:
 //   - R1 style: the generation prompt ends with <think>\n, --reasoning-parser deepseek_r1;
 //   - V3.1 style: `thinking` template kwarg picks <think> or </think>, --reasoning-parser deepseek_v3.
-// The random model never writes </think> unless logit_bias makes it; the raw text the parser
+// The model never writes </think> unless logit_bias makes it (it never saw one); the raw text the parser
 // splits comes from /v1/completions on the same token ids (no parsing there).
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, makeModelDir, defaultChatTemplate, streamRaw, chatTexts } from './helpers.mjs';
+import { startServer, makeModelDir, addThinkTokens, defaultChatTemplate, streamRaw, chatTexts } from './helpers.mjs';
 
 const THINK = '<think>';
+// logit_bias values tried on </think>: a random model needs a few; a trained one, which never saw
+// </think>, up to twenty.
+const BIASES = [1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7, ...Array.from({ length: 27 }, (_, i) => 7.5 + i * 0.5)];
 const END = '</think>';
 
-// R1's tokenizer: the same vocabulary as V3's with <think>/</think> at 128798/128799.
+// R1's tokenizer: <think>/</think> as added tokens (see addThinkTokens).
 function thinkModelDir(name, chatTemplate) {
   const m = makeModelDir(name, { chatTemplate });
-  const tjPath = path.join(m.dir, 'tokenizer.json');
-  const tj = JSON.parse(fs.readFileSync(tjPath, 'utf8'));
-  for (const [id, content] of [[128798, THINK], [128799, END]]) {
-    const t = tj.added_tokens.find((x) => x.id === id);
-    assert.ok(t, `no added token ${id}`);
-    assert.match(t.content, /place▁holder/, `id ${id} is not a free placeholder: ${t.content}`);
-    assert.ok(!tj.added_tokens.some((x) => x.content === content), `${content} already exists`);
-    t.content = content;
-    t.special = false;
-    t.normalized = true;
-  }
-  fs.writeFileSync(tjPath, JSON.stringify(tj));
-  return m;
+  return { ...m, ...addThinkTokens(m.dir) };
 }
 
 // Raw model output for a chat request: completions on the rendered prompt's ids, no parsing.
@@ -67,7 +58,7 @@ describe('R1-style template (<think>\\n in the generation prompt), --reasoning-p
     dir = thinkModelDir('r1', template);
     server = await startServer({ model: dir.dir, args: ['--reasoning-parser', 'deepseek_r1'] });
     const tk = await (await server.post('/tokenize', { prompt: END, add_special_tokens: false })).json();
-    assert.deepEqual(tk.tokens, [128799], '</think> is one token');
+    assert.deepEqual(tk.tokens, [dir.endId], '</think> is one token');
     endId = tk.tokens[0];
   });
   after(async () => {
@@ -100,7 +91,7 @@ describe('R1-style template (<think>\\n in the generation prompt), --reasoning-p
   // once, in the middle. Returns {extra, raw, at} or null.
   async function findSplit(kwargs, maxTokens) {
     for (const fp of [2, 0]) {
-      for (const bias of [1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7]) {
+      for (const bias of BIASES) {
         const extra = { max_tokens: maxTokens, logit_bias: { [endId]: bias }, frequency_penalty: fp };
         const raw = await rawOutput(server, messages, kwargs, extra);
         const at = raw.text.indexOf(END);
@@ -126,13 +117,16 @@ describe('R1-style template (<think>\\n in the generation prompt), --reasoning-p
   });
 
   test('a second </think> after the first stays in the content (everything after the first one is content)', async () => {
-    // The greedy output with a small bias writes </think> twice.
+    // The greedy output with some bias (and a frequency penalty against writing it back to back)
+    // writes </think> twice.
     let found = null;
-    for (const bias of [2, 2.5, 3, 3.5, 4]) {
-      const extra = { max_tokens: 24, logit_bias: { [endId]: bias } };
-      const raw = await rawOutput(server, messages, undefined, extra);
-      const at = raw.text.indexOf(END);
-      if (at >= 0 && raw.text.indexOf(END, at + END.length) > at + END.length) { found = { extra, raw, at }; break; }
+    search: for (const fp of [0, 1, 2]) {
+      for (let bias = 2; bias <= 12; bias += 0.5) {
+        const extra = { max_tokens: 24, logit_bias: { [endId]: bias }, frequency_penalty: fp };
+        const raw = await rawOutput(server, messages, undefined, extra);
+        const at = raw.text.indexOf(END);
+        if (at >= 0 && raw.text.indexOf(END, at + END.length) > at + END.length) { found = { extra, raw, at }; break search; }
+      }
     }
     assert.ok(found, 'no bias gives two separate </think>');
     const body = { messages, temperature: 0, ...found.extra };
@@ -177,7 +171,7 @@ describe('V3.1-style template (thinking kwarg), --reasoning-parser deepseek_v3',
     dir = thinkModelDir('v31', template);
     server = await startServer({ model: dir.dir, args: ['--reasoning-parser', 'deepseek_v3'] });
     endId = (await (await server.post('/tokenize', { prompt: END, add_special_tokens: false })).json()).tokens[0];
-    assert.equal(endId, 128799);
+    assert.equal(endId, dir.endId);
   });
   after(async () => {
     if (server) await server.kill();
@@ -229,7 +223,7 @@ describe('V3.1-style template (thinking kwarg), --reasoning-parser deepseek_v3',
   test('thinking true with </think> in the output: split into reasoning and content, stream == non-stream', async () => {
     let found = null;
     for (const fp of [2, 0]) {
-      for (const bias of [1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7]) {
+      for (const bias of BIASES) {
         const extra = { max_tokens: 20, logit_bias: { [endId]: bias }, frequency_penalty: fp };
         const raw = await rawOutput(server, messages, { thinking: true }, extra);
         const at = raw.text.indexOf(END);

@@ -81,7 +81,10 @@ describe('a server running one request with one waiting', () => {
     const blocker = new AbortController();
     const reading = [];
     for (let i = 0; i < 2; i++) {
-      const res = await server.post('/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], stream: true },
+      // Long enough to still run when the page asks (the default model writes thousands of tokens a
+      // second), and within the 64 MiB KV pool of these test servers.
+      const res = await server.post('/v1/chat/completions',
+                                    { messages: [{ role: 'user', content: 'x' }], stream: true, max_tokens: 30_000, ignore_eos: true },
                                     {}, { signal: blocker.signal });
       reading.push(readSSE(res).catch(() => {}));
     }

@@ -2,14 +2,14 @@
 // streams into the reasoning block, open while the model thinks. The model is models/default's
 // weights with R1's <think>/</think> tokens (as tests/server/reasoning.test.mjs makes it) and R1's
 // sampling defaults in generation_config.json, which the Settings dialog must show.
-// The random model never writes </think>, so the whole reply is reasoning and the answer stays empty.
+// The model never writes </think> (it never saw one), so the whole reply is reasoning and the answer stays empty.
 // Screenshots: build/web-artifacts/reasoning-*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  startServer, makeModelDir, defaultChatTemplate, launchBrowser, openPage, loadChat, shot, setSettings, sendMessage,
+  startServer, makeModelDir, addThinkTokens, defaultChatTemplate, launchBrowser, openPage, loadChat, shot, setSettings, sendMessage,
   waitReplyDone, chatRequests,
 } from './browser.mjs';
 
@@ -18,21 +18,14 @@ let browser;
 let page;
 let dir;
 
-// R1's tokenizer: V3's vocabulary with <think>/</think> at ids 128798/128799 (V3's placeholders).
+// R1's tokenizer: <think>/</think> as added tokens (tests/server/helpers.mjs addThinkTokens).
 function r1ModelDir() {
   const template = defaultChatTemplate().replace(
     "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜>'}}{% endif %}",
     "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜><think>\\n'}}{% endif %}");
   assert.notEqual(template, defaultChatTemplate(), 'the generation prompt was not found in the default template');
   const m = makeModelDir('web-r1', { chatTemplate: template });
-  const tjPath = path.join(m.dir, 'tokenizer.json');
-  const tj = JSON.parse(fs.readFileSync(tjPath, 'utf8'));
-  for (const [id, content] of [[128798, '<think>'], [128799, '</think>']]) {
-    const t = tj.added_tokens.find((x) => x.id === id);
-    assert.match(t.content, /place▁holder/, `id ${id} is not a free placeholder`);
-    Object.assign(t, { content, special: false, normalized: true });
-  }
-  fs.writeFileSync(tjPath, JSON.stringify(tj));
+  addThinkTokens(m.dir);
   fs.writeFileSync(path.join(m.dir, 'generation_config.json'), JSON.stringify({ temperature: 0.6, top_p: 0.95 }));
   return m;
 }
@@ -58,8 +51,9 @@ test('Settings show the model\'s own sampling defaults (generation_config.json)'
 });
 
 test('a template that opens <think>: the reply streams into an open reasoning block', async () => {
-  // Enough tokens that the reply is still streaming when the screenshot is taken.
-  await setSettings(page, { 'Max tokens': '300', Temperature: '0' });
+  // Enough tokens that the reply is still streaming when the screenshot is taken (the default
+  // model writes thousands of tokens a second).
+  await setSettings(page, { 'Max tokens': '3000', Temperature: '0' });
   await sendMessage(page, 'Why is the sky blue?');
   await page.waitForFunction(() => document.querySelector('.msg.assistant.pending details.reasoning .md')?.textContent.length > 10);
   const a = page.locator('.msg.assistant').last();
@@ -69,7 +63,7 @@ test('a template that opens <think>: the reply streams into an open reasoning bl
   const done = await waitReplyDone(page);
   assert.ok(done.reasoning.trim().length > 0, 'no reasoning shown');
   assert.equal(done.text.trim(), '', 'the model never closed </think>: no answer text');
-  assert.match(done.stats, /^300 tokens · .* · max tokens reached$/);
+  assert.match(done.stats, /^3000 tokens · .* · max tokens reached$/);
   assert.match(await a.locator('details.reasoning summary').textContent(), /^Reasoning \(\d+\.\d s\)$/);
   assert.equal(await a.locator('details.reasoning').getAttribute('open'), '', 'no answer came: the reasoning stays open');
   await shot(page, 'reasoning-02-done');
