@@ -94,8 +94,11 @@ uint64_t fixed_decode_bytes(const ModelWeights& w) {
 uint64_t routed_bytes(const ModelWeights& w, const RoutingTrace& trace) {
   uint64_t n = 0;
   for (const auto& call : trace.calls) {
-    const auto& experts = w.layers[size_t(call.layer)].moe.experts;
-    for (int32_t e : std::set<int32_t>(call.experts.begin(), call.experts.end())) n += bytes_of(experts[size_t(e)]);
+    const auto& moe = w.layers[size_t(call.layer)].moe;
+    for (int32_t e : std::set<int32_t>(call.experts.begin(), call.experts.end())) {
+      const int64_t local = e - moe.expert_begin;  // under mpirun: this rank's experts only
+      if (local >= 0 && local < int64_t(moe.experts.size())) n += bytes_of(moe.experts[size_t(local)]);
+    }
   }
   return n;
 }
@@ -179,6 +182,9 @@ void run_bench(const BenchOptions& o) {
   trace.calls.reserve(size_t(c.num_hidden_layers));
   int32_t token = argmax(logits.data(), V);
   double decode_s = 0, decode_cpu_s = 0;
+  Comm& comm = *r.comm;
+  comm.reset_stats();
+  CommStats decode_comm;
   for (int64_t round = 0, k = 0; round < rounds; ++round) {
     const int64_t k_end = o.decode * (round + 1) / rounds;
     uint64_t round_routed = 0;
@@ -192,11 +198,15 @@ void run_bench(const BenchOptions& o) {
       round_routed += routed_bytes(weights, trace);
     }
     const double s = seconds_since(t0);
+    decode_comm.seconds += comm.stats().seconds;
+    decode_comm.calls += comm.stats().calls;
+    decode_comm.bytes += comm.stats().bytes;
     decode_s += s;
     decode_cpu_s += process_cpu_seconds() - cpu0;
     routed += round_routed;
     const int64_t n_round = k_end - o.decode * round / rounds;
     const double gb_s = probe.measure(2);
+    comm.reset_stats();  // the probe's time is not communication
     round_probe.push_back(gb_s);
     if (n_round > 0) round_fraction.push_back((double(fixed) * double(n_round) + double(round_routed)) / s / 1e9 / gb_s);
   }
@@ -219,6 +229,14 @@ void run_bench(const BenchOptions& o) {
     sb = bench_speculative(model, prompt, std::max<int64_t>(o.decode, 1), o.speculative_rounds,
                            resolve_speculative(o.speculative, model), cache_dtype_from_flag(o.kv_cache_dtype));
   }
+  // Under mpirun: every rank's peak, and this rank's time inside collectives per decode token.
+  std::vector<uint64_t> rank_peaks(size_t(comm.size()));
+  comm.all_gather(&peak, sizeof peak, rank_peaks.data());
+  const double tokens = double(std::max<int64_t>(o.decode, 1));
+  const double comm_ms_per_token = 1e3 * decode_comm.seconds / tokens;
+  const double comm_calls_per_token = double(decode_comm.calls) / tokens;
+  const double comm_us_per_call = decode_comm.calls ? 1e6 * decode_comm.seconds / double(decode_comm.calls) : 0.0;
+  if (!is_root(r)) return;
   if (o.json) {
     nlohmann::ordered_json j = {{"model", o.model},
                                 {"threads", r.pool->size()},
@@ -264,6 +282,14 @@ void run_bench(const BenchOptions& o) {
       j["mean_accepted_tokens"] = sb->stats.mean_accepted_tokens();
       j["decode_tok_s_speculative"] = sb->decode_tok_s_speculative;
     }
+    if (comm.size() > 1) {
+      j["world_size"] = comm.size();
+      j["rank_peak_rss_bytes"] = rank_peaks;
+      j["comm_ms_per_token"] = comm_ms_per_token;
+      j["comm_calls_per_token"] = comm_calls_per_token;
+      j["comm_us_per_call"] = comm_us_per_call;
+      j["comm_bytes_per_token"] = double(decode_comm.bytes) / tokens;
+    }
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -295,6 +321,15 @@ void run_bench(const BenchOptions& o) {
   }
   std::printf("peak memory:      %.1f MB resident (checkpoint %.1f MB + KV cache %.1f MB = %.1f MB)\n", double(peak) / 1e6,
               double(ckpt_bytes) / 1e6, double(kv_bytes) / 1e6, double(ckpt_bytes + kv_bytes) / 1e6);
+  if (comm.size() > 1) {
+    std::string peaks;
+    for (size_t i = 0; i < rank_peaks.size(); ++i)
+      peaks += fmt::format("{}rank {}: {:.1f} MB", i ? ", " : "", i, double(rank_peaks[i]) / 1e6);
+    std::printf("ranks:            %d (mpirun); peak resident per rank: %s\n", comm.size(), peaks.c_str());
+    std::printf("communication:    %.3f ms per decode token on rank 0 (%.0f collectives of %.1f us each, %.1f KB "
+                "sent per token)\n", comm_ms_per_token, comm_calls_per_token, comm_us_per_call,
+                double(decode_comm.bytes) / tokens / 1e3);
+  }
 }
 
 }  // namespace
@@ -310,7 +345,8 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20))
       ->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
-  sub->add_flag("--json", o->json, "Print one JSON object");
+  sub->add_flag("--json", o->json,
+                "Print one JSON object (under mpirun also world_size, rank_peak_rss_bytes and comm_* per decode token)");
   sub->add_option("--ctx-size", o->ctx_size, kCtxSizeHelp)->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
   sub->add_option("--kv-cache-dtype", o->kv_cache_dtype, kKvCacheDtypeHelp)

@@ -126,6 +126,20 @@ Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_hea
   return r;
 }
 
+void share_seed(Runner& r, uint64_t& seed) {
+  if (r.comm && r.comm->size() > 1) r.comm->broadcast(&seed, sizeof seed, 0);
+}
+
+std::optional<std::string> share_line(Runner& r, std::optional<std::string> line) {
+  if (!r.comm || r.comm->size() == 1) return line;
+  int64_t n = line ? int64_t(line->size()) : -1;
+  r.comm->broadcast(&n, sizeof n, 0);
+  if (n < 0) return std::nullopt;
+  std::string text = r.comm->rank() == 0 ? *line : std::string(size_t(n), '\0');
+  if (n > 0) r.comm->broadcast(text.data(), n, 0);
+  return text;
+}
+
 void write_f32_file(const std::string& path, const std::vector<float>& data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) fail("cannot create '{}': {}", path, std::strerror(errno));

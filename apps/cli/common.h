@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,13 @@ struct Runner {
 // a different config.json or checkpoint index throw too, before any step. On ranks other than 0
 // stdout is discarded and load notes are silent: rank 0 prints.
 Runner load_runner(const std::string& dir, int threads, bool quiet = false, bool fp8_head = false);
+
+// Under mpirun every rank runs the same command; these make the inputs only rank 0 has the same
+// everywhere. share_seed: rank 0's seed (a default seed is random per process), so that every
+// rank samples the same tokens. share_line: rank 0's input line (nullopt: end of input; mpirun
+// gives stdin to rank 0 only). Both no-ops in one process.
+void share_seed(Runner& r, uint64_t& seed);
+std::optional<std::string> share_line(Runner& r, std::optional<std::string> line);
 
 // Whether this process prints results (rank 0, or the only process).
 inline bool is_root(const Runner& r) { return !r.comm || r.comm->rank() == 0; }
