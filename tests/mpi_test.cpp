@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -139,6 +140,44 @@ TEST_F(MpiGolden, EveryCaseMatchesTheReferenceAndTheSingleProcessRun) {
         EXPECT_LE(test::max_abs_diff(got_mtp, test::read_f32(d.file("one_mtp.bin"))), 1e-5f);
       }
     }
+  }
+}
+
+// Strips the timing lines (/stats) that differ between any two runs.
+std::string without_timings(const std::string& out) {
+  std::string kept, line;
+  std::istringstream in(out);
+  while (std::getline(in, line))
+    if (line.rfind("prefill:", 0) != 0) kept += line + "\n";
+  return kept;
+}
+
+// generate (a batch of two prompts, sampled with a fixed seed) and chat (lines on stdin, which
+// mpirun gives to rank 0 only) print what one process prints, at -np 2 and -np 3. The default
+// model has random weights: any disagreement between ranks would change the text.
+TEST_F(MpiGolden, GenerateAndChatPrintWhatOneProcessPrints) {
+  const std::string model = "models/default";
+  if (!fs::exists(model + "/tokenizer.json")) GTEST_SKIP() << "models/default is missing (scripts/setup.sh makes it)";
+  const std::string gen = "generate --model " + model +
+                          " --prompt 'hello there' --prompt 'count to ten' --max-new-tokens 12 --temperature 1 "
+                          "--seed 7 --threads 1 --quiet --jsonl";
+  const std::string chat = "chat --model " + model + " --max-new-tokens 10 --seed 3 --threads 1 --quiet";
+  const std::string lines = "printf 'hello\\n/stats\\nhow are you\\n' | ";
+  // stdout only: (cmd 2>/dev/null)
+  auto stdout_of = [](const std::string& cmd) { return run_shell("(" + cmd + " 2>/dev/null)"); };
+  const auto gen1 = stdout_of(test::dsv3_bin() + " " + gen);
+  const auto chat1 = stdout_of(lines + test::dsv3_bin() + " " + chat);
+  ASSERT_EQ(gen1.exit_code, 0) << gen1.output;
+  ASSERT_EQ(chat1.exit_code, 0) << chat1.output;
+  ASSERT_NE(gen1.output.find("\"completion_tokens\":12"), std::string::npos) << gen1.output;
+  for (int np : {2, 3}) {
+    SCOPED_TRACE("-np " + std::to_string(np));
+    const auto g = stdout_of(mpirun(np) + test::dsv3_bin() + " " + gen);
+    EXPECT_EQ(g.exit_code, 0);
+    EXPECT_EQ(g.output, gen1.output);
+    const auto c = stdout_of(lines + mpirun(np) + test::dsv3_bin() + " " + chat);
+    EXPECT_EQ(c.exit_code, 0);
+    EXPECT_EQ(without_timings(c.output), without_timings(chat1.output));
   }
 }
 
