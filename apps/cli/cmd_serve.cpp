@@ -146,6 +146,12 @@ void run_serve(const ServeArgs& a) {
   if (!a.quiet) std::fprintf(stderr, "dsv3 serve: loading %s (answering 503 on port %d meanwhile)\n", dir.c_str(), http.port());
 
   Runner r = load_runner(dir, a.threads, a.quiet, a.fp8_head);
+  // TODO(mpi): serve under mpirun needs the other ranks to replay rank 0's scheduler steps (the
+  // step's entries and block tables broadcast); until then it refuses instead of hanging.
+  if (r.comm->size() > 1)
+    fail("serve: running under mpirun with {} ranks is not supported yet; run dsv3 serve as one process "
+         "(logits, generate, chat and bench run under mpirun)",
+         r.comm->size());
   const ModelConfig& config = r.ckpt->config;
   if (tok.vocab_size() > config.vocab_size)
     fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,

@@ -87,47 +87,96 @@ Weight slice_cols(const Weight& w, Range c, ModelWeights& owner) {
 
 namespace {
 
+// Cuts weights: for real (shard_weights) or on paper (plan_weights: shapes and dtypes only).
+struct Cutter {
+  virtual ~Cutter() = default;
+  virtual Weight rows(const Weight& w, Range r) = 0;
+  virtual Weight cols(const Weight& w, Range c) = 0;
+};
+
+struct RealCutter final : Cutter {
+  explicit RealCutter(ModelWeights& o) : owner(o) {}
+  Weight rows(const Weight& w, Range r) override { return slice_rows(w, r, owner); }
+  Weight cols(const Weight& w, Range c) override { return slice_cols(w, c, owner); }
+  ModelWeights& owner;
+};
+
+// The shape and dtype slice_rows / slice_cols would give; data stays the source's (never read).
+struct PlanCutter final : Cutter {
+  Weight rows(const Weight& w, Range r) override { return cut(w, r.begin, r.count(), w.rows, true); }
+  Weight cols(const Weight& w, Range c) override { return cut(w, c.begin, c.count(), w.cols, false); }
+  static Weight cut(const Weight& w, int64_t begin, int64_t count, int64_t full, bool rows) {
+    if (begin == 0 && count == full) return w;
+    Weight s = w;
+    (rows ? s.rows : s.cols) = count;
+    if (w.scale_inv && begin % kFp8BlockSize != 0) {
+      s.dtype = DType::F32;
+      s.scale_inv = nullptr;
+    }
+    return s;
+  }
+};
+
 // model.py ColumnParallelLinear (output rows split) / RowParallelLinear (input columns split).
-void split_mlp(MlpWeights& m, Range inter, ModelWeights& owner) {
-  m.gate_proj = slice_rows(m.gate_proj, inter, owner);
-  m.up_proj = slice_rows(m.up_proj, inter, owner);
-  m.down_proj = slice_cols(m.down_proj, inter, owner);
+void split_mlp(MlpWeights& m, Range inter, Cutter& cut) {
+  m.gate_proj = cut.rows(m.gate_proj, inter);
+  m.up_proj = cut.rows(m.up_proj, inter);
+  m.down_proj = cut.cols(m.down_proj, inter);
 }
 
-void split_layer(LayerWeights& l, const ModelConfig& c, const ShardPlan& p, ModelWeights& owner) {
+void split_layer(LayerWeights& l, const ModelConfig& c, const ShardPlan& p, Cutter& cut) {
   AttentionWeights& a = l.self_attn;
   const int64_t qk = c.qk_head_dim(), kvb = c.qk_nope_head_dim + c.v_head_dim;
   const Range q_rows{p.heads.begin * qk, p.heads.end * qk};
   if (c.q_lora_rank > 0)
-    a.q_b_proj = slice_rows(a.q_b_proj, q_rows, owner);
+    a.q_b_proj = cut.rows(a.q_b_proj, q_rows);
   else
-    a.q_proj = slice_rows(a.q_proj, q_rows, owner);
-  a.kv_b_proj = slice_rows(a.kv_b_proj, Range{p.heads.begin * kvb, p.heads.end * kvb}, owner);
-  a.o_proj = slice_cols(a.o_proj, Range{p.heads.begin * c.v_head_dim, p.heads.end * c.v_head_dim}, owner);
+    a.q_proj = cut.rows(a.q_proj, q_rows);
+  a.kv_b_proj = cut.rows(a.kv_b_proj, Range{p.heads.begin * kvb, p.heads.end * kvb});
+  a.o_proj = cut.cols(a.o_proj, Range{p.heads.begin * c.v_head_dim, p.heads.end * c.v_head_dim});
   if (!l.is_moe) {
-    split_mlp(l.mlp, p.intermediate, owner);
+    split_mlp(l.mlp, p.intermediate, cut);
     return;
   }
   MoeWeights& m = l.moe;
-  std::vector<MlpWeights> kept(m.experts.begin() + p.experts.begin, m.experts.begin() + p.experts.end);
+  std::vector<MlpWeights> kept(m.experts.begin() + (p.experts.begin - m.expert_begin),
+                               m.experts.begin() + (p.experts.end - m.expert_begin));
   m.experts = std::move(kept);
   m.expert_begin = p.experts.begin;
-  if (m.shared_experts) split_mlp(*m.shared_experts, p.shared_inter, owner);
+  if (m.shared_experts) split_mlp(*m.shared_experts, p.shared_inter, cut);
+}
+
+// Cuts every sharded weight of `w` (globals, layers, MTP) with `cut`.
+void split_all(ModelWeights& w, const ModelConfig& c, const ShardPlan& p, Cutter& cut) {
+  const bool tied = w.lm_head.data == w.embed_tokens.data;
+  w.embed_tokens = cut.rows(w.embed_tokens, p.vocab);
+  w.lm_head = tied ? w.embed_tokens : cut.rows(w.lm_head, p.vocab);
+  for (auto& l : w.layers) split_layer(l, c, p, cut);
+  if (w.mtp) {
+    w.mtp->embed_tokens = cut.rows(w.mtp->embed_tokens, p.vocab);
+    w.mtp->shared_head_head = cut.rows(w.mtp->shared_head_head, p.vocab);
+    split_layer(w.mtp->layer, c, p, cut);
+  }
 }
 
 }  // namespace
 
 void shard_weights(ModelWeights& w, const ModelConfig& c, const ShardPlan& p) {
   if (!p.sharded()) return;
-  const bool tied = w.lm_head.data == w.embed_tokens.data;
-  w.embed_tokens = slice_rows(w.embed_tokens, p.vocab, w);
-  w.lm_head = tied ? w.embed_tokens : slice_rows(w.lm_head, p.vocab, w);
-  for (auto& l : w.layers) split_layer(l, c, p, w);
-  if (w.mtp) {
-    w.mtp->embed_tokens = slice_rows(w.mtp->embed_tokens, p.vocab, w);
-    w.mtp->shared_head_head = slice_rows(w.mtp->shared_head_head, p.vocab, w);
-    split_layer(w.mtp->layer, c, p, w);
-  }
+  RealCutter cut(w);
+  split_all(w, c, p, cut);
+}
+
+ModelWeights plan_weights(const ModelWeights& w, const ModelConfig& c, const ShardPlan& p) {
+  ModelWeights out;
+  out.embed_tokens = w.embed_tokens;
+  out.layers = w.layers;
+  out.norm = w.norm;
+  out.lm_head = w.lm_head;
+  out.mtp = w.mtp;
+  PlanCutter cut;
+  if (p.sharded()) split_all(out, c, p, cut);
+  return out;
 }
 
 namespace {

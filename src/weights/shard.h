@@ -26,6 +26,11 @@ Weight slice_cols(const Weight& w, Range c, ModelWeights& owner);
 // (MoeWeights::expert_begin says where the kept ones start). No-op when !plan.sharded().
 void shard_weights(ModelWeights& w, const ModelConfig& c, const ShardPlan& plan);
 
+// What shard_weights would leave (shapes, dtypes, experts), without reading or copying any
+// tensor data: the per-rank memory plan of `dsv3 info --world-size N`. The result's data
+// pointers are the source's and must not be read.
+ModelWeights plan_weights(const ModelWeights& w, const ModelConfig& c, const ShardPlan& plan);
+
 // Bytes of the weights this rank holds (views and copies), for the memory plan.
 uint64_t held_weight_bytes(const ModelWeights& w);
 
