@@ -212,6 +212,27 @@ TEST_F(MpiGolden, ARankWithACorruptShardEndsEveryRankNamingTheFile) {
   EXPECT_FALSE(fs::exists(d.file("x.bin")));
 }
 
+// A rank killed mid-run (a host lost): every rank ends, non-zero, soon after; nothing hangs.
+TEST_F(MpiGolden, ARankKilledMidRunEndsTheJob) {
+  if (!fs::exists("models/default/tokenizer.json")) GTEST_SKIP() << "models/default is missing";
+  TmpDir d;
+  const std::string script = d.file("kill_rank1.sh");
+  {
+    std::ofstream f(script);
+    f << "#!/bin/sh\nif [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 2; kill -9 $$) & fi\nexec \"$@\"\n";
+  }
+  fs::permissions(script, fs::perms::owner_all);
+  const auto t0 = std::chrono::steady_clock::now();
+  // Without the kill this generates for minutes (no EOS, 100000 tokens).
+  auto r = run_shell(mpirun(2) + script + " " + test::dsv3_bin() +
+                     " generate --model models/default --prompt hi --max-new-tokens 100000 --ignore-eos "
+                     "--temperature 0 --threads 1 --quiet");
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_LE(s, 2.0 + 10.0) << r.output;
+  EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
+}
+
 TEST_F(MpiGolden, RanksThatLoadedDifferentCheckpointsStopBeforeTheFirstStep) {
   TmpDir d;
   const std::string tail = " logits --threads 1 --ids 1,2,3 --out " + d.file("x.bin");

@@ -236,19 +236,24 @@ void run_bench(const BenchOptions& o) {
   const double comm_ms_per_token = 1e3 * decode_comm.seconds / tokens;
   const double comm_calls_per_token = double(decode_comm.calls) / tokens;
   const double comm_us_per_call = decode_comm.calls ? 1e6 * decode_comm.seconds / double(decode_comm.calls) : 0.0;
-  // The latency of one collective alone (ranks lined up by a barrier first): the waiting for a
+  // The latency of one collective alone (ranks lined up by a barrier first; median of 50): the waiting for a
   // slower rank that the decode figure above includes is not in it. For the hidden size here
   // and for DeepSeek-V3's (7168), which gives its decode cost: 61 layers x 2 all-reduces per token.
   double lat_us = 0, lat_v3_us = 0;
   if (comm.size() > 1) {
     auto latency = [&](int64_t count) {
       std::vector<float> buf(size_t(count), 1.0f);
-      constexpr int kCalls = 50;
+      // The median of 50 calls: on a shared machine a rank that loses its core for a while
+      // would dominate a mean.
+      std::vector<double> each;
       comm.barrier();
-      comm.reset_stats();
-      for (int i = 0; i < kCalls; ++i) comm.all_reduce_sum(buf.data(), count);
+      for (int i = 0; i < 50; ++i) {
+        comm.reset_stats();
+        comm.all_reduce_sum(buf.data(), count);
+        each.push_back(comm.stats().seconds);
+      }
       std::vector<double> all(size_t(comm.size()));
-      const double mine = comm.stats().seconds / kCalls;
+      const double mine = median(each);
       comm.all_gather(&mine, sizeof mine, all.data());
       return 1e6 * *std::max_element(all.begin(), all.end());
     };
