@@ -23,6 +23,7 @@
 #include "apps/cli/common.h"
 #include "apps/cli/generation_flags.h"
 #include "apps/cli/speculative_flags.h"
+#include "parallel/mpi_comm.h"
 #include "apps/cli/progress.h"
 #include "apps/cli/serve_http.h"
 #include "apps/cli/web_assets.h"
@@ -97,6 +98,12 @@ int wait_signal(int fd, int timeout_ms) {
 }
 
 void run_serve(const ServeArgs& a) {
+  // TODO(mpi): serve under mpirun needs the other ranks to replay rank 0's scheduler steps (the
+  // step's entries and block tables broadcast); until then it refuses before binding a port.
+  if (const int world = launcher_world_size(); world > 1)
+    fail("serve: running under mpirun with {} ranks is not supported yet; run dsv3 serve as one process "
+         "(logits, generate, chat and bench run under mpirun)",
+         world);
   // Each of the HTTP worker threads would otherwise get a malloc arena of its own as load
   // spreads over them (glibc makes up to 8 per core): the process then grows for minutes under
   // steady traffic (seen: +22% RSS in a 60 s soak beside other work). Four arenas are plenty for
@@ -146,12 +153,6 @@ void run_serve(const ServeArgs& a) {
   if (!a.quiet) std::fprintf(stderr, "dsv3 serve: loading %s (answering 503 on port %d meanwhile)\n", dir.c_str(), http.port());
 
   Runner r = load_runner(dir, a.threads, a.quiet, a.fp8_head);
-  // TODO(mpi): serve under mpirun needs the other ranks to replay rank 0's scheduler steps (the
-  // step's entries and block tables broadcast); until then it refuses instead of hanging.
-  if (r.comm->size() > 1)
-    fail("serve: running under mpirun with {} ranks is not supported yet; run dsv3 serve as one process "
-         "(logits, generate, chat and bench run under mpirun)",
-         r.comm->size());
   const ModelConfig& config = r.ckpt->config;
   if (tok.vocab_size() > config.vocab_size)
     fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,

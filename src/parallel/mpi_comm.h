@@ -14,6 +14,10 @@ namespace dsv3 {
 // more than one rank in a build without MPI (DSV3_MPI off).
 std::unique_ptr<Comm> open_world_comm();
 
+// The number of ranks mpirun started (OMPI_COMM_WORLD_SIZE), 1 when not under mpirun; without
+// initialising MPI (a command can refuse to run under mpirun before it starts anything).
+int launcher_world_size();
+
 // Whether this build can run across processes.
 bool built_with_mpi();
 

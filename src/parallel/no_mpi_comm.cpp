@@ -1,4 +1,5 @@
 // open_world_comm in a build without MPI (cmake -DDSV3_MPI=OFF, or no MPI found): one process.
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -6,6 +7,11 @@
 #include "parallel/mpi_comm.h"
 
 namespace dsv3 {
+
+int launcher_world_size() {
+  const char* n = std::getenv("OMPI_COMM_WORLD_SIZE");
+  return n ? std::max(1, std::atoi(n)) : 1;
+}
 
 bool built_with_mpi() { return false; }
 
