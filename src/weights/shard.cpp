@@ -50,6 +50,13 @@ Weight dequant_copy(const Weight& w, int64_t r0, int64_t rows, int64_t c0, int64
 Weight slice_rows(const Weight& w, Range r, ModelWeights& owner) {
   DSV3_CHECK(r.begin >= 0 && r.end <= w.rows && r.count() > 0, "slice_rows range");
   if (r.begin == 0 && r.end == w.rows) return w;
+  if (w.packed()) {  // rows of packed codes and of their group scales: a view
+    Weight s = w;
+    s.rows = r.count();
+    s.data = static_cast<const uint8_t*>(w.data) + r.begin * w.packed_cols() * 4;
+    s.weight_scale = w.weight_scale + r.begin * w.n_groups();
+    return s;
+  }
   if (w.scale_inv && r.begin % kFp8BlockSize != 0) return dequant_copy(w, r.begin, r.count(), 0, w.cols, owner);
   Weight s = w;
   s.rows = r.count();
@@ -62,7 +69,27 @@ Weight slice_cols(const Weight& w, Range c, ModelWeights& owner) {
   DSV3_CHECK(c.begin >= 0 && c.end <= w.cols && c.count() > 0, "slice_cols range");
   if (c.begin == 0 && c.end == w.cols) return w;
   Weight s;
-  if (w.scale_inv && c.begin % kFp8BlockSize != 0) {
+  if (w.packed()) {
+    // Whole 32-bit words and whole groups: copy codes and scales; otherwise F32.
+    const bool aligned = (c.begin * w.bits) % 32 == 0 && c.begin % w.group_size == 0 &&
+                         (c.end == w.cols || ((c.count() * w.bits) % 32 == 0 && c.count() % w.group_size == 0));
+    if (!aligned) {
+      s = dequant_copy(w, 0, w.rows, c.begin, c.count(), owner);
+    } else {
+      s = w;
+      s.cols = c.count();
+      const int64_t w0 = c.begin * w.bits / 32, g0 = c.begin / w.group_size;
+      uint32_t* d = reinterpret_cast<uint32_t*>(own(owner, size_t(w.rows * s.packed_cols()) * 4));
+      uint16_t* sc = reinterpret_cast<uint16_t*>(own(owner, size_t(w.rows * s.n_groups()) * 2));
+      for (int64_t r = 0; r < w.rows; ++r) {
+        std::memcpy(d + r * s.packed_cols(), static_cast<const uint32_t*>(w.data) + r * w.packed_cols() + w0,
+                    size_t(s.packed_cols()) * 4);
+        std::copy_n(w.weight_scale + r * w.n_groups() + g0, s.n_groups(), sc + r * s.n_groups());
+      }
+      s.data = d;
+      s.weight_scale = sc;
+    }
+  } else if (w.scale_inv && c.begin % kFp8BlockSize != 0) {
     s = dequant_copy(w, 0, w.rows, c.begin, c.count(), owner);
   } else {
     s = w;
@@ -81,7 +108,7 @@ Weight slice_cols(const Weight& w, Range c, ModelWeights& owner) {
       s.scale_inv = sd;
     }
   }
-  if (!is_owned(owner, w.data)) release_pages(w.data, size_t(w.rows * w.cols * dtype_size(w.dtype)));
+  if (!is_owned(owner, w.data)) release_pages(w.data, size_t(w.data_bytes()));
   return s;
 }
 
@@ -109,9 +136,14 @@ struct PlanCutter final : Cutter {
     if (begin == 0 && count == full) return w;
     Weight s = w;
     (rows ? s.rows : s.cols) = count;
-    if (w.scale_inv && begin % kFp8BlockSize != 0) {
+    const bool packed_cut_ok = rows || ((begin * w.bits) % 32 == 0 && begin % std::max<int64_t>(w.group_size, 1) == 0 &&
+                                        (begin + count == full ||
+                                         ((count * w.bits) % 32 == 0 && count % std::max<int64_t>(w.group_size, 1) == 0)));
+    if ((w.scale_inv && begin % kFp8BlockSize != 0) || (w.packed() && !packed_cut_ok)) {
       s.dtype = DType::F32;
       s.scale_inv = nullptr;
+      s.bits = 0;
+      s.weight_scale = nullptr;
     }
     return s;
   }
@@ -242,8 +274,9 @@ void prefetch_weights(const ModelWeights& w, ThreadPool* pool) {
   };
   for_each_weight(w, [&](const Weight& x) {
     if (!x.present()) return;
-    touch_range(x.data, size_t(x.rows * x.cols * dtype_size(x.dtype)));
-    if (x.scale_inv) touch_range(x.scale_inv, size_t(x.bytes() - uint64_t(x.rows * x.cols * dtype_size(x.dtype))));
+    touch_range(x.data, size_t(x.data_bytes()));
+    if (x.scale_inv) touch_range(x.scale_inv, size_t(x.bytes() - x.data_bytes()));
+    if (x.weight_scale) touch_range(x.weight_scale, size_t(x.bytes() - x.data_bytes()));
   });
 }
 

@@ -5,7 +5,9 @@
 // tensor, so it is copied into rank memory at load and the source pages are released. FP8
 // weights keep their format when the cut falls on a 128-row (rows) or 128-column (columns)
 // scale-block boundary; otherwise the slice is dequantised to F32 (exact per element: the f32
-// product of e4m3 code and block scale, as the kernels form it), 4x its FP8 bytes.
+// product of e4m3 code and block scale, as the kernels form it), 4x its FP8 bytes. Packed integer
+// weights (int4/int8 groups) are cut the same way: rows are a view, columns on whole 32-bit words
+// and groups are copied, other column cuts become F32.
 // DeepSeek-V3's own shapes split on block boundaries at 2, 4, 8 and 16 ranks.
 #pragma once
 

@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "weights/loaded_checkpoint.h"
+#include "weights/packed_quantize.h"
 
 namespace dsv3 {
 namespace {
@@ -46,6 +47,33 @@ TEST(Shard, SlicesEqualTheSourceElementsInEveryFormat) {
   expect_same(g, gv, 128, 0);
   const Weight e = w.embed_tokens;  // BF16 [700, 320]
   expect_same(e, slice_rows(e, Range{233, 466}, w), 233, 0);
+}
+
+TEST(Shard, PackedIntSlicesEqualTheSourceElements) {
+  // int4 codes in groups of 32 over [40, 96] (compressed-tensors pack-quantized, weights/packed_int.h).
+  const int64_t rows = 40, cols = 96;
+  std::vector<uint16_t> src(size_t(rows * cols));
+  for (size_t i = 0; i < src.size(); ++i) src[i] = f32_to_bf16(float(int(i * 7919 % 41) - 20) / 16.0f);
+  const PackedQuantized q = quantize_packed(src, rows, cols, 4, 32);
+  Weight w;
+  w.name = "packed";
+  w.dtype = DType::I32;
+  w.rows = rows;
+  w.cols = cols;
+  w.data = q.packed.data();
+  w.bits = 4;
+  w.group_size = 32;
+  w.weight_scale = q.scale.data();
+  ModelWeights owner;
+  const Weight r = slice_rows(w, Range{13, 29}, owner);
+  EXPECT_TRUE(r.packed());
+  expect_same(w, r, 13, 0);
+  const Weight c = slice_cols(w, Range{32, 96}, owner);  // whole words and groups: stays packed
+  EXPECT_TRUE(c.packed());
+  expect_same(w, c, 0, 32);
+  const Weight f = slice_cols(w, Range{20, 70}, owner);  // mid-group: F32
+  EXPECT_EQ(f.dtype, DType::F32);
+  expect_same(w, f, 0, 20);
 }
 
 TEST(Shard, ThePlanHoldsWhatTheSlicingHolds) {
