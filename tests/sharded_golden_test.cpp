@@ -73,7 +73,8 @@ TEST(ShardedGolden, EveryCaseOnTwoAndThreeRanksMatchesTheReference) {
       const auto golden_mtp = test::read_f32(pdir + "/mtp_logits_postnorm.bin");  // V3 cases only
       const auto tokens = test::read_json(pdir + "/greedy.json").at("tokens").get<std::vector<int32_t>>();
       std::vector<std::vector<int32_t>> experts;  // main-model Gate calls, experts sorted per token
-      for (const auto& call : test::read_json(pdir + "/routing.json").at("calls")) {
+      const auto routing = test::read_json(pdir + "/routing.json");  // (a temporary's .at() would dangle)
+      for (const auto& call : routing.at("calls")) {
         if (call.at("phase").get<std::string>().rfind("mtp", 0) == 0) continue;
         for (auto e : call.at("experts").get<std::vector<std::vector<int32_t>>>()) {
           std::sort(e.begin(), e.end());
@@ -84,7 +85,7 @@ TEST(ShardedGolden, EveryCaseOnTwoAndThreeRanksMatchesTheReference) {
         if (config["num_attention_heads"].get<int>() < world) continue;
         SCOPED_TRACE(pdir + " on " + std::to_string(world) + " ranks");
         test::ThreadGroup g(world);
-        std::vector<RankResult> results(size_t(world));
+        std::vector<RankResult> results(static_cast<size_t>(world));
         std::vector<std::thread> threads;
         for (int r = 0; r < world; ++r)
           threads.emplace_back([&, r] { results[size_t(r)] = run_rank(dir, prompt, steps, !golden_mtp.empty(), g, r); });
@@ -95,7 +96,9 @@ TEST(ShardedGolden, EveryCaseOnTwoAndThreeRanksMatchesTheReference) {
           EXPECT_EQ(x.run.logits, results[0].run.logits) << "rank " << r << " differs from rank 0";
           EXPECT_EQ(x.run.tokens, tokens) << "rank " << r;
           EXPECT_LE(test::max_abs_diff(x.chunked, golden_prefill), 1e-4f) << "chunked prefill, rank " << r;
-          if (!golden_mtp.empty()) EXPECT_LE(test::max_abs_diff(x.run.mtp_logits, golden_mtp), 1e-4f) << "MTP, rank " << r;
+          if (!golden_mtp.empty()) {
+            EXPECT_LE(test::max_abs_diff(x.run.mtp_logits, golden_mtp), 1e-4f) << "MTP, rank " << r;
+          }
           std::vector<std::vector<int32_t>> got;
           for (const auto& call : x.trace.calls)
             for (size_t t = 0; t * size_t(K) < call.experts.size(); ++t) {
