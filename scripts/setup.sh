@@ -8,6 +8,7 @@ build=${1:-build}
 packages=(cmake ninja-build g++ pkg-config git nodejs npm python3 python3-jinja2
   libhwy-dev libopenblas-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libedit-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
+  libopenmpi-dev openmpi-bin  # mpirun -np N dsv3 ...: tensor and expert parallelism (src/parallel)
   clang libclang-rt-14-dev  # clang + libFuzzer runtime: scripts/fuzz.sh
   python3-torch python3-numpy)  # tools/train's tests (the trainer of models/default)
 missing=()

@@ -127,8 +127,11 @@ uint64_t fixed_decode_bytes(const ModelWeights& w) {
 uint64_t routed_bytes(const ModelWeights& w, const RoutingTrace& trace) {
   uint64_t n = 0;
   for (const auto& call : trace.calls) {
-    const auto& experts = w.layers[size_t(call.layer)].moe.experts;
-    for (int32_t e : std::set<int32_t>(call.experts.begin(), call.experts.end())) n += bytes_of(experts[size_t(e)]);
+    const auto& moe = w.layers[size_t(call.layer)].moe;
+    for (int32_t e : std::set<int32_t>(call.experts.begin(), call.experts.end())) {
+      const int64_t local = e - moe.expert_begin;  // under mpirun: this rank's experts only
+      if (local >= 0 && local < int64_t(moe.experts.size())) n += bytes_of(moe.experts[size_t(local)]);
+    }
   }
   return n;
 }
@@ -234,6 +237,13 @@ struct BenchResult {
   bool mtp_loaded = false;
   ProfileResult profile;
   std::optional<SpeculativeBench> spec;  // --speculative
+  // Under mpirun: ranks, each rank's peak, this rank's collectives during the timed decode, and
+  // the latency of one all-reduce alone (this model's hidden size, and DeepSeek-V3's 7168).
+  int world = 1;
+  int64_t hidden = 0;
+  std::vector<uint64_t> rank_peaks;
+  CommStats decode_comm;
+  double all_reduce_us = 0, all_reduce_7168_us = 0;
 };
 
 void print_json(const BenchOptions& o, const BenchResult& b);
@@ -301,6 +311,12 @@ void run_bench(const BenchOptions& o) {
   RoutingTrace trace;
   trace.calls.reserve(size_t(c.num_hidden_layers));
   int32_t token = argmax(logits.data(), V);
+  Comm& comm = *r.comm;
+  b.world = comm.size();
+  b.hidden = H;
+  if (b.world > 1 && (o.profile || !o.speculative.method.empty()))
+    fail("bench under mpirun: --profile and --speculative run in one process only");
+  comm.reset_stats();
   for (int64_t round = 0, k = 0; round < n_rounds; ++round) {
     const int64_t k_end = o.decode * (round + 1) / n_rounds;
     Round rd;
@@ -316,6 +332,9 @@ void run_bench(const BenchOptions& o) {
       kv_read += uint64_t(P + k + 1) * uint64_t(c.num_hidden_layers) * kv_row_bytes;
     }
     rd.seconds = seconds_since(t0);
+    b.decode_comm.seconds += comm.stats().seconds;
+    b.decode_comm.calls += comm.stats().calls;
+    b.decode_comm.bytes += comm.stats().bytes;
     b.decode_s += rd.seconds;
     b.decode_cpu_s += process_cpu_seconds() - cpu0;
     rd.tokens = k_end - o.decode * round / n_rounds;
@@ -323,6 +342,7 @@ void run_bench(const BenchOptions& o) {
     b.weight_bytes += fixed * uint64_t(rd.tokens) + routed;
     b.kv_read_bytes += kv_read;
     rd.probe_gb_s = probe.measure(2);
+    comm.reset_stats();  // the probe's time is not communication
     b.rounds.push_back(rd);
   }
   const uint64_t rss_now = proc_status_bytes("VmRSS:"), probe_bytes = uint64_t(probe.bytes());
@@ -342,6 +362,29 @@ void run_bench(const BenchOptions& o) {
     b.spec = bench_speculative(*rs.model, prompt, std::max<int64_t>(o.decode, 1), o.speculative_rounds,
                                resolve_speculative(o.speculative, *rs.model), kv_dtype);
   }
+  if (b.world > 1) {
+    b.rank_peaks.resize(size_t(b.world));
+    comm.all_gather(&b.peak, sizeof b.peak, b.rank_peaks.data());
+    // One collective alone (ranks lined up by a barrier; the median of 50, the slowest rank's):
+    // the waiting for a slower rank that the decode figure includes is not in it.
+    auto latency = [&](int64_t count) {
+      std::vector<float> buf(size_t(count), 1.0f);
+      std::vector<double> each;
+      comm.barrier();
+      for (int i = 0; i < 50; ++i) {
+        comm.reset_stats();
+        comm.all_reduce_sum(buf.data(), count);
+        each.push_back(comm.stats().seconds);
+      }
+      std::vector<double> all(size_t(comm.size()));
+      const double mine = median(each);
+      comm.all_gather(&mine, sizeof mine, all.data());
+      return 1e6 * *std::max_element(all.begin(), all.end());
+    };
+    b.all_reduce_us = latency(H);
+    b.all_reduce_7168_us = latency(7168);
+  }
+  if (!is_root(r)) return;
   if (o.json)
     print_json(o, b);
   else
@@ -453,6 +496,17 @@ void print_json(const BenchOptions& o, const BenchResult& b) {
       {"profile", profile_json(b.profile)},
       {"prefill_cpu_util", b.prefill_cpu_s / b.prefill_s / b.threads},
       {"decode_cpu_util", o.decode > 0 ? b.decode_cpu_s / b.decode_s / b.threads : 0.0}};
+  if (b.world > 1) {
+    const double tokens = double(std::max<int64_t>(o.decode, 1));
+    j["world_size"] = b.world;
+    j["rank_peak_rss_bytes"] = b.rank_peaks;
+    j["comm_ms_per_token"] = 1e3 * b.decode_comm.seconds / tokens;
+    j["comm_calls_per_token"] = double(b.decode_comm.calls) / tokens;
+    j["comm_us_per_call"] = b.decode_comm.calls ? 1e6 * b.decode_comm.seconds / double(b.decode_comm.calls) : 0.0;
+    j["comm_bytes_per_token"] = double(b.decode_comm.bytes) / tokens;
+    j["all_reduce_us"] = b.all_reduce_us;
+    j["all_reduce_7168_us"] = b.all_reduce_7168_us;
+  }
   if (const auto& sb = b.spec) {
     nlohmann::ordered_json per = nlohmann::ordered_json::array();
     for (size_t k = 0; k < sb->stats.drafted.size(); ++k) per.push_back(sb->stats.accept_rate(k));
@@ -514,6 +568,21 @@ void print_text(const BenchOptions& o, const BenchResult& b) {
   if (b.res.resident >= 0)
     std::printf("checkpoint pages: %.1f MB mapped into this process\n", double(b.res.resident) / 1e6);
   if (b.profile.steps > 0) print_profile(b.profile);
+  if (b.world > 1) {
+    const double tokens = double(std::max<int64_t>(o.decode, 1));
+    std::string peaks;
+    for (size_t i = 0; i < b.rank_peaks.size(); ++i)
+      peaks += fmt::format("{}rank {}: {:.1f} MB", i ? ", " : "", i, double(b.rank_peaks[i]) / 1e6);
+    std::printf("ranks:            %d (mpirun); peak resident per rank: %s\n", b.world, peaks.c_str());
+    std::printf("communication:    %.3f ms per decode token on rank 0 (%.0f collectives of %.1f us each, %.1f KB "
+                "sent per token)\n",
+                1e3 * b.decode_comm.seconds / tokens, double(b.decode_comm.calls) / tokens,
+                b.decode_comm.calls ? 1e6 * b.decode_comm.seconds / double(b.decode_comm.calls) : 0.0,
+                double(b.decode_comm.bytes) / tokens / 1e3);
+    std::printf("all-reduce alone: %.1f us for %lld floats; %.1f us for 7168 (DeepSeek-V3's hidden size): its 61 "
+                "layers x 2 per decode token = %.2f ms\n",
+                b.all_reduce_us, (long long)b.hidden, b.all_reduce_7168_us, 61 * 2 * b.all_reduce_7168_us / 1e3);
+  }
   if (const auto& sb = b.spec) {
     std::printf("speculative:      %s, %d alternating rounds of %lld greedy tokens through the engine: plain %.2f tok/s, "
                 "speculative %.2f tok/s, speedup %.2fx (median of pairs)%s\n",
@@ -540,7 +609,8 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20))
       ->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
-  sub->add_flag("--json", o->json, "Print one JSON object");
+  sub->add_flag("--json", o->json,
+                "Print one JSON object (under mpirun also world_size, rank_peak_rss_bytes and comm_* per decode token)");
   sub->add_option("--ctx-size", o->ctx_size, kCtxSizeHelp)->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
   sub->add_flag("--profile", o->profile,

@@ -92,6 +92,10 @@ void run_chat(const ChatArgs& a) {
   const ChatTemplate tmpl = make_chat_template(tok, a.tmpl, variables.contains("tools"));
   // The MTP layer is bound (mapped, prefetched) only for speculation.
   Runner r = load_runner(dir, gen.threads, gen.quiet, gen.fp8_head, {.mtp = !gen.speculative.method.empty()});
+  share_seed(r, sampling.seed);
+  // Under mpirun, rank 0 reads the lines and every rank steps; Ctrl-C ends the job (mpirun),
+  // it does not stop a reply (the ranks would disagree about where the reply stopped).
+  const bool parallel = r.comm->size() > 1;
   const ModelConfig& config = r.ckpt->config;
   if (tok.vocab_size() > config.vocab_size)
     fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,
@@ -119,7 +123,7 @@ void run_chat(const ChatArgs& a) {
   struct sigaction sa {};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);  // no SA_RESTART: nothing blocks while generating
+  if (!parallel) sigaction(SIGINT, &sa, nullptr);  // no SA_RESTART: nothing blocks while generating
 
   std::ofstream echo;
   if (!a.echo_prompt.empty()) {
@@ -194,7 +198,7 @@ void run_chat(const ChatArgs& a) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
       return !stream.stopped();
-    }, &g_interrupt);
+    }, parallel ? nullptr : &g_interrupt);
     g_generating = false;
     const std::string tail = stream.finish();
     std::fwrite(tail.data(), 1, tail.size(), stdout);
@@ -215,7 +219,7 @@ void run_chat(const ChatArgs& a) {
   // A conversation from --messages that ends with the user's turn is answered first.
   if (!conv.history.empty() && conv.history.back().value("role", "") == "user") reply();
   while (true) {
-    const auto line = reader.read(">>> ");
+    const auto line = share_line(r, r.comm->rank() == 0 ? reader.read(">>> ") : std::nullopt);
     if (!line) {
       if (reader.interactive()) std::printf("\n");
       break;

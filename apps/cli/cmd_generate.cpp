@@ -113,7 +113,7 @@ void run_generate(const GenerateArgs& a) {
   GenerationFlags gen = a.gen;
   const GenerationConfig gc = GenerationConfig::load(dir);
   apply_generation_config(gen, gc);
-  const SamplingParams sampling = resolve_sampling(gen);
+  SamplingParams sampling = resolve_sampling(gen);
   const Tokenizer tok = with_context(dir, [&] { return load_tokenizer(dir); });
   std::optional<ChatTemplate> tmpl;
   if (!a.raw) tmpl.emplace(make_chat_template(tok, a.tmpl, variables.contains("tools")));
@@ -145,6 +145,7 @@ void run_generate(const GenerateArgs& a) {
 
   // The MTP layer is bound (mapped, prefetched) only for speculation.
   Runner r = load_runner(dir, gen.threads, gen.quiet, gen.fp8_head, {.mtp = !gen.speculative.method.empty()});
+  share_seed(r, sampling.seed);
   if (!gen.quiet && has_random_weights(dir))
     std::fprintf(stderr, "dsv3 generate: NOTE: '%s' has RANDOM weights (made by dsv3 init); its output is gibberish. "
                          "Real use: --model /path/to/DeepSeek-V3\n", dir.c_str());

@@ -11,6 +11,7 @@
 #include "io/compressed_tensors_config.h"
 #include "io/json_file.h"
 #include "weights/model_weights.h"
+#include "weights/shard.h"
 #include "weights/weight_table.h"
 
 namespace dsv3::cli {
@@ -167,7 +168,9 @@ void run_config_only(const std::string& dir) {
               human(double(per_token), "B").c_str(), (long long)c.num_experts_per_tok);
 }
 
-void run_info(const std::string& dir) {
+void print_world_plan(const ModelWeights& w, const ModelConfig& c, int world);
+
+void run_info(const std::string& dir, int world) {
   namespace fs = std::filesystem;
   if (fs::is_directory(dir) && fs::exists(fs::path(dir) / "config.json") &&
       !fs::exists(fs::path(dir) / "model.safetensors.index.json") && !fs::exists(fs::path(dir) / "model.safetensors"))
@@ -231,18 +234,47 @@ void run_info(const std::string& dir) {
                                             fmt::format("{}", fmt::join(c.unread_fields, ", ")).c_str());
   std::printf("extra:        %zu tensor(s)%s\n", w.extra.size(), w.extra.empty() ? "" : ":");
   for (const auto& e : w.extra) std::printf("  %s\n", e.c_str());
+  if (world > 1 && problems.empty()) print_world_plan(w, c, world);
   std::fflush(stdout);
   if (!problems.empty()) fail("{}: {} problem(s) in the checkpoint; the model cannot run", dir, problems.size());
+}
+
+std::string range_str(Range r) { return fmt::format("{}..{} ({})", r.begin, r.end - 1, r.count()); }
+
+// The per-rank memory plan of `mpirun -np world` (weights/shard_plan.h), from shapes alone.
+void print_world_plan(const ModelWeights& w, const ModelConfig& c, int world) {
+  const uint64_t one = held_weight_bytes(w);
+  std::printf("world size:   %d ranks (mpirun -np %d): weights each rank holds in memory\n", world, world);
+  for (int r = 0; r < world; ++r) {
+    const ShardPlan p = ShardPlan::make(c, r, world);
+    const uint64_t held = held_weight_bytes(plan_weights(w, c, p));
+    std::printf("  rank %d:     %s (%.2fx one process); heads %s, vocab %s", r, human(double(held), "B").c_str(),
+                double(held) / double(one), range_str(p.heads).c_str(), range_str(p.vocab).c_str());
+    if (c.n_routed_experts > 0) std::printf(", experts %s", range_str(p.experts).c_str());
+    if (p.intermediate.count() > 0) std::printf(", dense rows %s", range_str(p.intermediate).c_str());
+    if (p.shared_inter.count() > 0) std::printf(", shared-expert rows %s", range_str(p.shared_inter).c_str());
+    std::printf("\n");
+  }
+  std::printf("  one process: %s; replicated on every rank: norms, q_a/kv_a projections, routers, eh_proj, and the "
+              "KV cache\n",
+              human(double(one), "B").c_str());
+  std::printf("  collectives per token and layer: all-reduce after o_proj and after the FFN; embedding all-reduce "
+              "and head all-gather per step\n");
 }
 
 }  // namespace
 
 void add_info_command(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
+  auto world = std::make_shared<int>(1);
   auto* sub = app.add_subcommand("info", "Describe a checkpoint: architecture, parameters, bytes and quantization per tensor class, KV cache, problems; "
       "a directory with only config.json gets the bytes its quantization_config implies (total and per decode token)");
   sub->add_option("--model", *dir, "Checkpoint directory (Hugging Face layout)")->required();
-  sub->callback([dir] { run_info(*dir); });
+  sub->add_option("--world-size", *world,
+                  "Also print the memory plan of a tensor/expert-parallel run over N ranks (mpirun -np N): what each "
+                  "rank holds (no MPI needed)")
+      ->check(CLI::Range(1, 4096));
+  sub->callback([dir, world] { run_info(*dir, *world); });
 }
 
 }  // namespace dsv3::cli

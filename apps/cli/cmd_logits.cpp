@@ -32,6 +32,7 @@ void run_logits(const LogitsOptions& o) {
   GreedyOptions g{.decode_steps = o.decode, .absorbed = o.attention == "absorb", .mtp = !o.mtp_out.empty()};
   g.cache_dtype = cache_dtype_from_flag(o.kv_cache_dtype);
   const GreedyRun run = run_greedy(*r.model, prompt, g);
+  if (!is_root(r)) return;  // every rank holds the same logits; rank 0 writes them
   write_f32_file(o.out, run.logits);
   if (!o.mtp_out.empty()) write_f32_file(o.mtp_out, run.mtp_logits);
   std::string toks;

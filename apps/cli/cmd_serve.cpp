@@ -23,6 +23,7 @@
 #include "apps/cli/common.h"
 #include "apps/cli/generation_flags.h"
 #include "apps/cli/speculative_flags.h"
+#include "parallel/mpi_comm.h"
 #include "apps/cli/progress.h"
 #include "apps/cli/serve_http.h"
 #include "apps/cli/web_assets.h"
@@ -97,6 +98,12 @@ int wait_signal(int fd, int timeout_ms) {
 }
 
 void run_serve(const ServeArgs& a) {
+  // TODO(mpi): serve under mpirun needs the other ranks to replay rank 0's scheduler steps (the
+  // step's entries and block tables broadcast); until then it refuses before binding a port.
+  if (const int world = launcher_world_size(); world > 1)
+    fail("serve: running under mpirun with {} ranks is not supported yet; run dsv3 serve as one process "
+         "(logits, generate, chat and bench run under mpirun)",
+         world);
   // Each of the HTTP worker threads would otherwise get a malloc arena of its own as load
   // spreads over them (glibc makes up to 8 per core): the process then grows for minutes under
   // steady traffic (seen: +22% RSS in a 60 s soak beside other work). Four arenas are plenty for

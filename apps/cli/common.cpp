@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -14,7 +15,9 @@
 #include "apps/cli/progress.h"
 #include "base/error.h"
 #include "io/prefetch.h"
+#include "parallel/mpi_comm.h"
 #include "weights/requantize.h"
+#include "weights/shard.h"
 
 namespace dsv3::cli {
 
@@ -49,9 +52,48 @@ int default_threads() {
   return n == 0 ? 1 : int(n);
 }
 
+namespace {
+
+// FNV-1a over config.json and every tensor's name, dtype, shape and file: ranks compare it
+// before the first step (the same directory contents on every host).
+uint64_t checkpoint_fingerprint(const LoadedCheckpoint& lc) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const std::string& s) {
+    for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+  };
+  mix(lc.checkpoint.config_json().dump());
+  for (const TensorInfo* t : lc.checkpoint.tensors()) {
+    mix(t->name);
+    mix(std::string(dtype_name(t->dtype)));
+    for (int64_t d : t->shape) mix(std::to_string(d));
+    mix(std::filesystem::path(*t->file).filename().string());
+  }
+  return h;
+}
+
+}  // namespace
+
 Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_head, const LoadOptions& load) {
   Runner r;
-  r.ckpt = LoadedCheckpoint::load(dir, load);
+  r.comm = open_world_comm();
+  Comm& comm = *r.comm;
+  if (comm.rank() != 0) {
+    quiet = true;
+    // Rank 0 prints; the others' stdout goes nowhere (their stderr still carries errors).
+    if (std::freopen("/dev/null", "w", stdout) == nullptr) fail("rank {}: cannot redirect stdout", comm.rank());
+  }
+  // Every rank loads, then all learn whether any failed: no rank waits for one that left.
+  std::string error;
+  try {
+    r.ckpt = LoadedCheckpoint::load(dir, load);
+    if (comm.size() > 1)
+      shard_weights(r.ckpt->weights, r.ckpt->config, ShardPlan::make(r.ckpt->config, comm.rank(), comm.size()));
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  agree_or_throw(comm, error);
+  check_same_on_all_ranks(comm, checkpoint_fingerprint(*r.ckpt), fmt::format("'{}' (config.json and tensor index)", dir));
   if (!quiet && !r.ckpt->weights.extra.empty()) {
     std::fprintf(stderr, "dsv3: warning: %zu tensor(s) in '%s' are not used by this config, e.g. '%s'\n",
                  r.ckpt->weights.extra.size(), dir.c_str(), r.ckpt->weights.extra.front().c_str());
@@ -67,7 +109,10 @@ Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_hea
   const auto bound = r.ckpt->bound_tensors();
   uint64_t bound_bytes = 0;
   for (const TensorInfo* t : bound) bound_bytes += t->nbytes;
-  if (bound_bytes < ram / 10 * 9) {
+  if (comm.size() > 1) {
+    // Only this rank's part: its slices' pages, not every page of every shard.
+    prefetch_weights(r.ckpt->weights, r.pool.get());
+  } else if (bound_bytes < ram / 10 * 9) {
     ProgressLine line("loading " + dir, quiet);
     prefetch_tensors(bound, r.pool.get(), [&](uint64_t b, uint64_t bt, int64_t t, int64_t tt) {
       line.update(b, bt, t, tt);
@@ -80,8 +125,22 @@ Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_hea
   // Checkpoint tensors are read-only file mappings: the 16-bit pages can go once quantised.
   if (fp8_head) requantize_fp8(r.ckpt->weights.lm_head, r.ckpt->weights, *r.pool, /*release_source=*/true);
   r.backend = std::make_unique<CpuBackend>(*r.pool);
-  r.model = std::make_unique<Model>(r.ckpt->config, r.ckpt->weights, *r.backend);
+  r.model = std::make_unique<Model>(r.ckpt->config, r.ckpt->weights, *r.backend, comm);
   return r;
+}
+
+void share_seed(Runner& r, uint64_t& seed) {
+  if (r.comm && r.comm->size() > 1) r.comm->broadcast(&seed, sizeof seed, 0);
+}
+
+std::optional<std::string> share_line(Runner& r, std::optional<std::string> line) {
+  if (!r.comm || r.comm->size() == 1) return line;
+  int64_t n = line ? int64_t(line->size()) : -1;
+  r.comm->broadcast(&n, sizeof n, 0);
+  if (n < 0) return std::nullopt;
+  std::string text = r.comm->rank() == 0 ? *line : std::string(size_t(n), '\0');
+  if (n > 0) r.comm->broadcast(text.data(), n, 0);
+  return text;
 }
 
 void write_f32_file(const std::string& path, const std::vector<float>& data) {

@@ -3,12 +3,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "backends/cpu/cpu_backend.h"
 #include "base/thread_pool.h"
 #include "model/model.h"
+#include "parallel/comm.h"
 #include "tokenizer/tokenizer.h"
 #include "weights/loaded_checkpoint.h"
 
@@ -28,6 +30,7 @@ inline constexpr const char* kTiktokenPatternHelp =
 
 // Everything needed to run a checkpoint, owned together.
 struct Runner {
+  std::unique_ptr<Comm> comm;  // first: MPI is finalised after everything else is gone
   std::unique_ptr<LoadedCheckpoint> ckpt;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Backend> backend;
@@ -39,10 +42,26 @@ struct Runner {
 // more than a second. Unknown extra tensors are listed on stderr. `quiet` silences both.
 // `fp8_head`: a BF16/F16/F32 lm_head is quantised to FP8 128x128 blocks in memory (its
 // checkpoint pages released), so decode reads ~half its bytes; an FP8 head stays as it is.
+//
+// Under `mpirun -np N` (tensor/expert parallel, parallel/mpi_comm.h) each rank loads and keeps
+// only its part of the weights (weights/shard.h) and faults in only those pages. A rank that
+// cannot load its part makes every rank throw Error with that rank's message; ranks that loaded
+// a different config.json or checkpoint index throw too, before any step. On ranks other than 0
+// stdout is discarded and load notes are silent: rank 0 prints.
 // `load`: what to bind (LoadOptions::mtp: the MTP layer, for speculative decoding); only the
 // bound tensors are faulted in.
 Runner load_runner(const std::string& dir, int threads, bool quiet = false, bool fp8_head = false,
                    const LoadOptions& load = {});
+
+// Under mpirun every rank runs the same command; these make the inputs only rank 0 has the same
+// everywhere. share_seed: rank 0's seed (a default seed is random per process), so that every
+// rank samples the same tokens. share_line: rank 0's input line (nullopt: end of input; mpirun
+// gives stdin to rank 0 only). Both no-ops in one process.
+void share_seed(Runner& r, uint64_t& seed);
+std::optional<std::string> share_line(Runner& r, std::optional<std::string> line);
+
+// Whether this process prints results (rank 0, or the only process).
+inline bool is_root(const Runner& r) { return !r.comm || r.comm->rank() == 0; }
 
 // --help text of the commands' --fp8-head flag.
 inline constexpr const char* kFp8HeadHelp =

@@ -7,7 +7,8 @@ namespace dsv3 {
 
 void Model::ffn(const LayerWeights& lw, int64_t il, const float* h, float* out, int64_t n, RoutingTrace* trace) {
   if (!lw.is_moe) {
-    backend_.mlp(lw.mlp, h, n, out);
+    backend_.mlp(lw.mlp, h, n, out);  // this rank's intermediate columns
+    comm_.all_reduce_sum(out, n * config_.hidden_size);
     return;
   }
   const int64_t E = config_.n_routed_experts, K = config_.num_experts_per_tok;
@@ -19,7 +20,11 @@ void Model::ffn(const LayerWeights& lw, int64_t il, const float* h, float* out, 
   float* weights = grow(route_w_, n * K);
   backend_.moe_route(rs, logits, n, experts, weights);
   if (trace) trace->calls.push_back({il, {experts, experts + n * K}, {weights, weights + n * K}});
+  // This rank's routed experts plus its part of the shared experts, then one all-reduce of the
+  // sum (model.py MoE.forward all-reduces y, and the shared MLP's RowParallelLinear w2 reduces z
+  // inside: two reductions of what one sum carries).
   backend_.moe(lw.moe, h, n, experts, weights, K, out);
+  comm_.all_reduce_sum(out, n * config_.hidden_size);
 }
 
 }  // namespace dsv3

@@ -12,12 +12,12 @@ void Model::attention(const AttentionWeights& aw, int64_t il, const float* h, fl
                       std::span<const StepEntry> entries, std::span<SequenceCache* const> caches, bool absorbed) {
   const ModelConfig& c = config_;
   const int64_t n = int64_t(entries.size());
-  const int64_t nh = c.num_attention_heads, qk = c.qk_head_dim(), L = c.kv_lora_rank, R = c.qk_rope_head_dim;
+  const int64_t nh = mla_shape_.n_heads, qk = c.qk_head_dim(), L = c.kv_lora_rank, R = c.qk_rope_head_dim;
   const float eps = float(c.rms_norm_eps);
   int32_t* pos = grow(positions_, n);
   for (int64_t i = 0; i < n; ++i) pos[i] = entries[size_t(i)].pos;
 
-  // q [n, nh, nope + rope] = q_b_proj(q_a_layernorm(q_a_proj(h))), or q_proj(h).
+  // q [n, nh, nope + rope] (nh: this rank's heads) = q_b_proj(q_a_layernorm(q_a_proj(h))), or q_proj(h).
   float* q = grow(q_, n * nh * qk);
   if (c.q_lora_rank > 0) {
     float* qa = grow(qa_, n * c.q_lora_rank);
@@ -49,7 +49,8 @@ void Model::attention(const AttentionWeights& aw, int64_t il, const float* h, fl
   shape.kv_b_proj = &aw.kv_b_proj;
   float* o = grow(o_, n * nh * c.v_head_dim);
   backend_.mla_attention(shape, q, n, std::span<const LatentRows>(ctx, size_t(n)), o, absorbed);
-  backend_.linear(aw.o_proj, o, n, out);
+  backend_.linear(aw.o_proj, o, n, out);  // this rank's heads' part (model.py RowParallelLinear wo)
+  comm_.all_reduce_sum(out, n * c.hidden_size);
 }
 
 }  // namespace dsv3

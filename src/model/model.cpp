@@ -8,8 +8,23 @@
 namespace dsv3 {
 
 Model::Model(const ModelConfig& config, const ModelWeights& weights, Backend& backend)
-    : config_(config), weights_(weights), backend_(backend), inv_freq_(config.rope_inv_freq()) {
-  mla_shape_ = MlaShape{.n_heads = config.num_attention_heads,
+    : Model(config, weights, backend, local_comm_) {}
+
+Model::Model(const ModelConfig& config, const ModelWeights& weights, Backend& backend, Comm& comm)
+    : config_(config),
+      weights_(weights),
+      backend_(backend),
+      comm_(comm),
+      plan_(ShardPlan::make(config, comm.rank(), comm.size())),
+      inv_freq_(config.rope_inv_freq()) {
+  // Per-rank dimensions: this rank's heads (model.py MLA.n_local_heads).
+  const int64_t kvb = config.qk_nope_head_dim + config.v_head_dim;
+  for (const auto& l : weights.layers)
+    if (l.self_attn.kv_b_proj.present() && l.self_attn.kv_b_proj.rows != plan_.heads.count() * kvb)
+      fail("'{}' has {} rows; rank {} of {} expects {} ({} heads): the weights were cut for another world size",
+           l.self_attn.kv_b_proj.name, l.self_attn.kv_b_proj.rows, comm.rank(), comm.size(),
+           plan_.heads.count() * kvb, plan_.heads.count());
+  mla_shape_ = MlaShape{.n_heads = plan_.heads.count(),
                         .qk_nope_head_dim = config.qk_nope_head_dim,
                         .qk_rope_head_dim = config.qk_rope_head_dim,
                         .v_head_dim = config.v_head_dim,
@@ -75,7 +90,7 @@ void Model::forward(std::span<const StepEntry> entries, std::span<SequenceCache*
   int32_t* ids = grow(ids_, n);
   for (int64_t i = 0; i < n; ++i) ids[i] = entries[size_t(i)].token;
   float* x = hidden;  // the residual stream lives in the caller's buffer [n, H]
-  backend_.embed(weights_.embed_tokens, std::span<const int32_t>(ids, size_t(n)), x);
+  embed(weights_.embed_tokens, ids, n, x);
   for (int64_t il = 0; il < config_.num_hidden_layers; ++il)
     block(weights_.layers[size_t(il)], il, x, entries, caches, opts);
   backend_.rms_norm(x, n, weights_.norm, float(config_.rms_norm_eps), x);
@@ -83,7 +98,7 @@ void Model::forward(std::span<const StepEntry> entries, std::span<SequenceCache*
     float* rows = grow(h_, int64_t(opts.logit_rows.size()) * H);
     for (size_t r = 0; r < opts.logit_rows.size(); ++r)
       std::copy_n(x + int64_t(opts.logit_rows[r]) * H, H, rows + int64_t(r) * H);
-    backend_.linear(weights_.lm_head, rows, int64_t(opts.logit_rows.size()), logits);
+    head(weights_.lm_head, rows, int64_t(opts.logit_rows.size()), logits);
   }
 }
 
@@ -105,7 +120,7 @@ void Model::forward_mtp(std::span<const StepEntry> entries, const float* hidden_
   // x = eh_proj([enorm(embed(next token)) | hnorm(hidden)]): embedding first, then hidden.
   float* cat = grow(cat_, n * 2 * H);
   float* e = grow(a_, n * H);
-  backend_.embed(m.embed_tokens, std::span<const int32_t>(ids, size_t(n)), e);
+  embed(m.embed_tokens, ids, n, e);
   backend_.rms_norm(e, n, m.enorm, float(config_.rms_norm_eps), e);
   float* hn = grow(h_, n * H);
   backend_.rms_norm(hidden_in, n, m.hnorm, float(config_.rms_norm_eps), hn);
@@ -120,7 +135,7 @@ void Model::forward_mtp(std::span<const StepEntry> entries, const float* hidden_
   if (!logits) return;
   backend_.rms_norm(x, n, m.shared_head_norm, float(config_.rms_norm_eps), x);
   if (opts.logit_rows.empty()) {
-    backend_.linear(m.shared_head_head, x, n, logits);
+    head(m.shared_head_head, x, n, logits);
     return;
   }
   float* rows = grow(h_, int64_t(opts.logit_rows.size()) * H);
@@ -129,7 +144,7 @@ void Model::forward_mtp(std::span<const StepEntry> entries, const float* hidden_
     if (i < 0 || i >= n) fail("MTP logit row {} names no entry (the call has {})", i, n);
     std::copy_n(x + int64_t(i) * H, H, rows + int64_t(r) * H);
   }
-  backend_.linear(m.shared_head_head, rows, int64_t(opts.logit_rows.size()), logits);
+  head(m.shared_head_head, rows, int64_t(opts.logit_rows.size()), logits);
 }
 
 void Model::block(const LayerWeights& lw, int64_t il, float* x, std::span<const StepEntry> entries,
@@ -144,6 +159,47 @@ void Model::block(const LayerWeights& lw, int64_t il, float* x, std::span<const 
   backend_.rms_norm(x, n, lw.post_attention_layernorm, eps, h);       // ffn_norm
   ffn(lw, il, h, a, n, opts.trace);                                   // dense MLP or MoE
   backend_.add(x, a, n * H);                                          // residual
+}
+
+void Model::embed(const Weight& table, const int32_t* ids, int64_t n, float* out) {
+  const int64_t H = config_.hidden_size;
+  if (!plan_.sharded()) {
+    backend_.embed(table, std::span<const int32_t>(ids, size_t(n)), out);
+    return;
+  }
+  int32_t* local = grow(local_ids_, n);
+  int64_t m = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (plan_.vocab.contains(ids[i])) local[m++] = int32_t(ids[i] - plan_.vocab.begin);
+  float* rows = grow(embed_rows_, std::max<int64_t>(m, 1) * H);
+  if (m > 0) backend_.embed(table, std::span<const int32_t>(local, size_t(m)), rows);
+  for (int64_t i = 0, j = 0; i < n; ++i) {
+    if (plan_.vocab.contains(ids[i]))
+      std::copy_n(rows + j++ * H, H, out + i * H);
+    else
+      std::fill_n(out + i * H, H, 0.0f);
+  }
+  comm_.all_reduce_sum(out, n * H);
+}
+
+void Model::head(const Weight& w, const float* x, int64_t n, float* logits) {
+  if (!plan_.sharded()) {
+    backend_.linear(w, x, n, logits);
+    return;
+  }
+  // Ranks hold vocabulary ranges of (possibly) different lengths: gather equal chunks of the
+  // longest, then place each rank's columns.
+  const int64_t V = config_.vocab_size, world = plan_.world;
+  const int64_t chunk = (V + world - 1) / world;
+  float* mine = grow(head_local_, n * chunk);
+  backend_.linear(w, x, n, mine);  // [n, vocab.count()]
+  float* all = grow(head_all_, world * n * chunk);
+  comm_.all_gather(mine, n * chunk * int64_t(sizeof(float)), all);
+  for (int64_t r = 0; r < world; ++r) {
+    const Range v = split_range(V, 1, int(r), int(world));
+    const float* src = all + r * n * chunk;
+    for (int64_t i = 0; i < n; ++i) std::copy_n(src + i * v.count(), v.count(), logits + i * V + v.begin);
+  }
 }
 
 }  // namespace dsv3

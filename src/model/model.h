@@ -10,7 +10,9 @@
 #include "io/model_config.h"
 #include "model/kv_cache.h"
 #include "ops/backend.h"
+#include "parallel/comm.h"
 #include "weights/model_weights.h"
+#include "weights/shard_plan.h"
 
 namespace dsv3 {
 
@@ -39,6 +41,14 @@ struct ForwardOptions {
 class Model {
  public:
   Model(const ModelConfig& config, const ModelWeights& weights, Backend& backend);
+  // Tensor/expert parallel: `weights` hold this rank's part (weights/shard.h, the plan of
+  // ShardPlan::make(config, comm.rank(), comm.size())); every rank calls every step with the same
+  // entries and gets the same hidden states and logits. Throws Error when the weights were cut
+  // for another world size.
+  Model(const ModelConfig& config, const ModelWeights& weights, Backend& backend, Comm& comm);
+
+  Comm& comm() { return comm_; }
+  const ShardPlan& shard_plan() const { return plan_; }
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
@@ -78,16 +88,26 @@ class Model {
   void attention(const AttentionWeights& aw, int64_t il, const float* h, float* out,
                  std::span<const StepEntry> entries, std::span<SequenceCache* const> caches, bool absorbed);
   void ffn(const LayerWeights& lw, int64_t il, const float* h, float* out, int64_t n, RoutingTrace* trace);
+  // out [n, hidden] = rows ids of the vocabulary-split table, summed over ranks (model.py
+  // ParallelEmbedding: zero outside this rank's vocabulary range, then all-reduce).
+  void embed(const Weight& table, const int32_t* ids, int64_t n, float* out);
+  // logits [n, vocab_size] = x [n, hidden] · headᵀ, the vocabulary-split head's rows gathered
+  // from every rank (model.py Transformer.forward: all_gather of the ColumnParallelLinear head).
+  void head(const Weight& w, const float* x, int64_t n, float* logits);
 
   const ModelConfig& config_;
   const ModelWeights& weights_;
   Backend& backend_;
+  LocalComm local_comm_;  // the communicator of the one-process constructor
+  Comm& comm_;
+  ShardPlan plan_;
   std::vector<float> inv_freq_;
   MlaShape mla_shape_;
   RouteShape route_shape_;
   // Step scratch, reused across calls (grows only).
   std::vector<float> h_, a_, q_, qa_, kv_, o_, gate_logits_, route_w_, cat_, mtp_x_;
-  std::vector<int32_t> route_e_, positions_, ids_;
+  std::vector<int32_t> route_e_, positions_, ids_, local_ids_;
+  std::vector<float> embed_rows_, head_local_, head_all_;
   std::vector<LatentRows> ctx_;
   mutable std::vector<int64_t> next_pos_;  // validate()
 };

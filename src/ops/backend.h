@@ -95,6 +95,8 @@ class Backend {
   virtual void moe_route(const RouteShape& s, const float* logits, int64_t n, int32_t* experts, float* weights) = 0;
   // out [n, hidden] = Σ_k weights[i,k] · expert_{experts[i,k]}(x[i]) summed in expert-index
   // order, plus the shared experts (model.py MoE.forward).
+  // experts[] are global expert ids; picks outside [w.expert_begin, w.expert_begin +
+  // w.experts.size()) belong to another rank and add nothing here (the model all-reduces).
   virtual void moe(const MoeWeights& w, const float* x, int64_t n, const int32_t* experts, const float* weights,
                    int64_t top_k, float* out) = 0;
   // out [n, hidden] = down(silu(gate(x)) * up(x)).

@@ -55,6 +55,9 @@ Engine::Engine(Model& model, EngineOptions opts)
            "(num_nextn_predict_layers is 0)",
            model_.config().num_hidden_layers);
     cost_ = dsv3::speculation_cost(model_.weights(), model_.config(), opts_.speculative.draft_tokens);
+    // Under tensor parallelism each rank's weights are its own part: all take rank 0's cost, so
+    // that every rank makes the same speculation decisions (parallel/comm.h).
+    model_.comm().broadcast(&cost_, sizeof cost_, 0);
   }
 }
 

@@ -65,6 +65,9 @@ Scheduler::Scheduler(Model& model, SchedulerOptions opts) : model_(model), opts_
   if (opts_.speculative.draft_tokens > 0) {
     if (!model_.has_mtp()) fail("speculative decoding needs the checkpoint's MTP layer; this checkpoint has none");
     spec_cost_ = speculation_cost(model_.weights(), model_.config(), opts_.speculative.draft_tokens);
+    // Under tensor parallelism each rank's weights are its own part: all take rank 0's cost, so
+    // that every rank makes the same speculation decisions (parallel/comm.h).
+    model_.comm().broadcast(&spec_cost_, sizeof spec_cost_, 0);
     stats_.spec_accepted_per_pos.assign(size_t(opts_.speculative.draft_tokens), 0);
   }
   stats_.kv_block_size = lay.block_size;

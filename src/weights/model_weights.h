@@ -29,7 +29,10 @@ struct AttentionWeights {
 struct MoeWeights {
   Weight gate;                      // router [n_routed_experts, hidden]
   Weight e_score_correction_bias;   // noaux_tc only, [n_routed_experts]
-  std::vector<MlpWeights> experts;  // n_routed_experts
+  // Routed experts expert_begin .. expert_begin + experts.size() - 1: all n_routed_experts in one
+  // process; under tensor/expert parallelism only this rank's (weights/shard.h).
+  std::vector<MlpWeights> experts;
+  int64_t expert_begin = 0;
   std::optional<MlpWeights> shared_experts;
 };
 

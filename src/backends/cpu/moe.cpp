@@ -22,17 +22,27 @@ void CpuBackend::moe(const MoeWeights& w, const float* x, int64_t n, const int32
   int32_t* count = grow(count_, 2 * E + 1);
   int32_t* fill = count + E + 1;  // running fill position per expert
   int32_t* slot = grow(slot_, nk);
+  // Picks of experts this rank does not hold (expert_begin, tensor/expert parallelism) get no
+  // slot (-1) and add nothing.
+  const int64_t e0 = w.expert_begin;
+  auto local = [&](int64_t i) -> int64_t {
+    const int64_t e = experts[i] - e0;
+    return e >= 0 && e < E ? e : -1;
+  };
   std::fill(count, count + E + 1, 0);
-  for (int64_t i = 0; i < nk; ++i) {
-    DSV3_DCHECK(experts[i] >= 0 && experts[i] < E, "expert index out of range");
-    ++count[experts[i] + 1];
-  }
+  for (int64_t i = 0; i < nk; ++i)
+    if (const int64_t e = local(i); e >= 0) ++count[e + 1];
   for (int64_t e = 0; e < E; ++e) count[e + 1] += count[e];
   std::copy(count, count + E, fill);
   float* xg = grow(xg_, nk * H);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t k = 0; k < top_k; ++k) {
-      const int32_t s = fill[experts[i * top_k + k]]++;
+      const int64_t e = local(i * top_k + k);
+      if (e < 0) {
+        slot[i * top_k + k] = -1;
+        continue;
+      }
+      const int32_t s = fill[e]++;
       slot[i * top_k + k] = s;
       std::copy_n(x + i * H, H, xg + int64_t(s) * H);
     }
@@ -86,6 +96,7 @@ void CpuBackend::moe(const MoeWeights& w, const float* x, int64_t n, const int32
                 [&](int32_t a, int32_t c) { return experts[i * top_k + a] < experts[i * top_k + c]; });
       for (int64_t kk = 0; kk < K; ++kk) {
         const int64_t k = order[kk];
+        if (slot[i * top_k + k] < 0) continue;
         const float wt = weights[i * top_k + k];
         const float* y = yg + int64_t(slot[i * top_k + k]) * H;
         for (int64_t c = 0; c < H; ++c) oi[c] += y[c] * wt;

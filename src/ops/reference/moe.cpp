@@ -89,7 +89,9 @@ void moe(const MoeWeights& w, const float* x, int64_t n, const int32_t* experts,
     for (int64_t k = 0; k < top_k; ++k) picks.emplace_back(experts[i * top_k + k], weights[i * top_k + k]);
     std::sort(picks.begin(), picks.end());
     for (const auto& [e, wt] : picks) {
-      mlp(w.experts[size_t(e)], xi, 1, y.data());
+      const int64_t local = e - w.expert_begin;
+      if (local < 0 || local >= int64_t(w.experts.size())) continue;  // another rank's expert
+      mlp(w.experts[size_t(local)], xi, 1, y.data());
       for (int64_t c = 0; c < hidden; ++c) oi[c] += y[size_t(c)] * wt;
     }
     if (w.shared_experts) {
