@@ -507,7 +507,7 @@ TEST_F(ChatGenerateCli, SpeculativeMtpKeepsGreedyOutput) {
     EXPECT_EQ(r.out, plain.out) << "K=" << k;
     EXPECT_NE(r.err.find("speculative: "), std::string::npos) << r.err;
   }
-  r = run("bench --model " + dir + " --threads 1 -p 8 -n 12 --probe-mb 64 --json --speculative mtp --speculative-rounds 1");
+  r = run("bench --model " + dir + " --threads 1 -p 8 -n 12 --json --speculative mtp --speculative-rounds 1");
   ASSERT_EQ(r.rc, 0) << r.err;
   const Json j = Json::parse(r.out);
   ASSERT_TRUE(j.contains("speculative")) << r.out;

@@ -56,8 +56,8 @@ TEST(Int4Checkpoint, QuantizedGoldenReadsBackAndRuns) {
   test::TempDir tmp;
   const std::string src = test::golden_dir("v3-tiny-bf16"), dst = tmp.file("int4");
   const ConvertReport rep = quantize_to_packed({.in_dir = src, .out_dir = dst}, {});
-  auto q = LoadedCheckpoint::load(dst);
-  auto orig = LoadedCheckpoint::load(src);
+  auto q = LoadedCheckpoint::load(dst, {.mtp = true});
+  auto orig = LoadedCheckpoint::load(src, {.mtp = true});
   const auto q_experts = routed_experts(q->weights), o_experts = routed_experts(orig->weights);
   ASSERT_EQ(q_experts.size(), o_experts.size());
   ASSERT_TRUE(q->weights.mtp);  // the MTP layer's experts are packed too

@@ -299,10 +299,13 @@ TEST(SpeculativeSampling, GreedyAcceptsExactlyTheArgmax) {
 TEST(SpeculationCost, BreakEvenAndExpectedTokens) {
   const double a[] = {0.8, 0.5};
   EXPECT_DOUBLE_EQ(expected_tokens_per_step(a), 1 + 0.8 + 0.4);
-  SpeculationGate g(1.5, true, 2, 4);
-  for (int i = 0; i < 3; ++i) EXPECT_FALSE(g.record(1));
-  EXPECT_TRUE(g.record(1));  // warm-up over, 1 token per step < 1.5
+  SpeculationGate g(1.5, true, 2, 3);
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(g.record(1));  // 1 + 1/sqrt(4) is not below 1.5
+  EXPECT_TRUE(g.record(1));                               // 1 + 1/sqrt(5) is
   EXPECT_FALSE(g.on());
+  SpeculationGate near(1.7, true, 2, 3);  // a yield of 1.8 per step (80% acceptance) keeps it on
+  for (int i = 0; i < 100; ++i) near.record(i % 5 == 0 ? 1 : 2);
+  EXPECT_TRUE(near.on());
   SpeculationGate keep(1.5, true, 2, 4);
   for (int i = 0; i < 20; ++i) keep.record(2);
   EXPECT_TRUE(keep.on());

@@ -193,10 +193,13 @@ double expected_tokens_per_step(std::span<const double> accept) {
 
 bool SpeculationGate::record(int tokens) {
   if (!on_) return false;
-  constexpr double kKeep = 0.75;
-  avg_ = steps_ == 0 ? double(tokens) : kKeep * avg_ + (1 - kKeep) * double(tokens);
+  total_ += tokens;
   ++steps_;
-  if (adaptive_ && steps_ >= warmup_ && avg_ < break_even_) {
+  // The mean so far plus a margin that shrinks as steps accumulate (about one standard deviation
+  // of a step's yield, which is at most ~1 token): a sequence that yields nothing is stopped after
+  // a few steps, one near the break-even keeps going until its mean says otherwise.
+  const double mean = double(total_) / double(steps_);
+  if (adaptive_ && steps_ >= warmup_ && mean + 1.0 / std::sqrt(double(steps_)) < break_even_) {
     on_ = false;
     return true;
   }

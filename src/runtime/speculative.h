@@ -97,8 +97,8 @@ SpeculationCost speculation_cost(const ModelWeights& w, const ModelConfig& c, in
 // before it accepted)): 1 + a0 + a0 a1 + ...
 double expected_tokens_per_step(std::span<const double> accept);
 
-// Per sequence: an exponential average of the tokens its verify steps yield; off once it falls
-// below break_even after `warmup` steps (adaptive), and it stays off for the rest of the request.
+// Per sequence: the mean tokens its verify steps yield; off (adaptive) once, after `warmup` steps,
+// the mean plus 1/sqrt(steps) falls below break_even, and off for the rest of the request.
 // Adaptive with max_tokens (K + 1, every draft accepted) at or below break_even: off from the
 // start (speculation cannot pay on these shapes).
 class SpeculationGate {
@@ -116,8 +116,7 @@ class SpeculationGate {
   double break_even_ = 0;
   bool adaptive_ = true;
   int warmup_ = 3;
-  int steps_ = 0;
-  double avg_ = 0;
+  int64_t steps_ = 0, total_ = 0;
   bool on_ = true;
 };
 
