@@ -32,7 +32,7 @@ RankResult run_rank(const std::string& dir, const std::vector<int32_t>& prompt, 
                     test::ThreadGroup& g, int rank) {
   RankResult out;
   test::ThreadComm comm(g, rank);
-  auto lc = LoadedCheckpoint::load(dir);
+  auto lc = LoadedCheckpoint::load(dir, {.mtp = true});  // the MTP logits are compared too
   shard_weights(lc->weights, lc->config, ShardPlan::make(lc->config, rank, g.size));
   ThreadPool pool(1);
   CpuBackend backend(pool);
