@@ -19,10 +19,8 @@ inline std::string dsv3_bin() {
   return b ? b : DSV3_DEFAULT_BIN;
 }
 
-// Runs `dsv3 ARGS` through the shell (ARGS already quoted as needed).
-inline CommandResult run_dsv3(const std::string& args, const std::string& stdin_text = "") {
-  std::string cmd = dsv3_bin() + " " + args + " 2>&1";
-  if (!stdin_text.empty()) cmd = "printf '%s' '" + stdin_text + "' | " + cmd;
+// Runs a shell command line as given; output is stdout (add 2>&1 for stderr too).
+inline CommandResult run_shell_line(const std::string& cmd) {
   CommandResult r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -32,6 +30,13 @@ inline CommandResult run_dsv3(const std::string& args, const std::string& stdin_
   const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+// Runs `dsv3 ARGS` through the shell (ARGS already quoted as needed).
+inline CommandResult run_dsv3(const std::string& args, const std::string& stdin_text = "") {
+  std::string cmd = dsv3_bin() + " " + args + " 2>&1";
+  if (!stdin_text.empty()) cmd = "printf '%s' '" + stdin_text + "' | " + cmd;
+  return run_shell_line(cmd);
 }
 
 }  // namespace dsv3::test

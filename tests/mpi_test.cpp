@@ -25,17 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-test::CommandResult run_shell(const std::string& cmd) {
-  test::CommandResult r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+test::CommandResult run_shell(const std::string& cmd) { return test::run_shell_line(cmd + " 2>&1"); }
 
 bool have_mpirun() { return run_shell("command -v mpirun").exit_code == 0; }
 
