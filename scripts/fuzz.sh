@@ -12,6 +12,7 @@ targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(safetensors config tokenizer_json tokenizer_config tokenizer_encode template request)
 if [[ ! -f build-fuzz/build.ninja ]]; then
   cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" \
     -DCMAKE_C_COMPILER=clang -DDSV3_FUZZ=ON -DDSV3_TESTS=OFF -DDSV3_BENCH=OFF > /dev/null
 fi
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/#/fuzz_}"

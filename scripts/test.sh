@@ -22,7 +22,9 @@ ctest --test-dir build --output-on-failure -j"$jobs"
 labels=${DSV3_ASAN_LABELS:-unit|parser|cli|golden}
 echo "== AddressSanitizer/UBSan build: C++ tests (labels $labels) =="
 SECONDS=0
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSV3_SANITIZE=ON -DDSV3_BENCH=OFF > /dev/null
+# -O1 -g1 (line tables: file:line in the reports) compiles in half the time of -O2 -g.
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
+  -DDSV3_SANITIZE=ON -DDSV3_BENCH=OFF > /dev/null
 cmake --build build-asan -j"$jobs"
 echo "ASan build: ${SECONDS}s"
 SECONDS=0

@@ -80,18 +80,26 @@ describe('a server running one request with one waiting', () => {
     // One long request runs and one waits: the page's is one too many.
     const blocker = new AbortController();
     const reading = [];
-    for (let i = 0; i < 2; i++) {
+    const counts = async () => {
+      const m = await server.metrics();
+      return { running: m.get('dsv3:num_requests_running'), waiting: m.get('dsv3:num_requests_waiting') };
+    };
+    for (const want of [{ running: 1, waiting: 0 }, { running: 1, waiting: 1 }]) {
       // Long enough to still run when the page asks (the default model writes thousands of tokens a
       // second), and within the 64 MiB KV pool of these test servers.
       const res = await server.post('/v1/chat/completions',
                                     { messages: [{ role: 'user', content: 'x' }], stream: true, max_tokens: 30_000, ignore_eos: true },
                                     {}, { signal: blocker.signal });
+      assert.equal(res.status, 200, `blocking request ${reading.length + 1}: ${res.status}`);
       reading.push(readSSE(res).catch(() => {}));
+      // The first must have left the queue for the running batch before the second comes: the
+      // server answers a request once it is queued, and a loaded machine may not have scheduled
+      // it yet (the second would then find the one-place queue full).
+      await waitFor(async () => {
+        const c = await counts();
+        return (c.running === want.running && c.waiting === want.waiting) || c;
+      }, { timeoutMs: 10_000, what: `${want.running} request running, ${want.waiting} waiting` });
     }
-    await waitFor(async () => {
-      const m = await server.metrics();
-      return m.get('dsv3:num_requests_running') === 1 && m.get('dsv3:num_requests_waiting') === 1;
-    }, { timeoutMs: 10_000, what: 'one request running, one waiting' });
     await sendMessage(page, 'Are you there?');
     const done = await waitReplyDone(page);
     assert.match(done.error, /The server is busy: its queue of requests is full\. Try again in 1 second \(Regenerate\)\./);
