@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "backends/cpu/cpu_backend.h"
 #include "base/error.h"
@@ -79,7 +80,12 @@ TEST_P(SpeculativeGreedyTest, SameTokensAsWithoutSpeculation) {
   const auto plain = run(*l.model, {}, 1);
   const auto plain4 = run(*l.model, {}, 4);
   ASSERT_EQ(plain, plain4) << "batch invariance broken without speculation";
-  for (int K : {1, 2, 3}) {
+#if defined(__SANITIZE_ADDRESS__)
+  const std::vector<int> draft_counts = {1, 3};  // the slowest test under ASan; K = 2 adds no path
+#else
+  const std::vector<int> draft_counts = {1, 2, 3};
+#endif
+  for (int K : draft_counts) {
     for (int batch : {1, 4}) {
       const std::string what = GetParam() + " K=" + std::to_string(K) + " batch " + std::to_string(batch);
       // The MTP module's own drafts (kept on: random weights would turn speculation off).
@@ -118,7 +124,12 @@ TEST_P(SpeculativeGreedyTest, SameTokensAsWithoutSpeculation) {
   }
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+// v3-wide-fp8 took 6 minutes under ASan + UBSan (CI's hour); its shapes run under ASan elsewhere.
+INSTANTIATE_TEST_SUITE_P(Goldens, SpeculativeGreedyTest, testing::Values("v3-tiny-bf16", "v3-tiny-fp8"));
+#else
 INSTANTIATE_TEST_SUITE_P(Goldens, SpeculativeGreedyTest, testing::Values("v3-tiny-bf16", "v3-tiny-fp8", "v3-wide-fp8"));
+#endif
 
 // Rows [0, n) of cache layer il, as f32.
 std::vector<float> rows_of(const SequenceCache& c, int64_t il, int64_t n) {

@@ -41,12 +41,15 @@ int64_t sysfs_cache_bytes(int level) {
   return 0;
 }
 
+// The kernel's figure first: glibc's sysconf derives the L3 from CPUID, which on AMD guests can
+// describe the host's caches (384 MiB on a 2-core EPYC VM whose sysfs says 32 MiB).
 int64_t cache_bytes(int level) {
+  if (const int64_t v = sysfs_cache_bytes(level); v > 0) return v;
   long v = 0;
 #if defined(_SC_LEVEL2_CACHE_SIZE) && defined(_SC_LEVEL3_CACHE_SIZE)
   v = sysconf(level == 2 ? _SC_LEVEL2_CACHE_SIZE : _SC_LEVEL3_CACHE_SIZE);
 #endif
-  return v > 0 ? int64_t(v) : sysfs_cache_bytes(level);
+  return v > 0 ? int64_t(v) : 0;
 }
 
 }  // namespace
