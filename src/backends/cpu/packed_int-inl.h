@@ -59,6 +59,67 @@ HWY_INLINE void DecodePackedCols(const Weight& w, int64_t r, int64_t c0, int64_t
   for (; c < c1; ++c) out[c - c0] = float(packed_code(row, w.bits, c)) * bf16_to_f32(srow[c / gs]);
 }
 
+// ---- 4-bit codes decoded straight into registers, for the matvec kernels ----
+//
+// A group of kC·N columns (kC·N/2 bytes of one scale group) becomes the kC vectors of
+// dot_order-inl.h's F32Layout: v[q] lane l = column q·N + l, each value the exact product
+// float(code) · scale that DecodePackedCols computes. Column k sits in byte k / 2 (low nibble
+// first), i.e. at bits 4(k mod 8) of little-endian 32-bit word k / 8 of the row.
+//
+// AVX-512 (N = 16): the 16 products of a scale group are a vector (Int4Values), and a lane's code
+// picks its value with one vpermps, which reads only the low 4 bits of each index lane: lane l of
+// v[q] gets word 2q + l / 8 (vpermd) shifted right by 4(l mod 8) (vpsrlvd), no masking and no
+// int -> float conversion. Elsewhere the code is shifted out of its word broadcast to every lane,
+// masked, offset by -8 and converted, then times the scale (16 registers: no room for two table
+// halves beside four tokens' accumulators).
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+// Lane k: float(k - 8) · scale, the value of a stored nibble k (weights/packed_int.h).
+HWY_INLINE hn::Vec<hn::ScalableTag<float>> Int4Values(hn::ScalableTag<float> df, float scale) {
+  return hn::Mul(hn::Iota(df, -8.0f), hn::Set(df, scale));
+}
+
+// Columns c .. c + 16·kC of a packed row (c a multiple of 16·kC: words c / 8 .. c / 8 + 2kC),
+// values[q] from Int4Values of v[q]'s group.
+template <int kC>
+HWY_INLINE void LoadInt4(hn::ScalableTag<float>, const int32_t* row, int64_t c,
+                         const hn::Vec<hn::ScalableTag<float>>* values, hn::Vec<hn::ScalableTag<float>>* v) {
+  static_assert(kC == 2 || kC == 4);
+  const int32_t* p = row + c / 8;
+  const __m512i words =
+      kC == 4 ? _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))
+              : _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m512i shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+  const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  for (int q = 0; q < kC; ++q) {
+    const __m512i w = _mm512_permutexvar_epi32(_mm512_add_epi32(pick, _mm512_set1_epi32(2 * q)), words);
+    v[q].raw = _mm512_permutexvar_ps(_mm512_srlv_epi32(w, shifts), values[q].raw);
+  }
+}
+#else
+// The scale, broadcast (LoadInt4 multiplies v[q] by its group's).
+HWY_INLINE hn::Vec<hn::ScalableTag<float>> Int4Values(hn::ScalableTag<float> df, float scale) {
+  return hn::Set(df, scale);
+}
+
+// Columns c .. c + kC·N of a packed row (c a multiple of kC·N; N <= 8, so a vector's codes lie in
+// one 32-bit word of the row).
+template <int kC>
+HWY_INLINE void LoadInt4(hn::ScalableTag<float> df, const int32_t* row, int64_t c,
+                         const hn::Vec<hn::ScalableTag<float>>* scale, hn::Vec<hn::ScalableTag<float>>* v) {
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::RebindToSigned<decltype(df)> di;
+  constexpr int64_t N = int64_t(hn::MaxLanes(df));
+  static_assert(N <= 8);
+  for (int q = 0; q < kC; ++q) {
+    const int64_t k = c + q * N;                           // first column of v[q]
+    const uint32_t first = N == 8 ? 0 : uint32_t(k % 8);  // N = 8: k is a multiple of 8
+    const auto shifts = hn::ShiftLeft<2>(hn::Iota(du, first));
+    const auto codes = hn::And(hn::operator>>(hn::Set(du, uint32_t(row[k / 8])), shifts), hn::Set(du, 15u));
+    v[q] = hn::Mul(hn::ConvertTo(df, hn::Sub(hn::BitCast(di, codes), hn::Set(di, 8))), scale[q]);
+  }
+}
+#endif
+
 }  // namespace HWY_NAMESPACE
 }  // namespace dsv3::cpu
 HWY_AFTER_NAMESPACE();
