@@ -210,23 +210,8 @@ HWY_INLINE void Int4SegmentSums(DF df, const int32_t* row, const uint16_t* srow,
   VF a[kT][kC];
   for (int j = 0; j < kT; ++j)
     for (int q = 0; q < kC; ++q) a[j][q] = hn::Zero(df);
-  // Each vector's N columns lie in one scale group (N divides the group size); the group is
-  // counted along, not divided for (an idiv per 32-column group had cost more than the decode).
-  const int64_t N = int64_t(hn::Lanes(df));
-  int64_t g = s0 / gs, g_end = (g + 1) * gs - s0;  // the group of column c, and its end
-  VF values = Int4Values(df, bf16_to_f32(srow[g]));
-  for (int64_t c = 0; c < full; c += G) {
-    VF vq[kC], v[kC];
-    for (int q = 0; q < kC; ++q) {
-      if (c + q * N >= g_end) {
-        ++g, g_end += gs;
-        values = Int4Values(df, bf16_to_f32(srow[g]));
-      }
-      vq[q] = values;
-    }
-    LoadInt4<kC>(df, row, s0 + c, vq, v);
-    Accumulate<kC, 1, kT>(df, v, xq, stride, c, a);
-  }
+  ForInt4Columns<kC>(df, row, srow, gs, s0, s0 + full,
+                     [&](int64_t c, const VF* v) { Accumulate<kC, 1, kT>(df, v, xq, stride, c - s0, a); });
   if (full < len) {
     alignas(64) float tail[kC * hn::MaxLanes(DF())] = {};
     for (int64_t c = full; c < len; ++c)
