@@ -181,9 +181,10 @@ struct F16Layout {
   static HWY_INLINE void Permute(DF df, const float* x, float* xs) { std::copy_n(x, kC * hn::Lanes(df), xs); }
 };
 // F32 takes four chains where there are 32 vector registers: 4-bit packed weights (packed_int-inl.h)
-// are summed in this layout, and one token's sums over two chains waited on the FMA latency (one
-// token over rows from memory at ~22 G weights/s per core here, under the ~27 the probe's bandwidth
-// needs at two threads).
+// are summed in this layout, and one token's sums over two chains waited on the FMA latency (4-bit
+// rows in L2, one token, one Zen 5 core: ~22 G weights/s over two chains, ~31 over four; the probe's
+// bandwidth at two threads needs ~24 per core). With 16 registers F32 keeps two: four chains
+// decoded AVX2 4-bit rows no faster for one token and ~0.6x as fast for four (two per sweep).
 struct F32Layout {
   using T = float;
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3

@@ -228,7 +228,8 @@ HWY_INLINE void Int4SegmentSumsGrouped(DF df, const int32_t* row, const uint16_t
                                        int64_t len, const float* xq, int64_t stride, float* sums) {
   constexpr int kG = std::min(kT, kMaxTokensPerSweep<F32Layout>());
   Int4SegmentSums<kG>(df, row, srow, gs, s0, len, xq, stride, sums);
-  if constexpr (kT > kG) Int4SegmentSumsGrouped<kT - kG>(df, row, srow, gs, s0, len, xq + kG * stride, stride, sums + kG);
+  if constexpr (kT > kG)
+    Int4SegmentSumsGrouped<kT - kG>(df, row, srow, gs, s0, len, xq + kG * stride, stride, sums + kG);
 }
 
 // kT tokens (x + j · x_stride) against rows [r0, r1): y[j · y_stride + r - r0].
@@ -281,10 +282,11 @@ HWY_INLINE void DotRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x
   }
 }
 
-// Packed integer weights (packed_int-inl.h): each row segment decoded exactly into f32 on the
-// stack, then summed as an F32 weight's segment is (the same order, so the same bits as the F32
-// path over the dequantised weight and as the GEMM). The decode stays in L1; the packed rows stream
-// from memory, prefetched ~24 KiB ahead.
+// Packed integer weights (packed_int-inl.h), summed as an F32 weight's segment is (the same order,
+// so the same bits as the F32 path over the dequantised weight and as the GEMM): 4-bit rows whose
+// group size is a multiple of N decoded straight into the layout's vectors (Int4SegmentSums);
+// other rows (8-bit, smaller groups) decoded exactly into f32 on the stack first, where the decode
+// stays in L1. The packed rows stream from memory, prefetched ~24 KiB ahead.
 template <int kT>
 HWY_INLINE void DotPackedRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, float* y,
                                int64_t y_stride) {
