@@ -34,25 +34,24 @@ namespace hn = hwy::HWY_NAMESPACE;
 //
 // AVX-512 (N = 16): the 16 products of a scale group are a vector (Int4Values), and a lane's code
 // picks its value with one vpermps, which reads only the low 4 bits of each index lane. v[q]'s 16
-// codes are the 64-bit word Q at byte 8q, broadcast to every 64-bit lane; lane k rotated right by
-// 8k - 28 (mod 64) holds code 2k + 1 at bits 0..3 of its upper half and code 2k at bits 28..31 of
-// its lower half, which a shift right by 28 brings down: a load, two shifts and a permute per 16
-// weights, no masking and no int -> float conversion (picking the 32-bit words with vpermd
-// instead of the rotation: ~5% slower here). Elsewhere the code is shifted out of its word
-// broadcast to every lane, masked, offset by -8 and converted, then times the scale (16 registers:
-// no room for two table halves beside four tokens' accumulators).
+// codes are the 64-bit word at byte 8q of the group, broadcast to every 64-bit lane; lane k rotated
+// right by 8k - 28 (mod 64) holds code 2k + 1 at bits 0..3 of its upper half and code 2k at bits
+// 28..31 of its lower half, which a shift right by 28 brings down: a load, two shifts and a permute
+// per 16 weights, no masking and no int -> float conversion (picking the 32-bit words with vpermd
+// instead: ~5% slower here; with two 32-bit broadcasts, the second masked: ~10%). Elsewhere the
+// code is shifted out of its word broadcast to every lane, masked, offset by -8 and converted, then
+// times the scale (16 registers: no room for two table halves beside four tokens' accumulators).
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 // Lane k: float(k - 8) · scale, the value of a stored nibble k (weights/packed_int.h).
 HWY_INLINE hn::Vec<hn::ScalableTag<float>> Int4Values(hn::ScalableTag<float> df, float scale) {
   return hn::Mul(hn::Iota(df, -8.0f), hn::Set(df, scale));
 }
 
-// Columns c .. c + 16·kC of a packed row (c a multiple of 16·kC: words c / 8 .. c / 8 + 2kC - 1),
+// Columns c .. c + 16·kC of a packed row (c a multiple of 16: words c / 8 .. c / 8 + 2kC - 1),
 // values[q] from Int4Values of v[q]'s group.
 template <int kC>
 HWY_INLINE void LoadInt4(hn::ScalableTag<float>, const int32_t* row, int64_t c,
                          const hn::Vec<hn::ScalableTag<float>>* values, hn::Vec<hn::ScalableTag<float>>* v) {
-  static_assert(kC == 2 || kC == 4);
   const int32_t* p = row + c / 8;
   const __m512i rot = _mm512_setr_epi64(36, 44, 52, 60, 4, 12, 20, 28);
   const __m512i shifts = _mm512_setr_epi32(28, 0, 28, 0, 28, 0, 28, 0, 28, 0, 28, 0, 28, 0, 28, 0);
