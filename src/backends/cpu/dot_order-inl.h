@@ -166,7 +166,7 @@ struct Bf16Layout {
   }
 };
 
-// F16 and F32: two chains of consecutive vectors (lane l of chain q = column q·N + l).
+// F16 and F32: chains of consecutive vectors (lane l of chain q = column q·N + l), two for F16.
 struct F16Layout {
   using T = uint16_t;
   static constexpr int kC = 2, kDepth = 1;
@@ -180,9 +180,18 @@ struct F16Layout {
   }
   static HWY_INLINE void Permute(DF df, const float* x, float* xs) { std::copy_n(x, kC * hn::Lanes(df), xs); }
 };
+// F32 takes four chains where there are 32 vector registers: 4-bit packed weights (packed_int-inl.h)
+// are summed in this layout, and one token's sums over two chains waited on the FMA latency (4-bit
+// rows in L2, one token, one Zen 5 core: ~22 G weights/s over two chains, ~31 over four; the probe's
+// bandwidth at two threads needs ~24 per core). With 16 registers F32 keeps two: four chains
+// decoded AVX2 4-bit rows no faster for one token and ~0.6x as fast for four (two per sweep).
 struct F32Layout {
   using T = float;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  static constexpr int kC = 4, kDepth = 1;
+#else
   static constexpr int kC = 2, kDepth = 1;
+#endif
   static constexpr bool kFp8 = false;
   static constexpr int64_t kSegment = 2048;
   static HWY_INLINE void Load(DF df, const T* p, VF v[kC]) {

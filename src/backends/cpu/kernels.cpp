@@ -197,6 +197,41 @@ HWY_INLINE void SegmentSumsGrouped(DF df, const typename L::T* wr, int64_t len, 
   if constexpr (kT > kG) SegmentSumsGrouped<L, kT - kG>(df, wr, len, xq + kG * stride, stride, ahead, sums + kG);
 }
 
+// SegmentSums<F32Layout, kT> over columns [s0, s0 + len) of a 4-bit packed row, its weights
+// decoded into registers (LoadInt4) rather than through a buffer: the same values in the same
+// order, so the same bits. The group size is a multiple of N, s0 of the layout's group; a partial
+// last group is decoded as DecodePackedCols does, zeros after it (as LoadTail).
+template <int kT>
+HWY_INLINE void Int4SegmentSums(DF df, const int32_t* row, const uint16_t* srow, int64_t gs, int64_t s0, int64_t len,
+                                const float* xq, int64_t stride, float* sums) {
+  using L = F32Layout;
+  constexpr int kC = L::kC;
+  const int64_t G = GroupWidth<L>(df), full = len / G * G;
+  VF a[kT][kC];
+  for (int j = 0; j < kT; ++j)
+    for (int q = 0; q < kC; ++q) a[j][q] = hn::Zero(df);
+  ForInt4Columns<kC>(df, row, srow, gs, s0, s0 + full,
+                     [&](int64_t c, const VF* v) { Accumulate<kC, 1, kT>(df, v, xq, stride, c - s0, a); });
+  if (full < len) {
+    alignas(64) float tail[kC * hn::MaxLanes(DF())] = {};
+    for (int64_t c = full; c < len; ++c)
+      tail[c - full] = float(packed_code(row, 4, s0 + c)) * bf16_to_f32(srow[(s0 + c) / gs]);
+    VF v[kC];
+    L::Load(df, tail, v);
+    Accumulate<kC, 1, kT>(df, v, xq, stride, full, a);
+  }
+  for (int j = 0; j < kT; ++j) sums[j] = ChainSum<kC>(df, a[j]);
+}
+
+template <int kT>
+HWY_INLINE void Int4SegmentSumsGrouped(DF df, const int32_t* row, const uint16_t* srow, int64_t gs, int64_t s0,
+                                       int64_t len, const float* xq, int64_t stride, float* sums) {
+  constexpr int kG = std::min(kT, kMaxTokensPerSweep<F32Layout>());
+  Int4SegmentSums<kG>(df, row, srow, gs, s0, len, xq, stride, sums);
+  if constexpr (kT > kG)
+    Int4SegmentSumsGrouped<kT - kG>(df, row, srow, gs, s0, len, xq + kG * stride, stride, sums + kG);
+}
+
 // kT tokens (x + j · x_stride) against rows [r0, r1): y[j · y_stride + r - r0].
 template <class L, int kT>
 HWY_INLINE void DotRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, float* y,
@@ -247,10 +282,11 @@ HWY_INLINE void DotRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x
   }
 }
 
-// Packed integer weights (packed_int-inl.h): each row segment decoded exactly into f32 on the
-// stack, then summed as an F32 weight's segment is (the same order, so the same bits as the F32
-// path over the dequantised weight and as the GEMM). The decode stays in L1; the packed rows stream
-// from memory, prefetched ~24 KiB ahead.
+// Packed integer weights (packed_int-inl.h), summed as an F32 weight's segment is (the same order,
+// so the same bits as the F32 path over the dequantised weight and as the GEMM): 4-bit rows whose
+// group size is a multiple of N decoded straight into the layout's vectors (Int4SegmentSums);
+// other rows (8-bit, smaller groups) decoded exactly into f32 on the stack first, where the decode
+// stays in L1. The packed rows stream from memory, prefetched ~24 KiB ahead.
 template <int kT>
 HWY_INLINE void DotPackedRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, float* y,
                                int64_t y_stride) {
@@ -262,6 +298,8 @@ HWY_INLINE void DotPackedRowsT(const Weight& w, int64_t r0, int64_t r1, const fl
   alignas(64) float xq[kPrepFloats];
   alignas(64) float wseg[L::kSegment + 64];
   const auto* base = static_cast<const uint8_t*>(w.data);
+  static_assert(L::kSegment % (L::kC * hn::MaxLanes(DF())) == 0);
+  const bool in_registers = w.bits == 4 && w.group_size % int64_t(hn::Lanes(df)) == 0;
   for (int64_t c0 = 0; c0 < cols; c0 += chunk) {
     const int64_t c1 = std::min(cols, c0 + chunk);
     for (int j = 0; j < kT; ++j)
@@ -272,9 +310,15 @@ HWY_INLINE void DotPackedRowsT(const Weight& w, int64_t r0, int64_t r1, const fl
         for (int64_t off = 0; off < row_bytes; off += 64) PrefetchL2(base + (r + ahead_rows) * row_bytes + off);
       for (int64_t s0 = c0; s0 < c1; s0 += S) {
         const int64_t len = std::min(S, cols - s0);
-        DecodePackedCols(w, r, s0, s0 + len, wseg);
         float sums[kT];
-        SegmentSumsGrouped<L, kT>(df, wseg, len, xq + (s0 - c0), chunk, 0, sums);
+        if (in_registers) {
+          Int4SegmentSumsGrouped<kT>(df, static_cast<const int32_t*>(w.data) + r * w.packed_cols(),
+                                     w.weight_scale + r * w.n_groups(), w.group_size, s0, len, xq + (s0 - c0), chunk,
+                                     sums);
+        } else {
+          DecodePackedCols(w, r, s0, s0 + len, wseg);
+          SegmentSumsGrouped<L, kT>(df, wseg, len, xq + (s0 - c0), chunk, 0, sums);
+        }
         for (int j = 0; j < kT; ++j) {
           float& out = y[j * y_stride + (r - r0)];
           out = s0 == 0 ? sums[j] : out + sums[j];

@@ -4,7 +4,8 @@
 // is within kernels_test.cpp's f32 accumulation bound of a double product; the GEMM gives each
 // token the bits of matvec_rows alone. Shapes with partial words, partial last groups, SIMD
 // remainders, and rows of several 2048-column segments; group sizes 32 and 128 (and 8, below one
-// SIMD chunk, which takes the scalar route).
+// SIMD vector on AVX-512, which takes the scalar route there; 16, a group per AVX-512 vector; 48,
+// whose groups straddle the 2048-column segments).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -29,7 +30,8 @@ struct Case {
   int64_t group_size, rows, cols;
 };
 const Case kCases[] = {{4, 32, 1, 32},    {4, 32, 7, 96},     {4, 32, 129, 300}, {4, 128, 13, 2100}, {4, 32, 5, 4500},
-                       {4, 128, 3, 127},  {4, 8, 9, 61},      {8, 32, 7, 96},    {8, 128, 13, 2100}, {8, 32, 3, 33}};
+                       {4, 128, 3, 127},  {4, 8, 9, 61},      {8, 32, 7, 96},    {8, 128, 13, 2100}, {8, 32, 3, 33},
+                       {4, 16, 3, 2080},  {4, 48, 5, 4800}};
 
 std::string name(const Case& k) {
   return "int" + std::to_string(k.bits) + " g" + std::to_string(k.group_size) + " " + std::to_string(k.rows) + "x" +
