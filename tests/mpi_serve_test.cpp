@@ -347,6 +347,57 @@ TEST_F(MpiServe, AKilledRankOrAnInterruptedMpirunEndsEveryRankWithin10s) {
   }
 }
 
+// Three long replies at once in a pool of 5 blocks: requests are preempted (their blocks given
+// to others, recomputed later from the prefix cache), blocks are reused across sequences; the
+// replies keep one process's greedy tokens, and rank 0 counts the preemptions.
+TEST_F(MpiServe, PreemptionsInASmallPoolKeepTheSingleProcessGreedyReplies) {
+  TmpDir d;
+  const std::string flags = " serve --model " + kModel +
+                            " --port 0 --threads 1 --quiet --no-web --block-size 256 --kv-cache-mb 1 "
+                            "--max-step-tokens 64";
+  auto round = [&](int port, const std::string& tag) {
+    std::string cmd;
+    for (int i = 0; i < 3; ++i) {
+      const std::string body = d.file(tag + "_p" + std::to_string(i) + ".json");
+      std::ofstream(body) << nlohmann::json{{"model", "default"},
+                                            {"prompt", "And it came to pass " + std::to_string(i)},
+                                            {"max_tokens", 600},
+                                            {"ignore_eos", true},
+                                            {"temperature", 0}}
+                                 .dump();
+      cmd += "curl -s -m 60 -H 'content-type: application/json' --data-binary @" + body + " http://127.0.0.1:" +
+             std::to_string(port) + "/v1/completions > " + d.file(tag + "_r" + std::to_string(i) + ".json") + " & ";
+    }
+    run_shell(cmd + "wait");
+    std::vector<std::string> texts;
+    for (int i = 0; i < 3; ++i) {
+      const auto j = nlohmann::json::parse(read_text(d.file(tag + "_r" + std::to_string(i) + ".json")), nullptr, false);
+      texts.push_back(j.is_discarded() || !j.contains("choices") ? "" : j["choices"][0]["text"].get<std::string>());
+    }
+    const std::string metrics = run_shell("curl -s -m 10 http://127.0.0.1:" + std::to_string(port) + "/metrics").output;
+    const size_t at = metrics.find("dsv3:num_preemptions_total{");
+    const int preemptions = at == std::string::npos ? -1 : std::atoi(metrics.c_str() + metrics.find('}', at) + 1);
+    return std::pair(texts, preemptions);
+  };
+  std::vector<std::string> want;
+  {
+    Background one(test::dsv3_bin() + flags, d.file("one.log"));
+    const int port = one.wait_port(60);
+    ASSERT_GT(port, 0) << one.log();
+    want = round(port, "one").first;
+  }
+  Background two(kMpirun + pid_wrapper(d) + " " + test::dsv3_bin() + flags, d.file("two.log"));
+  two.also_kill({d.file("rank0.pid"), d.file("rank1.pid")});
+  const int port = two.wait_port(60);
+  ASSERT_GT(port, 0) << two.log();
+  const auto [got, preemptions] = round(port, "two");
+  EXPECT_GT(preemptions, 0) << "the pool should have run out";
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_GT(want[size_t(i)].size(), 1000u) << "reply " << i;
+    EXPECT_EQ(got[size_t(i)], want[size_t(i)]) << "reply " << i;
+  }
+}
+
 TEST_F(MpiServe, SpeculativeDecodingIsRefusedNamingTheFlag) {
   auto r = run_shell("timeout 60 " + kMpirun + test::dsv3_bin() + kServeFlags + " --speculative mtp");
   EXPECT_NE(r.exit_code, 0) << r.output;
