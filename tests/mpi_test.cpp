@@ -259,13 +259,6 @@ TEST_F(MpiGolden, ARankKilledMidRunEndsTheJob) {
   EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
 }
 
-TEST_F(MpiGolden, ServeRefusesToRunUnderMpirunBeforeBindingAPort) {
-  auto r = run_shell(mpirun(2) + test::dsv3_bin() + " serve --model models/default --port 0 --quiet");
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("serve: running under mpirun with 2 ranks is not supported yet"), std::string::npos)
-      << r.output;
-}
-
 TEST_F(MpiGolden, RanksThatLoadedDifferentCheckpointsStopBeforeTheFirstStep) {
   TmpDir d;
   const std::string tail = " logits --threads 1 --ids 1,2,3 --out " + d.file("x.bin");

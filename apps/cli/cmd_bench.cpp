@@ -242,6 +242,7 @@ struct BenchResult {
   int world = 1;
   int64_t hidden = 0;
   std::vector<uint64_t> rank_peaks;
+  std::vector<double> rank_comm_s;  // each rank's decode_comm.seconds: the rank that waits least is the slowest
   CommStats decode_comm;
   double all_reduce_us = 0, all_reduce_7168_us = 0;
 };
@@ -365,6 +366,8 @@ void run_bench(const BenchOptions& o) {
   if (b.world > 1) {
     b.rank_peaks.resize(size_t(b.world));
     comm.all_gather(&b.peak, sizeof b.peak, b.rank_peaks.data());
+    b.rank_comm_s.resize(size_t(b.world));
+    comm.all_gather(&b.decode_comm.seconds, sizeof(double), b.rank_comm_s.data());
     // One collective alone (ranks lined up by a barrier; the median of 50, the slowest rank's):
     // the waiting for a slower rank that the decode figure includes is not in it.
     auto latency = [&](int64_t count) {
@@ -501,6 +504,9 @@ void print_json(const BenchOptions& o, const BenchResult& b) {
     j["world_size"] = b.world;
     j["rank_peak_rss_bytes"] = b.rank_peaks;
     j["comm_ms_per_token"] = 1e3 * b.decode_comm.seconds / tokens;
+    std::vector<double> per_rank;
+    for (double sec : b.rank_comm_s) per_rank.push_back(1e3 * sec / tokens);
+    j["rank_comm_ms_per_token"] = per_rank;
     j["comm_calls_per_token"] = double(b.decode_comm.calls) / tokens;
     j["comm_us_per_call"] = b.decode_comm.calls ? 1e6 * b.decode_comm.seconds / double(b.decode_comm.calls) : 0.0;
     j["comm_bytes_per_token"] = double(b.decode_comm.bytes) / tokens;
@@ -574,11 +580,14 @@ void print_text(const BenchOptions& o, const BenchResult& b) {
     for (size_t i = 0; i < b.rank_peaks.size(); ++i)
       peaks += fmt::format("{}rank {}: {:.1f} MB", i ? ", " : "", i, double(b.rank_peaks[i]) / 1e6);
     std::printf("ranks:            %d (mpirun); peak resident per rank: %s\n", b.world, peaks.c_str());
+    std::string per_rank;
+    for (size_t i = 0; i < b.rank_comm_s.size(); ++i)
+      per_rank += fmt::format("{}{:.3f}", i ? " / " : "", 1e3 * b.rank_comm_s[i] / tokens);
     std::printf("communication:    %.3f ms per decode token on rank 0 (%.0f collectives of %.1f us each, %.1f KB "
-                "sent per token)\n",
+                "sent per token); per rank %s ms (waiting for a slower rank included)\n",
                 1e3 * b.decode_comm.seconds / tokens, double(b.decode_comm.calls) / tokens,
                 b.decode_comm.calls ? 1e6 * b.decode_comm.seconds / double(b.decode_comm.calls) : 0.0,
-                double(b.decode_comm.bytes) / tokens / 1e3);
+                double(b.decode_comm.bytes) / tokens / 1e3, per_rank.c_str());
     std::printf("all-reduce alone: %.1f us for %lld floats; %.1f us for 7168 (DeepSeek-V3's hidden size): its 61 "
                 "layers x 2 per decode token = %.2f ms\n",
                 b.all_reduce_us, (long long)b.hidden, b.all_reduce_7168_us, 61 * 2 * b.all_reduce_7168_us / 1e3);
@@ -610,7 +619,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
   sub->add_flag("--json", o->json,
-                "Print one JSON object (under mpirun also world_size, rank_peak_rss_bytes and comm_* per decode token)");
+                "Print one JSON object (under mpirun also world_size, rank_peak_rss_bytes, comm_* and rank_comm_ms_per_token per decode token)");
   sub->add_option("--ctx-size", o->ctx_size, kCtxSizeHelp)->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   sub->add_flag("--fp8-head", o->fp8_head, kFp8HeadHelp);
   sub->add_flag("--profile", o->profile,

@@ -2,6 +2,10 @@
 // batching (runtime/scheduler.h). Listens first, answering 503 while the weights load, prints
 // the URL once it can answer, and on SIGINT/SIGTERM stops accepting, lets in-flight requests
 // finish for up to ~4 s, cancels the rest and exits 0.
+//
+// Under `mpirun -np N` rank 0 does all of that; the other ranks load their part of the weights,
+// hold a KV cache pool of the same size and run every step rank 0's scheduler decides
+// (runtime/step_mirror.h) until rank 0 stops.
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
@@ -10,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 
 #include <chrono>
 #include <cstdio>
@@ -29,6 +34,7 @@
 #include "apps/cli/web_assets.h"
 #include "base/error.h"
 #include "runtime/scheduler.h"
+#include "runtime/step_mirror.h"
 #include "serve/metrics.h"
 #include "serve/output_parser.h"
 #include "serve/service.h"
@@ -97,29 +103,67 @@ int wait_signal(int fd, int timeout_ms) {
   }
 }
 
-void run_serve(const ServeArgs& a) {
-  // TODO(mpi): serve under mpirun needs the other ranks to replay rank 0's scheduler steps (the
-  // step's entries and block tables broadcast); until then it refuses before binding a port.
-  if (const int world = launcher_world_size(); world > 1)
-    fail("serve: running under mpirun with {} ranks is not supported yet; run dsv3 serve as one process "
-         "(logits, generate, chat and bench run under mpirun)",
-         world);
-  // Each of the HTTP worker threads would otherwise get a malloc arena of its own as load
-  // spreads over them (glibc makes up to 8 per core): the process then grows for minutes under
-  // steady traffic (seen: +22% RSS in a 60 s soak beside other work). Four arenas are plenty for
-  // request parsing and responses; the model's steps do not allocate.
-  mallopt(M_ARENA_MAX, 4);
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) fail("serve: cannot create a pipe: {}", std::strerror(errno));
-  g_signal_pipe = fds[1];
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+// The KV cache pool: --kv-cache-mb, else room for --max-running full contexts, capped at half
+// the memory left after the weights. The context is capped to what the pool holds. Under mpirun
+// every rank holds the whole (replicated) latent cache: all take the smallest rank's pool.
+struct KvPlan {
+  CacheLayout layout;
+  int64_t n_blocks = 0;
+  int64_t ctx = 0;
+};
 
+KvPlan plan_kv_cache(const ServeArgs& a, Runner& r) {
+  const ModelConfig& config = r.ckpt->config;
+  KvPlan p;
+  p.layout = r.model->cache_layout(a.block_size, cache_dtype_from_flag(a.kv_cache_dtype));
+  const int64_t block_bytes = p.layout.block_bytes();
+  p.ctx = a.ctx_size > 0 ? a.ctx_size : config.max_position_embeddings;
+  if (a.ctx_size > config.max_position_embeddings)
+    fail("--ctx-size {} is larger than the model's max_position_embeddings {}", a.ctx_size,
+         config.max_position_embeddings);
+  uint64_t budget = uint64_t(a.kv_cache_mb) << 20;
+  if (a.kv_cache_mb == 0) {
+    budget = uint64_t(a.max_running) * uint64_t(p.ctx + a.block_size) * uint64_t(p.layout.token_bytes());
+    // MemAvailable counts the mapped weights' page cache as reclaimable: leave them out, so
+    // that the pool never pushes the weights out of memory.
+    const uint64_t avail = available_memory(), weights = r.ckpt->checkpoint.total_bytes();
+    if (avail > 0) budget = std::min(budget, avail > weights ? (avail - weights) / 2 : 0);
+  }
+  p.n_blocks = int64_t(budget / uint64_t(block_bytes));
+  if (r.comm->size() > 1) {
+    std::vector<int64_t> all(size_t(r.comm->size()));
+    r.comm->all_gather(&p.n_blocks, sizeof p.n_blocks, all.data());
+    p.n_blocks = *std::min_element(all.begin(), all.end());
+  }
+  if (p.n_blocks < 2)
+    fail("--kv-cache-mb {}: the KV cache pool needs at least 2 blocks of {} positions ({} each)",
+         a.kv_cache_mb > 0 ? std::to_string(a.kv_cache_mb) : "(default, from free memory)", a.block_size,
+         format_bytes(uint64_t(block_bytes)));
+  if (p.n_blocks * a.block_size - 1 < p.ctx) {
+    if (a.ctx_size > 0)
+      fail("--ctx-size {} does not fit the KV cache pool ({} positions; raise --kv-cache-mb)", a.ctx_size,
+           p.n_blocks * a.block_size);
+    p.ctx = p.n_blocks * a.block_size - 1;
+  }
+  return p;
+}
+
+// A rank other than 0 under mpirun: its part of the weights, a pool like rank 0's, then rank
+// 0's steps until it stops. Signals keep their default action: mpirun ends the job when it is
+// interrupted, and rank 0 stops the others when it alone is.
+void run_serve_follower(const ServeArgs& a, const std::string& dir) {
+  Runner r = load_runner(dir, a.threads, a.quiet, a.fp8_head);
+  const KvPlan kv = plan_kv_cache(a, r);
+  auto pool = std::make_shared<BlockPool>(kv.layout, kv.n_blocks);
+  follow_steps(*r.model, pool, /*absorbed=*/true);
+}
+
+void run_serve(const ServeArgs& a) {
+  const int world = launcher_world_size();
+  if (world > 1 && !a.speculative.method.empty())
+    fail("serve: --speculative {} is not available under mpirun ({} ranks): its drafting steps are not mirrored to "
+         "the other ranks; serve without --speculative, or as one process",
+         a.speculative.method, world);
   const std::string dir = resolve_model_dir(a.model);
   const Tokenizer tok = with_context(dir, [&] { return load_tokenizer(dir); });
   const std::string template_source =
@@ -138,6 +182,25 @@ void run_serve(const ServeArgs& a) {
   serve::check_parser_tokens(tok, tools_flag ? tools : serve::ToolCallFormat::None,
                              reasoning_flag == serve::ReasoningParserChoice::Auto ? serve::ReasoningParserChoice::None
                                                                                    : reasoning);
+
+  // Every rank checks the tokenizer and flags above (they fail alike); only rank 0 listens.
+  if (launcher_rank() != 0) return run_serve_follower(a, dir);
+
+  // Each of the HTTP worker threads would otherwise get a malloc arena of its own as load
+  // spreads over them (glibc makes up to 8 per core): the process then grows for minutes under
+  // steady traffic (seen: +22% RSS in a 60 s soak beside other work). Four arenas are plenty for
+  // request parsing and responses; the model's steps do not allocate.
+  mallopt(M_ARENA_MAX, 4);
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) fail("serve: cannot create a pipe: {}", std::strerror(errno));
+  g_signal_pipe = fds[1];
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
 
   std::string name = a.served_model_name;
   if (name.empty()) name = std::filesystem::path(dir).lexically_normal().filename().string();
@@ -159,34 +222,22 @@ void run_serve(const ServeArgs& a) {
     fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,
          tok.vocab_size(), config.vocab_size);
 
-  // The KV cache pool: --kv-cache-mb, else room for --max-running full contexts, capped at half
-  // the memory left after the weights. The context is capped to what the pool holds.
-  const CacheLayout layout = r.model->cache_layout(a.block_size, cache_dtype_from_flag(a.kv_cache_dtype));
-  const int64_t block_bytes = layout.block_bytes();
-  int64_t ctx = a.ctx_size > 0 ? a.ctx_size : config.max_position_embeddings;
-  if (a.ctx_size > config.max_position_embeddings)
-    fail("--ctx-size {} is larger than the model's max_position_embeddings {}", a.ctx_size,
-         config.max_position_embeddings);
-  uint64_t budget = uint64_t(a.kv_cache_mb) << 20;
-  if (a.kv_cache_mb == 0) {
-    budget = uint64_t(a.max_running) * uint64_t(ctx + a.block_size) * uint64_t(layout.token_bytes());
-    // MemAvailable counts the mapped weights' page cache as reclaimable: leave them out, so
-    // that the pool never pushes the weights out of memory.
-    const uint64_t avail = available_memory(), weights = r.ckpt->checkpoint.total_bytes();
-    if (avail > 0) budget = std::min(budget, avail > weights ? (avail - weights) / 2 : 0);
-  }
-  const int64_t n_blocks = int64_t(budget / uint64_t(block_bytes));
-  if (n_blocks < 2)
-    fail("--kv-cache-mb {}: the KV cache pool needs at least 2 blocks of {} positions ({} each)",
-         a.kv_cache_mb > 0 ? std::to_string(a.kv_cache_mb) : "(default, from free memory)", a.block_size,
-         format_bytes(uint64_t(block_bytes)));
-  if (n_blocks * a.block_size - 1 < ctx) {
-    if (a.ctx_size > 0)
-      fail("--ctx-size {} does not fit the KV cache pool ({} positions; raise --kv-cache-mb)", a.ctx_size,
-           n_blocks * a.block_size);
-    ctx = n_blocks * a.block_size - 1;
-  }
+  const KvPlan kv = plan_kv_cache(a, r);
+  const CacheLayout& layout = kv.layout;
+  const int64_t n_blocks = kv.n_blocks, ctx = kv.ctx;
   auto pool = std::make_shared<BlockPool>(layout, n_blocks);
+  // Under mpirun the other ranks run each step too (runtime/step_mirror.h).
+  std::unique_ptr<StepSender> sender;
+  if (r.comm->size() > 1) sender = std::make_unique<StepSender>(*r.comm, *pool);
+  // Destroyed after the scheduler (declared before it): then no step is in flight and the other
+  // ranks can be told to stop. Not while an error unwinds (a collective may be half done): the
+  // non-zero exit makes mpirun end them.
+  struct StopFollowers {
+    StepSender* s;
+    ~StopFollowers() {
+      if (s && std::uncaught_exceptions() == 0) s->stop();
+    }
+  } stop_followers{sender.get()};
   if (!a.quiet)
     std::fprintf(stderr,
                  "dsv3 serve: KV cache: %s (%lld blocks of %lld positions, %lld positions, %s per position, %s), "
@@ -206,7 +257,13 @@ void run_serve(const ServeArgs& a) {
                                  .prefix_namespace = prefix_namespace(
                                      std::filesystem::weakly_canonical(dir).string() + (a.fp8_head ? "|fp8-head" : ""),
                                      layout.dtype),
-                                 .speculative = resolve_speculative(a.speculative, *r.model)});
+                                 .speculative = resolve_speculative(a.speculative, *r.model),
+                                 .before_forward = sender ? [&sender](std::span<const StepEntry> e,
+                                                                      std::span<SequenceCache* const> c,
+                                                                      std::span<const int32_t> rows) {
+                                   sender->send(e, c, rows);
+                                 } : std::function<void(std::span<const StepEntry>, std::span<SequenceCache* const>,
+                                                        std::span<const int32_t>)>()});
   if (!a.quiet && scheduler.options().speculative.draft_tokens > 0)
     std::fprintf(stderr, "dsv3 serve: speculative decoding: MTP, %d draft token(s) per step%s\n",
                  scheduler.options().speculative.draft_tokens,

@@ -122,17 +122,31 @@ void BlockPool::write_row(int64_t il, int32_t b, int64_t offset, const float* va
 void BlockPool::copy_rows(int32_t dst, int32_t src, int64_t n_rows) {
   const int64_t rb = layout_.row_bytes(), bb = layout_.block_size * rb;
   for (auto& l : layers_) std::memcpy(l.get() + int64_t(dst) * bb, l.get() + int64_t(src) * bb, size_t(n_rows * rb));
+  if (on_copy_) on_copy_(dst, src, n_rows);
 }
 
 SequenceCache::SequenceCache(std::shared_ptr<BlockPool> pool)
     : pool_(std::move(pool)), lengths_(size_t(pool_->layout().n_layers), 0) {}
 
+SequenceCache SequenceCache::borrowed(std::shared_ptr<BlockPool> pool, std::span<const int32_t> blocks,
+                                      std::span<const int64_t> lengths) {
+  SequenceCache c(std::move(pool));
+  DSV3_CHECK(int64_t(lengths.size()) == c.n_layers(), "borrowed cache: one length per layer");
+  for (int32_t b : blocks) DSV3_CHECK(b >= 0 && b < c.pool_->n_blocks(), "borrowed cache: block id out of range");
+  c.blocks_.assign(blocks.begin(), blocks.end());
+  c.lengths_.assign(lengths.begin(), lengths.end());
+  for (int64_t len : lengths) DSV3_CHECK(len >= 0 && len <= c.capacity(), "borrowed cache: length past its blocks");
+  c.borrowed_ = true;
+  return c;
+}
+
 SequenceCache::SequenceCache(const SequenceCache& o) : pool_(o.pool_), blocks_(o.blocks_), lengths_(o.lengths_) {
+  DSV3_CHECK(!o.borrowed_, "copying a borrowed cache");
   for (int32_t b : blocks_) pool_->retain(b);
 }
 
 SequenceCache::SequenceCache(SequenceCache&& o) noexcept
-    : pool_(o.pool_), blocks_(std::move(o.blocks_)), lengths_(o.lengths_) {
+    : pool_(o.pool_), blocks_(std::move(o.blocks_)), lengths_(o.lengths_), borrowed_(o.borrowed_) {
   o.blocks_.clear();
   std::fill(o.lengths_.begin(), o.lengths_.end(), 0);
 }
@@ -143,6 +157,7 @@ SequenceCache& SequenceCache::operator=(SequenceCache&& o) noexcept {
     pool_ = o.pool_;
     blocks_ = std::move(o.blocks_);
     lengths_ = o.lengths_;
+    borrowed_ = o.borrowed_;
     o.blocks_.clear();
     std::fill(o.lengths_.begin(), o.lengths_.end(), 0);
   }
@@ -150,6 +165,7 @@ SequenceCache& SequenceCache::operator=(SequenceCache&& o) noexcept {
 }
 
 bool SequenceCache::try_reserve(int64_t n_tokens) {
+  if (borrowed_) return capacity() >= n_tokens;
   while (capacity() < n_tokens) {
     const int32_t b = pool_->allocate();
     if (b < 0) return false;
@@ -178,6 +194,7 @@ int64_t SequenceCache::blocks_to_write(int64_t from, int64_t to) const {
 
 bool SequenceCache::try_make_writable(int64_t pos) {
   if (!try_reserve(pos + 1)) return false;
+  if (borrowed_) return true;
   const int64_t k = pos / block_size();
   const int32_t b = blocks_[size_t(k)];
   if (pool_->refs(b) == 1 && !pool_->cached(b)) return true;
@@ -196,7 +213,7 @@ void SequenceCache::write_row(int64_t il, int64_t pos, const float* values) {
   const int64_t bs = block_size();
   DSV3_CHECK(pos >= 0 && pos < capacity(), "cache position without a block");
   const int32_t b = blocks_[size_t(pos / bs)];
-  DSV3_CHECK(pool_->refs(b) == 1 && !pool_->cached(b), "writing a shared cache block");
+  DSV3_CHECK(borrowed_ || (pool_->refs(b) == 1 && !pool_->cached(b)), "writing a shared cache block");
   pool_->write_row(il, b, pos % bs, values);
 }
 
@@ -220,7 +237,7 @@ void SequenceCache::truncate(int64_t n) {
 }
 
 void SequenceCache::adopt(std::span<const int32_t> blocks, int64_t n_tokens, int64_t n_layers_filled) {
-  DSV3_CHECK(blocks_.empty(), "adopting blocks into a cache that holds some");
+  DSV3_CHECK(blocks_.empty() && !borrowed_, "adopting blocks into a cache that holds some");
   DSV3_CHECK(n_tokens <= int64_t(blocks.size()) * block_size(), "adopted blocks do not cover the positions");
   for (int32_t b : blocks) {
     pool_->retain(b);
@@ -231,7 +248,8 @@ void SequenceCache::adopt(std::span<const int32_t> blocks, int64_t n_tokens, int
 
 void SequenceCache::clear() {
   if (!pool_) return;
-  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) pool_->release(*it);
+  if (!borrowed_)
+    for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) pool_->release(*it);
   blocks_.clear();
   std::fill(lengths_.begin(), lengths_.end(), 0);
 }

@@ -68,6 +68,9 @@ class BlockPool {
   bool cached(int32_t b) const { return cached_[size_t(b)] != 0; }
   // Runs with each block about to be evicted (the prefix index forgets it). One hook per pool.
   void set_evict_hook(std::function<void(int32_t)> hook) { on_evict_ = std::move(hook); }
+  // Runs after each copy_rows (dst, src, n_rows): a tensor-parallel server's rank 0 tells the
+  // other ranks, whose pools mirror this one (runtime/step_mirror.h). One hook per pool.
+  void set_copy_hook(std::function<void(int32_t, int32_t, int64_t)> hook) { on_copy_ = std::move(hook); }
 
   // Layer il's storage: [n_blocks][block_size][row] values of layout().dtype.
   const std::byte* layer_data(int64_t il) const { return layers_[size_t(il)].get(); }
@@ -96,6 +99,7 @@ class BlockPool {
   int32_t head_ = -1, tail_ = -1;
   int64_t n_evictable_ = 0;
   std::function<void(int32_t)> on_evict_;
+  std::function<void(int32_t, int32_t, int64_t)> on_copy_;
 };
 
 // One sequence's cache: its block table over a pool, and how many positions of each layer are
@@ -104,6 +108,13 @@ class SequenceCache {
  public:
   explicit SequenceCache(std::shared_ptr<BlockPool> pool);
   ~SequenceCache() { clear(); }
+  // A cache over a block table that another process manages: a tensor-parallel rank replaying
+  // rank 0's step on a pool of the same layout (runtime/step_mirror.h). `blocks` are rank 0's
+  // block ids and `lengths` [n_layers] its written positions per layer. It holds no references;
+  // every position inside its blocks is writable as is (rank 0 made the step's positions
+  // exclusive before it ran). Not copyable.
+  static SequenceCache borrowed(std::shared_ptr<BlockPool> pool, std::span<const int32_t> blocks,
+                                std::span<const int64_t> lengths);
   // A copy shares every block (a write to a shared block copies it first).
   SequenceCache(const SequenceCache& o);
   SequenceCache& operator=(const SequenceCache&) = delete;
@@ -151,6 +162,7 @@ class SequenceCache {
   std::shared_ptr<BlockPool> pool_;
   std::vector<int32_t> blocks_;
   std::vector<int64_t> lengths_;
+  bool borrowed_ = false;  // see borrowed(): no references held, no copy on write
 };
 
 }  // namespace dsv3

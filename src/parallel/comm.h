@@ -34,6 +34,11 @@ class Comm {
   virtual void all_gather(const void* in, int64_t bytes, void* out) = 0;
   // data [bytes] on every rank <- root's data.
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+  // The same, for ranks that may wait a long time for root (a server's ranks waiting for the next
+  // request): a waiting rank sleeps between polls (answering up to ~1 ms late) instead of
+  // spinning on a core as MPI's blocking collectives do. Every rank of one call must use this
+  // form (MPI matches non-blocking collectives only with non-blocking ones). Default: broadcast.
+  virtual void broadcast_waiting(void* data, int64_t bytes, int root) { broadcast(data, bytes, root); }
   virtual void barrier() = 0;
   // Prints "dsv3: rank R: message" on stderr and ends every rank with `code` (no rank hangs).
   [[noreturn]] virtual void abort(const std::string& message, int code) = 0;

@@ -18,6 +18,10 @@ std::unique_ptr<Comm> open_world_comm();
 // initialising MPI (a command can refuse to run under mpirun before it starts anything).
 int launcher_world_size();
 
+// This process's rank as mpirun numbered it (OMPI_COMM_WORLD_RANK), 0 when not under mpirun;
+// without initialising MPI (a command can split its work by rank before it loads anything).
+int launcher_rank();
+
 // Whether this build can run across processes.
 bool built_with_mpi();
 

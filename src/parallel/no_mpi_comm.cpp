@@ -13,6 +13,11 @@ int launcher_world_size() {
   return n ? std::max(1, std::atoi(n)) : 1;
 }
 
+int launcher_rank() {
+  const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
+  return r ? std::max(0, std::atoi(r)) : 0;
+}
+
 bool built_with_mpi() { return false; }
 
 std::unique_ptr<Comm> open_world_comm() {

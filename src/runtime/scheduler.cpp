@@ -63,6 +63,8 @@ Scheduler::Scheduler(Model& model, SchedulerOptions opts) : model_(model), opts_
   stats_.cache_capacity_tokens =
       pool_->growable() ? opts_.max_running * opts_.ctx_size : pool_->n_blocks() * pool_->block_size();
   if (opts_.speculative.draft_tokens > 0) {
+    if (opts_.before_forward)
+      fail("speculative decoding is not available when the steps are mirrored to other ranks (serve under mpirun)");
     if (!model_.has_mtp()) fail("speculative decoding needs the checkpoint's MTP layer; this checkpoint has none");
     spec_cost_ = speculation_cost(model_.weights(), model_.config(), opts_.speculative.draft_tokens);
     // Under tensor parallelism each rank's weights are its own part: all take rank 0's cost, so
@@ -548,6 +550,7 @@ bool Scheduler::step() {
   const auto t0 = std::chrono::steady_clock::now();
   hidden_.resize(entries_.size() * size_t(H));
   logits_.resize(rows_.size() * size_t(V));
+  if (opts_.before_forward) opts_.before_forward(entries_, caches_, rows_);
   model_.forward(entries_, caches_, {.absorbed = opts_.absorbed, .logit_rows = rows_}, hidden_.data(),
                  logits_.data());
   {

@@ -123,6 +123,12 @@ struct SchedulerOptions {
   // blocks carry their MTP rows: a speculating request takes only blocks whose MTP rows were
   // written (by another speculating request), so its drafts see the same cache either way.
   SpeculativeOptions speculative;
+  // Runs on the scheduler thread with each step's inputs right before its Model::forward (the
+  // entries, one cache per sequence, the entries whose logits are wanted): a tensor-parallel
+  // server's rank 0 sends them to the other ranks (runtime/step_mirror.h). Not with speculative
+  // decoding (its drafting steps are not mirrored): the constructor throws Error.
+  std::function<void(std::span<const StepEntry>, std::span<SequenceCache* const>, std::span<const int32_t>)>
+      before_forward;
 };
 
 // A snapshot for /metrics and /health.
