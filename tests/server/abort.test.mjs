@@ -75,17 +75,21 @@ test('non-streaming request whose connection is dropped → running back to 0 wi
   const m0 = await server.metrics();
   const gen0 = m0.get('dsv3:generation_tokens_total');
   const controller = new AbortController();
-  const pending = server.post('/v1/chat/completions', LONG, {}, { signal: controller.signal }).then(
+  // Longer than LONG (as much as the 8192-token context holds): the default model writes ~6,000
+  // tokens a second here, so 4,000 would be half done by the time the connection drops.
+  const longer = { ...LONG, max_tokens: 8000 };
+  const pending = server.post('/v1/chat/completions', longer, {}, { signal: controller.signal }).then(
     (r) => assert.fail(`the request finished (HTTP ${r.status}) instead of being dropped`),
     (e) => assert.equal(e.name, 'AbortError'));
   await waitFor(async () => (await server.metrics()).get('dsv3:num_requests_running') === 1,
                 { timeoutMs: 5000, what: 'non-stream request running' });
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 100));
   controller.abort();
   await pending;
   const ms = await idleWithin(1000, 'running count back to 0 after the non-stream connection closed');
   const m1 = await server.metrics();
-  assert.ok(m1.get('dsv3:generation_tokens_total') - gen0 < 2000, 'generation stopped long before max_tokens');
+  const generated = m1.get('dsv3:generation_tokens_total') - gen0;
+  assert.ok(generated < longer.max_tokens / 3, `generation stopped long before max_tokens (${generated} tokens)`);
   console.log(`# non-stream drop: idle ${ms} ms after abort`);
 });
 
