@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include "backends/cpu/cpu_backend.h"
@@ -50,6 +51,26 @@ GreedyRun run(const LoadedCheckpoint& ck, const std::vector<int32_t>& prompt, in
   CpuBackend backend(pool);
   Model model(ck.config, ck.weights, backend);
   return run_greedy(model, prompt, {.decode_steps = steps});
+}
+
+// A packed checkpoint is not an input of cast or quantize: its packed tensors would be copied under
+// a quantization_config that does not describe them (a checkpoint that does not load).
+TEST(Int4Checkpoint, CastAndQuantizeRefuseAPackedInput) {
+  test::TempDir tmp;
+  const std::string dst = tmp.file("int4");
+  quantize_to_packed({.in_dir = test::golden_dir("v3-tiny-bf16"), .out_dir = dst}, {});
+  const auto refused = [&](const std::function<void()>& f, const std::string& what) {
+    try {
+      f();
+      ADD_FAILURE() << what << " accepted a packed checkpoint";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("compressed-tensors packed weight"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(".weight_packed"), std::string::npos) << e.what();
+    }
+  };
+  refused([&] { quantize_to_packed({.in_dir = dst, .out_dir = tmp.file("again")}, {}); }, "quantize --to int4");
+  refused([&] { quantize_bf16_to_fp8({.in_dir = dst, .out_dir = tmp.file("fp8")}); }, "quantize --to fp8");
+  refused([&] { cast_fp8_to_bf16({.in_dir = dst, .out_dir = tmp.file("bf16")}); }, "cast");
 }
 
 TEST(Int4Checkpoint, QuantizedGoldenReadsBackAndRuns) {

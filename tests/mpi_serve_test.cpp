@@ -405,5 +405,16 @@ TEST_F(MpiServe, SpeculativeDecodingIsRefusedNamingTheFlag) {
       << r.output;
 }
 
+// A launch with a command per rank (`mpirun -np 1 A : -np 1 B`) can give the ranks different serve
+// flags: the ones rank 0's steps depend on are compared before the server takes requests.
+TEST_F(MpiServe, RanksGivenDifferentCacheFlagsStopNamingTheFlag) {
+  const std::string one = "mpirun --allow-run-as-root --oversubscribe --mca btl self,vader,tcp -np 1 ";
+  auto r = run_shell("timeout 60 " + one + test::dsv3_bin() + kServeFlags + " : -np 1 " + test::dsv3_bin() +
+                     kServeFlags + " --kv-cache-dtype bf16");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("rank 1 was given a different --kv-cache-dtype from rank 0's"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("listening"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace dsv3

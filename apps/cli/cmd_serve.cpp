@@ -131,6 +131,18 @@ KvPlan plan_kv_cache(const ServeArgs& a, Runner& r) {
   }
   p.n_blocks = int64_t(budget / uint64_t(block_bytes));
   if (r.comm->size() > 1) {
+    // Rank 0's steps name blocks, positions and head formats: every rank must have been given the
+    // same flags for them (a launch with a ':'-separated command per rank can differ).
+    const int64_t mine[4] = {a.block_size, p.ctx, a.kv_cache_dtype == "bf16" ? 1 : 0, a.fp8_head ? 1 : 0};
+    std::vector<int64_t> flags(size_t(4 * r.comm->size()));
+    r.comm->all_gather(mine, sizeof mine, flags.data());
+    const char* names[4] = {"--block-size", "--ctx-size", "--kv-cache-dtype", "--fp8-head"};
+    for (int rank = 1; rank < r.comm->size(); ++rank)
+      for (int k = 0; k < 4; ++k)
+        if (flags[size_t(4 * rank + k)] != flags[size_t(k)])
+          fail("serve under mpirun: rank {} was given a different {} from rank 0's (every rank needs the same "
+               "{}; give all ranks the same serve flags)",
+               rank, names[k], names[k]);
     std::vector<int64_t> all(size_t(r.comm->size()));
     r.comm->all_gather(&p.n_blocks, sizeof p.n_blocks, all.data());
     p.n_blocks = *std::min_element(all.begin(), all.end());

@@ -86,6 +86,13 @@ Source open_source(const ConvertOptions& opts) {
       if (!s.by_name.count(name))
         fail("'{}' lists tensor '{}' in '{}', but no shard has it", (s.dir / kIndexName).string(), name,
              file.is_string() ? file.get<std::string>() : file.dump());
+  // Packed integer weights would be copied as they are under a new quantization_config that does
+  // not describe them: refuse rather than write a checkpoint nothing can load.
+  for (const auto& [name, t] : s.by_name)
+    if (ends_with(name, ".weight_packed"))
+      fail("--in '{}': tensor '{}' is a compressed-tensors packed weight; cast and quantize read FP8 or BF16 "
+           "checkpoints (convert the original one instead)",
+           opts.in_dir, name);
   return s;
 }
 
