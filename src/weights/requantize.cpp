@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -39,8 +40,10 @@ void requantize_fp8(Weight& w, ModelWeights& owner, ThreadPool& pool, bool relea
   const int64_t rows = w.rows, cols = w.cols, B = kFp8BlockSize, bands = (rows + B - 1) / B;
   const int64_t sc = w.scale_cols();
   const size_t code_bytes = size_t(rows * cols), scale_bytes = size_t(bands * sc) * sizeof(float);
-  auto mem = std::make_unique<uint8_t[]>(code_bytes + scale_bytes + 16);
-  uint8_t* codes = mem.get();
+  // Codes start on a 64-byte boundary: the decode kernels' vector loads then never straddle two
+  // cache lines (FP8 rows 48 bytes off a boundary decoded ~1.8x slower from memory here).
+  auto mem = std::make_unique<uint8_t[]>(code_bytes + scale_bytes + 16 + 64);
+  uint8_t* codes = mem.get() + (64 - reinterpret_cast<uintptr_t>(mem.get()) % 64) % 64;
   float* scales = reinterpret_cast<float*>(codes + (code_bytes + 15) / 16 * 16);
   const bool release = release_source && !shares_data(owner, w);
   const size_t src_row_bytes = size_t(cols) * size_t(dtype_size(w.dtype));
