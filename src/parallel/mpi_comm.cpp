@@ -120,16 +120,6 @@ class MpiComm final : public Comm {
 
 }  // namespace
 
-int launcher_world_size() {
-  const char* n = std::getenv("OMPI_COMM_WORLD_SIZE");
-  return n ? std::max(1, std::atoi(n)) : 1;
-}
-
-int launcher_rank() {
-  const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
-  return r ? std::max(0, std::atoi(r)) : 0;
-}
-
 bool built_with_mpi() { return true; }
 
 std::unique_ptr<Comm> open_world_comm() {

@@ -1,5 +1,4 @@
 // open_world_comm in a build without MPI (cmake -DDSV3_MPI=OFF, or no MPI found): one process.
-#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -7,16 +6,6 @@
 #include "parallel/mpi_comm.h"
 
 namespace dsv3 {
-
-int launcher_world_size() {
-  const char* n = std::getenv("OMPI_COMM_WORLD_SIZE");
-  return n ? std::max(1, std::atoi(n)) : 1;
-}
-
-int launcher_rank() {
-  const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
-  return r ? std::max(0, std::atoi(r)) : 0;
-}
 
 bool built_with_mpi() { return false; }
 
