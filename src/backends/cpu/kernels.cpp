@@ -166,6 +166,29 @@ HWY_INLINE void SegmentSums(DF df, const typename L::T* wr, int64_t len, const f
   for (int j = 0; j < kT; ++j)
     for (int q = 0; q < kC; ++q) a[j][q] = hn::Zero(df);
   int64_t c = 0;
+#ifdef DSV3_REALIGNED_LOADS
+  if constexpr (L::kOneVector) {
+    if (RealignedGroups<L>::Applies(wr)) {  // the same loops, the groups read from aligned lines
+      RealignedGroups<L> groups(wr);
+      for (; c + kFp8BlockSize <= len; c += kFp8BlockSize) {
+        if (ahead > 0)
+          for (int64_t off = 0; off < kFp8BlockSize * int64_t(sizeof(T)); off += 64)
+            PrefetchL2(reinterpret_cast<const uint8_t*>(wr + ahead + c) + off);
+#pragma GCC unroll 16
+        for (int64_t g = c; g < c + kFp8BlockSize; g += G) {
+          VF v[kC * L::kDepth];
+          groups.Next(df, v);
+          Accumulate<kC, L::kDepth, kT>(df, v, xq, stride, g, a);
+        }
+      }
+      for (; c + G <= len; c += G) {
+        VF v[kC * L::kDepth];
+        groups.Next(df, v);
+        Accumulate<kC, L::kDepth, kT>(df, v, xq, stride, c, a);
+      }
+    }
+  }
+#endif
   for (; c + kFp8BlockSize <= len; c += kFp8BlockSize) {
     if (ahead > 0)
       for (int64_t off = 0; off < kFp8BlockSize * int64_t(sizeof(T)); off += 64)

@@ -9,7 +9,11 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "backends/cpu/test_weights.h"
@@ -169,6 +173,63 @@ TEST(CpuKernels, MatvecWideRows) {
                     " n=" + std::to_string(n)));
           }
   });
+}
+
+// Weight rows start wherever the checkpoint put them (safetensors tensors sit at any byte offset
+// from a cache line; test weights in std::vector storage sit 16 bytes off), and the decode kernel
+// reads rows at a nonzero even offset from aligned lines (dot_order-inl.h's RealignedGroups).
+// Copies of a weight at every offset within a cache line give the bits of the 64-byte-aligned
+// copy, on every target; the copies end against a page that cannot be read (the kernel must not
+// read past the line of a row's last byte), and start right after one.
+TEST(CpuKernels, MatvecRowsGivesTheSameBitsAtEveryOffsetFromACacheLine) {
+  const long page = sysconf(_SC_PAGESIZE);
+  for (DType dt : {DType::F8_E4M3, DType::BF16, DType::F16, DType::F32})
+    // 2048 columns: whole 128-column blocks (row bytes a multiple of 64, so every row has the
+    // tensor's offset); 300: a partial block and a tail, rows at offsets that change row to row.
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{5, 2048}, {130, 300}, {3, 4096 + 100}}) {
+      auto w = random_weight(dt, rows, cols, uint32_t(cols + rows));
+      const size_t bytes = w->bytes.size(), esize = size_t(dtype_size(dt));
+      const size_t span = (bytes + 64 + size_t(page) - 1) / size_t(page) * size_t(page);
+      // [unreadable page][span bytes][unreadable page]
+      auto* m = static_cast<uint8_t*>(
+          mmap(nullptr, span + 2 * size_t(page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+      ASSERT_NE(m, MAP_FAILED);
+      ASSERT_EQ(mprotect(m, size_t(page), PROT_NONE), 0);
+      ASSERT_EQ(mprotect(m + size_t(page) + span, size_t(page), PROT_NONE), 0);
+      uint8_t* first = m + page;
+      uint8_t* end = first + span;
+      for (int64_t n : {1, 2, 4, 5}) {
+        auto x = random_vector(n * cols, uint32_t(n + 40));
+        std::vector<float> want(size_t(n * rows)), got(size_t(n * rows));
+        for_each_target([&] {
+          Weight at = w->w;
+          std::memcpy(first, w->bytes.data(), bytes);
+          at.data = first;
+          cpu::matvec_rows(at, 0, rows, x.data(), n, cols, want.data(), rows);
+          ASSERT_NO_FATAL_FAILURE(expect_matvec_matches(at, 0, rows, x, n, cols, rows, std::string(dtype_name(dt))));
+          for (size_t off = esize; off < 64; off += esize)
+            for (uint8_t* start : {first + off, end - bytes - (64 - off)}) {
+              if (start + bytes > end) continue;
+              std::memcpy(start, w->bytes.data(), bytes);
+              at.data = start;
+              std::fill(got.begin(), got.end(), NAN);
+              cpu::matvec_rows(at, 0, rows, x.data(), n, cols, got.data(), rows);
+              for (size_t i = 0; i < got.size(); ++i)
+                ASSERT_EQ(f32_to_bits(got[i]), f32_to_bits(want[i]))
+                    << dtype_name(dt) << " " << rows << "x" << cols << " n " << n << " at offset "
+                    << (reinterpret_cast<uintptr_t>(start) & 63) << " output " << i;
+            }
+          // Ending exactly at the unreadable page (the last row's line is the page's last).
+          uint8_t* last = end - bytes;
+          std::memcpy(last, w->bytes.data(), bytes);
+          at.data = last;
+          cpu::matvec_rows(at, 0, rows, x.data(), n, cols, got.data(), rows);
+          for (size_t i = 0; i < got.size(); ++i)
+            ASSERT_EQ(f32_to_bits(got[i]), f32_to_bits(want[i])) << dtype_name(dt) << " ending at a page, output " << i;
+        });
+      }
+      munmap(m, span + 2 * size_t(page));
+    }
 }
 
 TEST(CpuKernels, MatvecTRowsMatchesReference) {
