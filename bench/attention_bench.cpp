@@ -3,7 +3,9 @@
 // interleaved with another sequence's) in f32 and in BF16, in alternating rounds of one run, so
 // that the ratios hold however the machine's speed drifts. Prints each variant's minimum and
 // median per call and the ratios of the minima.
-// Usage: build/bench/dsv3_attention_bench [CONTEXT=2048] [ROUNDS=8] [CALLS=100] [THREADS=1]
+// COLD=1 reads a buffer of 3x the L3 cache before each call (not timed), as a decode step's
+// weights do between one layer's attention and the next: the cache rows then come from memory.
+// Usage: build/bench/dsv3_attention_bench [CONTEXT=2048] [ROUNDS=8] [CALLS=100] [THREADS=1] [COLD=0]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +14,8 @@
 #include <vector>
 
 #include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/cpu_info.h"
+#include "backends/cpu/kernels.h"
 #include "backends/cpu/test_weights.h"
 #include "model/kv_cache.h"
 
@@ -21,10 +25,14 @@ int main(int argc, char** argv) {
   const int64_t ctx = argc > 1 ? std::atoll(argv[1]) : 2048;
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 8, calls = argc > 3 ? std::atoi(argv[3]) : 100;
   const int threads = argc > 4 ? std::atoi(argv[4]) : 1;
+  const bool cold = argc > 5 && std::atoi(argv[5]) != 0;
   if (ctx < 1 || rounds < 1 || calls < 1 || threads < 1) {
-    std::fprintf(stderr, "usage: dsv3_attention_bench [CONTEXT] [ROUNDS] [CALLS] [THREADS]\n");
+    std::fprintf(stderr, "usage: dsv3_attention_bench [CONTEXT] [ROUNDS] [CALLS] [THREADS] [COLD]\n");
     return 2;
   }
+  std::vector<float> evict;
+  if (cold) evict.assign(size_t(3 * std::max<int64_t>(cpu::read_cpu_info().l3_bytes, 32 << 20) / 4), 1.0f);
+  volatile float sink = 0;
   ThreadPool pool(threads);
   CpuBackend cpu(pool);
   const int64_t nh = 16, nope = 128, R = 64, vd = 128, L = 512, row = L + R;
@@ -62,12 +70,13 @@ int main(int argc, char** argv) {
   for (int r = 0; r < rounds; ++r)
     for (auto& x : v)
       for (int i = 0; i < calls; ++i) {
+        if (cold) sink = sink + cpu::sum_f32(evict.data(), int64_t(evict.size()));
         const auto t0 = std::chrono::steady_clock::now();
         cpu.mla_attention(s, q.data(), 1, {&x.rows, 1}, out.data(), true);
         x.us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
       }
-  std::printf("decode attention, context %lld, %d thread(s), %d rounds x %d calls:\n", (long long)ctx, threads, rounds,
-              calls);
+  std::printf("decode attention, context %lld, %d thread(s), %d rounds x %d calls, cache rows %s:\n", (long long)ctx,
+              threads, rounds, calls, cold ? "from memory (evicted before each call)" : "in cache");
   for (auto& x : v) {
     std::sort(x.us.begin(), x.us.end());
     std::printf("  %-31s min %9.1f us   median %9.1f us\n", x.name, x.us.front(), x.us[x.us.size() / 2]);

@@ -3,6 +3,7 @@
 #define HWY_TARGET_INCLUDE "backends/cpu/attend_kernels.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
 
 #include <algorithm>
 
@@ -35,13 +36,15 @@ HWY_INLINE float RowValue(const uint16_t* p, int64_t k) {
 // vector loaded once per k step; the k tail in scalars.
 template <int kH, int kJ, typename T>
 HWY_INLINE void ScoreBlock(const float* q, int64_t k_len, const T* c, int64_t c_stride, float scale, float* s,
-                           int64_t ld) {
+                           int64_t ld, const T* ahead) {
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df)), kv = k_len / N * N;
   VF acc[kH][kJ];
   for (int h = 0; h < kH; ++h)
     for (int j = 0; j < kJ; ++j) acc[h][j] = hn::Zero(df);
   for (int64_t k = 0; k < kv; k += N) {
+    if (ahead != nullptr)
+      for (int j = 0; j < kJ; ++j) __builtin_prefetch(ahead + j * c_stride + k, 0, 3);
     VF cv[kJ];
     for (int j = 0; j < kJ; ++j) cv[j] = LoadRow(df, c + j * c_stride + k);
     for (int h = 0; h < kH; ++h) {
@@ -57,14 +60,20 @@ HWY_INLINE void ScoreBlock(const float* q, int64_t k_len, const T* c, int64_t c_
     }
 }
 
-// Each score is its own dot product over k: how the rows are grouped does not change it.
+// Each score is its own dot product over k: how the rows are grouped does not change it. With
+// `prefetch` (the first block of heads, which meets the rows first: in decode they come from
+// memory, a layer's weights having streamed through the caches since they were written) the rows
+// kAhead blocks on are fetched into L1 while a block is summed: one line per row and k step.
 template <int kH, typename T>
 HWY_INLINE void ScoreRows(const float* q, int64_t k_len, const T* c, int64_t c_stride, int64_t m, float scale,
-                          float* s, int64_t ld) {
-  constexpr int kJ = 4;
+                          float* s, int64_t ld, bool prefetch) {
+  constexpr int kJ = 4, kAhead = 2;
   int64_t j = 0;
-  for (; j + kJ <= m; j += kJ) ScoreBlock<kH, kJ>(q, k_len, c + j * c_stride, c_stride, scale, s + j, ld);
-  for (; j < m; ++j) ScoreBlock<kH, 1>(q, k_len, c + j * c_stride, c_stride, scale, s + j, ld);
+  for (; j + kJ <= m; j += kJ) {
+    const T* ahead = prefetch && j + (kAhead + 1) * kJ <= m ? c + (j + kAhead * kJ) * c_stride : nullptr;
+    ScoreBlock<kH, kJ>(q, k_len, c + j * c_stride, c_stride, scale, s + j, ld, ahead);
+  }
+  for (; j < m; ++j) ScoreBlock<kH, 1>(q, k_len, c + j * c_stride, c_stride, scale, s + j, ld, static_cast<const T*>(nullptr));
 }
 
 template <typename T>
@@ -76,8 +85,8 @@ void AttendScoresT(const float* q, int64_t nq, int64_t k_len, const RowRun* runs
     const T* c = static_cast<const T*>(runs[r].first);
     const int64_t m = runs[r].rows;
     int64_t h = 0;
-    for (; h + 4 <= nq; h += 4) ScoreRows<4>(q + h * k_len, k_len, c, stride, m, scale, s + h * ld + j0, ld);
-    for (; h < nq; ++h) ScoreRows<1>(q + h * k_len, k_len, c, stride, m, scale, s + h * ld + j0, ld);
+    for (; h + 4 <= nq; h += 4) ScoreRows<4>(q + h * k_len, k_len, c, stride, m, scale, s + h * ld + j0, ld, h == 0);
+    for (; h < nq; ++h) ScoreRows<1>(q + h * k_len, k_len, c, stride, m, scale, s + h * ld + j0, ld, h == 0);
     j0 += m;
   }
 }
@@ -156,6 +165,27 @@ void AttendValues(const float* p, int64_t nq, int64_t ld, const RowRun* runs, in
   AttendValuesT<float>(p, nq, ld, runs, n_runs, stride, len, o);
 }
 
+float ExpShifted(float* r, int64_t len, double& sum) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df)), full = len / N * N;
+  VF vmax = hn::Set(df, r[0]);
+  for (int64_t t = 0; t < full; t += N) vmax = hn::Max(vmax, hn::LoadU(df, r + t));
+  float mx = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  for (int64_t t = full; t < len; ++t) mx = std::max(mx, r[t]);
+  const VF vm = hn::Set(df, mx);
+  for (int64_t t = 0; t < full; t += N) hn::StoreU(hn::Exp(df, hn::Sub(hn::LoadU(df, r + t), vm)), df, r + t);
+  if (full < len) {  // the tail through the same vector code, padded
+    constexpr int64_t kMax = int64_t(hn::MaxLanes(DF()));
+    float tmp[kMax] = {};
+    std::copy(r + full, r + len, tmp);
+    hn::StoreU(hn::Exp(df, hn::Sub(hn::LoadU(df, tmp), vm)), df, tmp);
+    std::copy(tmp, tmp + (len - full), r + full);
+  }
+  sum = 0;
+  for (int64_t t = 0; t < len; ++t) sum += r[t];
+  return mx;
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace dsv3::cpu
 HWY_AFTER_NAMESPACE();
@@ -165,6 +195,9 @@ namespace dsv3::cpu {
 
 HWY_EXPORT(AttendScores);
 HWY_EXPORT(AttendValues);
+HWY_EXPORT(ExpShifted);
+
+float exp_shifted(float* r, int64_t len, double& sum) { return HWY_DYNAMIC_DISPATCH(ExpShifted)(r, len, sum); }
 
 void attend_scores(const float* q, int64_t nq, int64_t k_len, const RowRun* runs, int64_t n_runs, int64_t stride,
                    CacheDtype dtype, float scale, float* s, int64_t ld) {

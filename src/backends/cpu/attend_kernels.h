@@ -29,4 +29,10 @@ void attend_scores(const float* q, int64_t nq, int64_t k_len, const RowRun* runs
 void attend_values(const float* p, int64_t nq, int64_t ld, const RowRun* runs, int64_t n_runs, int64_t stride,
                    CacheDtype dtype, int64_t len, float* o);
 
+// Softmax numerators of one row of scores: r[t] = exp(r[t] - max) in place for t < len (len >= 1);
+// returns the max and sets `sum` to Σ r[t] (added in order, in double). The exponential is
+// Highway's (contrib/math Exp, within a few ulp of exp), in vectors with a scalar-free tail, the
+// same for a row whichever path of mla_attention computes it.
+float exp_shifted(float* r, int64_t len, double& sum);
+
 }  // namespace dsv3::cpu

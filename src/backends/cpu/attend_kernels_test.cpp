@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "backends/cpu/test_weights.h"
@@ -102,6 +103,31 @@ TEST(AttendKernels, ValuesMatchDoubleSums) {
                         " m " + std::to_string(m) + " at " + std::to_string(h) + "," + std::to_string(k));
           }
         }
+  });
+}
+
+// exp_shifted against std::exp in double: each numerator within 2 ulp of exp(float(r - max)), the max
+// returned exactly, the sum that of the numerators; rows with a vector tail, scores far below
+// the max (numerators that underflow to 0) and every score equal.
+TEST(AttendKernels, ExpShiftedMatchesExp) {
+  for_each_target([] {
+    for (int64_t len : {1, 2, 7, 16, 17, 33, 128})
+      for (float spread : {0.0f, 1.0f, 30.0f, 1e30f}) {
+        std::vector<float> r = random_vector(len, uint32_t(len), spread), in = r;
+        if (len > 2) in[1] = r[1] = -3e38f;
+        const float mx = *std::max_element(in.begin(), in.end());
+        double sum = -1;
+        ASSERT_EQ(cpu::exp_shifted(r.data(), len, sum), mx);
+        double want_sum = 0;
+        for (int64_t t = 0; t < len; ++t) {
+          const double want = std::exp(double(in[size_t(t)] - mx));  // the difference rounded to f32, as the old code had it
+          const double ulp = std::ldexp(1.0, std::max(std::ilogb(float(want)), -126) - 23);
+          ASSERT_NEAR(r[size_t(t)], want, want < 1e-37 ? 1e-37 : 2 * ulp)
+              << "len " << len << " spread " << spread << " at " << t << " of x - max = " << in[size_t(t)] - mx;
+          want_sum += r[size_t(t)];
+        }
+        EXPECT_EQ(sum, want_sum) << len;
+      }
   });
 }
 

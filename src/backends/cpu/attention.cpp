@@ -36,14 +36,6 @@ constexpr int64_t kAbsorbEntries = 32;
 
 int64_t parts_of(int64_t n_ctx) { return (n_ctx + kPartRows - 1) / kPartRows; }
 
-// Scores r[0 .. len) -> exp(r - max), in place; returns the max and their sum (in double).
-float exp_shifted(float* r, int64_t len, double& sum) {
-  const float mx = *std::max_element(r, r + len);
-  sum = 0;
-  for (int64_t t = 0; t < len; ++t) sum += (r[t] = std::exp(r[t] - mx));
-  return mx;
-}
-
 // One (entry, head)'s softmax over the parts seen so far: o = Σ_p o_p · e^(max_p - m), d = Σ_p
 // sum_p · e^(max_p - m) (md[1]), m = the largest max_p (md[0]). Parts fold in in part order
 // (online softmax); `finish` divides by d.
@@ -118,7 +110,7 @@ void CpuBackend::mla_attention(const MlaShape& s, const float* q, int64_t n, std
       for (int64_t h = 0; h < nh; ++h) {
         const int64_t k = (i - first) * nh + h;
         double sum;
-        ms[2 * k] = exp_shifted(sc + k * m, len, sum);
+        ms[2 * k] = cpu::exp_shifted(sc + k * m, len, sum);
         ms[2 * k + 1] = float(sum);
         std::fill(sc + k * m + len, sc + (k + 1) * m, 0.0f);
       }

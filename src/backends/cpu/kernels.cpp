@@ -103,8 +103,12 @@ HWY_INLINE float AccessScale(const Weight& w, int64_t r, int64_t b) {
 // and 77% on two, against 74% and 92% in 4096-column passes (standalone harness; 2048: the same).
 // The passes go over blocks of 16 rows, not all of a thread's rows: over 16-row blocks the
 // v3-dims FP8 checkpoint's decode went from 60% to ~70% of the probe on one thread (4-64 rows
-// measured within noise of each other). FP8 rows (half the bytes per activation) take whole rows.
-constexpr int64_t kColumnPass = 4096, kRowsPerPass = 16;
+// measured within noise of each other). FP8 rows (a quarter of the bytes per activation) take
+// passes of 8192 columns (32 KiB of activations): whole rows up to V3's 7168 columns, where 4096
+// measured slower or within noise; rows wider than L1 holds activations for (bench-m's 10944-column
+// down_proj) streamed at ~0.5 of the speed as whole rows (one Zen 5 core, rows 48 bytes off a
+// line: 12-15 against 21-25 GB/s for 10944 columns, 18 against 27 for 18432).
+constexpr int64_t kColumnPass = 4096, kFp8ColumnPass = 8192, kRowsPerPass = 16;
 
 // Activations one call prepares at once over all its tokens (a 64 KiB stack buffer): a token's
 // whole row up to 16384 columns; wider rows go a chunk of whole segments at a time.
@@ -267,7 +271,7 @@ HWY_INLINE void DotRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x
   DSV3_DCHECK(scaled || !L::kFp8, "FP8 weight without scale_inv");
   static_assert(kPrepFloats / 4 >= Fp8Layout::kSegment);
   const int64_t chunk = kPrepFloats / kT / S * S;  // columns prepared at once per token
-  const int64_t pass = L::kFp8 ? chunk : kColumnPass;
+  const int64_t pass = L::kFp8 ? std::min(chunk, kFp8ColumnPass) : kColumnPass;
   alignas(64) float xq[kPrepFloats];
   double unscale[kT][kPrepFloats / Fp8Layout::kSegment];
   for (int64_t c0 = 0; c0 < cols; c0 += chunk) {
@@ -290,8 +294,8 @@ HWY_INLINE void DotRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x
           for (int64_t r = b0; r < b1; ++r)
             for (int64_t s0 = p0; s0 < p1; s0 += S) {
               float sums[kT];
-              SegmentSumsGrouped<L, kT>(df, base + r * cols + s0, std::min(S, cols - s0), xq + (s0 - c0), chunk, ahead,
-                                        sums);
+              SegmentSumsGrouped<L, kT>(df, base + r * cols + s0, std::min(S, cols - s0), xq + (s0 - c0), chunk,
+                                        ahead, sums);
               for (int j = 0; j < kT; ++j) {  // step 6, and step 1's addition in segment order
                 const float sum = L::kFp8 ? float(double(sums[j]) * unscale[j][(s0 - c0) / S]) : sums[j];
                 float& out = y[j * y_stride + (r - r0)];
