@@ -157,42 +157,31 @@ HWY_INLINE void Accumulate(DF df, const VF* v, const float* xq, int64_t stride, 
       }
 }
 
-// Steps 2-5 of the order for kT tokens (xq + j · stride: token j's PrepSegment output, aligned)
-// over one row segment wr[0 .. len): sums[j]. Prefetches `ahead` elements ahead (0: none) per
-// 128-column block.
-template <class L, int kT>
-HWY_INLINE void SegmentSums(DF df, const typename L::T* wr, int64_t len, const float* xq, int64_t stride,
-                            int64_t ahead, float* sums) {
+// A row segment's groups in order, read where they are (L::Load); RealignedGroups reads them from
+// aligned lines.
+template <class L>
+class PointerGroups {
+ public:
+  explicit HWY_INLINE PointerGroups(const typename L::T* p) : p_(p) {}
+  HWY_INLINE void Next(DF df, VF* v) {
+    L::Load(df, p_, v);
+    p_ += GroupWidth<L>(df);
+  }
+
+ private:
+  const typename L::T* p_;
+};
+
+// Accumulate over the whole groups of wr[0 .. len) as `groups` delivers them (the segment's
+// first group first), prefetching `ahead` elements ahead (0: none) per 128-column block; returns
+// the columns done.
+template <class L, int kT, class Groups>
+HWY_INLINE int64_t FullGroupSums(DF df, Groups& groups, const typename L::T* wr, int64_t len, const float* xq,
+                                 int64_t stride, int64_t ahead, VF (*a)[L::kC]) {
   using T = typename L::T;
   constexpr int kC = L::kC;
   const int64_t G = GroupWidth<L>(df);
-  VF a[kT][kC];
-  for (int j = 0; j < kT; ++j)
-    for (int q = 0; q < kC; ++q) a[j][q] = hn::Zero(df);
   int64_t c = 0;
-#ifdef DSV3_REALIGNED_LOADS
-  if constexpr (L::kOneVector) {
-    if (RealignedGroups<L>::Applies(wr)) {  // the same loops, the groups read from aligned lines
-      RealignedGroups<L> groups(wr);
-      for (; c + kFp8BlockSize <= len; c += kFp8BlockSize) {
-        if (ahead > 0)
-          for (int64_t off = 0; off < kFp8BlockSize * int64_t(sizeof(T)); off += 64)
-            PrefetchL2(reinterpret_cast<const uint8_t*>(wr + ahead + c) + off);
-#pragma GCC unroll 16
-        for (int64_t g = c; g < c + kFp8BlockSize; g += G) {
-          VF v[kC * L::kDepth];
-          groups.Next(df, v);
-          Accumulate<kC, L::kDepth, kT>(df, v, xq, stride, g, a);
-        }
-      }
-      for (; c + G <= len; c += G) {
-        VF v[kC * L::kDepth];
-        groups.Next(df, v);
-        Accumulate<kC, L::kDepth, kT>(df, v, xq, stride, c, a);
-      }
-    }
-  }
-#endif
   for (; c + kFp8BlockSize <= len; c += kFp8BlockSize) {
     if (ahead > 0)
       for (int64_t off = 0; off < kFp8BlockSize * int64_t(sizeof(T)); off += 64)
@@ -200,16 +189,44 @@ HWY_INLINE void SegmentSums(DF df, const typename L::T* wr, int64_t len, const f
 #pragma GCC unroll 16
     for (int64_t g = c; g < c + kFp8BlockSize; g += G) {
       VF v[kC * L::kDepth];
-      L::Load(df, wr + g, v);
+      groups.Next(df, v);
       Accumulate<kC, L::kDepth, kT>(df, v, xq, stride, g, a);
     }
   }
-  for (; c < len; c += G) {
+  for (; c + G <= len; c += G) {
     VF v[kC * L::kDepth];
-    if (c + G <= len)
-      L::Load(df, wr + c, v);
-    else
-      LoadTail<L>(df, wr + c, len - c, v);
+    groups.Next(df, v);
+    Accumulate<kC, L::kDepth, kT>(df, v, xq, stride, c, a);
+  }
+  return c;
+}
+
+// Steps 2-5 of the order for kT tokens (xq + j · stride: token j's PrepSegment output, aligned)
+// over one row segment wr[0 .. len): sums[j]. Prefetches `ahead` elements ahead (0: none) per
+// 128-column block.
+template <class L, int kT>
+HWY_INLINE void SegmentSums(DF df, const typename L::T* wr, int64_t len, const float* xq, int64_t stride,
+                            int64_t ahead, float* sums) {
+  constexpr int kC = L::kC;
+  VF a[kT][kC];
+  for (int j = 0; j < kT; ++j)
+    for (int q = 0; q < kC; ++q) a[j][q] = hn::Zero(df);
+  int64_t c = -1;
+#ifdef DSV3_REALIGNED_LOADS
+  if constexpr (L::kOneVector) {
+    if (RealignedGroups<L>::Applies(wr)) {
+      RealignedGroups<L> groups(wr);
+      c = FullGroupSums<L, kT>(df, groups, wr, len, xq, stride, ahead, a);
+    }
+  }
+#endif
+  if (c < 0) {
+    PointerGroups<L> groups(wr);
+    c = FullGroupSums<L, kT>(df, groups, wr, len, xq, stride, ahead, a);
+  }
+  if (c < len) {  // a partial last group
+    VF v[kC * L::kDepth];
+    LoadTail<L>(df, wr + c, len - c, v);
     Accumulate<kC, L::kDepth, kT>(df, v, xq, stride, c, a);
   }
   for (int j = 0; j < kT; ++j) sums[j] = ChainSum<kC>(df, a[j]);
