@@ -103,12 +103,18 @@ HWY_INLINE float AccessScale(const Weight& w, int64_t r, int64_t b) {
 // and 77% on two, against 74% and 92% in 4096-column passes (standalone harness; 2048: the same).
 // The passes go over blocks of 16 rows, not all of a thread's rows: over 16-row blocks the
 // v3-dims FP8 checkpoint's decode went from 60% to ~70% of the probe on one thread (4-64 rows
-// measured within noise of each other). FP8 rows (a quarter of the bytes per activation) take
-// passes of 8192 columns (32 KiB of activations): whole rows up to V3's 7168 columns, where 4096
-// measured slower or within noise; rows wider than L1 holds activations for (bench-m's 10944-column
-// down_proj) streamed at ~0.5 of the speed as whole rows (one Zen 5 core, rows 48 bytes off a
-// line: 12-15 against 21-25 GB/s for 10944 columns, 18 against 27 for 18432).
+// measured within noise of each other). FP8 rows (a quarter of the bytes per activation) go in as
+// few passes of at most 8192 columns (32 KiB of activations) as they can, of equal width rounded
+// up to whole segments: whole rows up to V3's 7168 columns (passes of 4096 or 6144 measured
+// slower), 10944 columns in 6144 + 4800 (one Zen 5 core against sum_f32 over the same buffer:
+// whole rows ~0.3, 8192 + 2752 0.65, 6144 + 4800 0.76).
 constexpr int64_t kColumnPass = 4096, kFp8ColumnPass = 8192, kRowsPerPass = 16;
+
+// FP8's pass width for rows of `cols` columns (a multiple of the segment).
+inline int64_t Fp8PassColumns(int64_t cols, int64_t segment) {
+  const int64_t passes = (cols + kFp8ColumnPass - 1) / kFp8ColumnPass, width = (cols + passes - 1) / passes;
+  return (width + segment - 1) / segment * segment;
+}
 
 // Activations one call prepares at once over all its tokens (a 64 KiB stack buffer): a token's
 // whole row up to 16384 columns; wider rows go a chunk of whole segments at a time.
@@ -288,7 +294,7 @@ HWY_INLINE void DotRowsT(const Weight& w, int64_t r0, int64_t r1, const float* x
   DSV3_DCHECK(scaled || !L::kFp8, "FP8 weight without scale_inv");
   static_assert(kPrepFloats / 4 >= Fp8Layout::kSegment);
   const int64_t chunk = kPrepFloats / kT / S * S;  // columns prepared at once per token
-  const int64_t pass = L::kFp8 ? std::min(chunk, kFp8ColumnPass) : kColumnPass;
+  const int64_t pass = L::kFp8 ? std::min(chunk, Fp8PassColumns(cols, S)) : kColumnPass;
   alignas(64) float xq[kPrepFloats];
   double unscale[kT][kPrepFloats / Fp8Layout::kSegment];
   for (int64_t c0 = 0; c0 < cols; c0 += chunk) {
