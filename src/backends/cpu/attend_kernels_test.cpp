@@ -80,6 +80,38 @@ TEST(AttendKernels, ScoresMatchDoubleSums) {
   });
 }
 
+// A score's bits do not depend on the heads and rows it is computed with (blocks of 4 heads x 4
+// rows, their tails one head or one row at a time): each head alone against each row alone gives
+// the same bits as 9 heads against 7 rows together, on every target.
+TEST(AttendKernels, ScoresKeepTheirBitsWhateverTheGrouping) {
+  for_each_target([] {
+    for (int64_t k_len : {37, 576}) {
+      const int64_t nq = 9, m = 7, stride = k_len + 3;
+      auto q = random_vector(nq * k_len, uint32_t(k_len));
+      for (CacheDtype dt : {CacheDtype::F32, CacheDtype::BF16}) {
+        auto c = random_vector(m * stride, uint32_t(m + k_len));
+        // One run of all m rows (blocks of 4 rows; rows_of's runs of at most 3 never make one).
+        rows_of(c, m, stride, dt);  // rounds c to BF16 in place for a BF16 case
+        std::vector<float> f32(c.begin(), c.begin() + m * stride);
+        std::vector<uint16_t> bf16;
+        for (float x : f32) bf16.push_back(f32_to_bf16(x));
+        const cpu::RowRun run{dt == CacheDtype::F32 ? static_cast<const void*>(f32.data()) : bf16.data(), m};
+        std::vector<float> all(size_t(nq * m));
+        cpu::attend_scores(q.data(), nq, k_len, &run, 1, stride, dt, 0.25f, all.data(), m);
+        for (int64_t h = 0; h < nq; ++h)
+          for (int64_t j = 0; j < m; ++j) {
+            auto c1 = std::vector<float>(c.begin() + j * stride, c.begin() + (j + 1) * stride);
+            const Rows one = rows_of(c1, 1, stride, dt);
+            float s1 = NAN;
+            cpu::attend_scores(q.data() + h * k_len, 1, k_len, one.runs.data(), 1, stride, dt, 0.25f, &s1, 1);
+            ASSERT_EQ(f32_to_bits(s1), f32_to_bits(all[size_t(h * m + j)]))
+                << cache_dtype_name(dt) << " k " << k_len << " head " << h << " row " << j;
+          }
+      }
+    }
+  });
+}
+
 TEST(AttendKernels, ValuesMatchDoubleSums) {
   for_each_target([] {
     for (int64_t nq : {1, 2, 3, 7, 8, 9, 16})
