@@ -3,6 +3,7 @@
 #define HWY_TARGET_INCLUDE "backends/cpu/attend_kernels.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "backends/cpu/fold-inl.h"  // Fold: a score's lane order
 #include "hwy/contrib/math/math-inl.h"
 
 #include <algorithm>
@@ -32,26 +33,10 @@ HWY_INLINE float RowValue(const uint16_t* p, int64_t k) {
   return f;
 }
 
-// Sum of a vector's lanes as its halves fold (lane l + lane l + N/2, then again): every score's
-// order, whether its sum is taken alone or sixteen at a time (Sum16).
-template <class D>
-HWY_INLINE float FoldHalves(D d, hn::Vec<D> v) {
-#if HWY_TARGET == HWY_SCALAR
-  return hn::GetLane(v);
-#else
-  if constexpr (hn::MaxLanes(D()) == 1) {
-    return hn::GetLane(v);
-  } else {
-    const hn::Half<D> dh;
-    return FoldHalves(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
-  }
-#endif
-}
-
 #if HWY_TARGET <= HWY_AVX3
-// FoldHalves of v[0 .. 16) (16-lane vectors) at once: lane 4b + i of the result is v[4i + b]'s.
-// ~45 shuffles and adds where sixteen FoldHalves take ~140; each level adds the same lanes in
-// the same order as FoldHalves, so the sums keep their bits.
+// Fold of v[0 .. 16) (16-lane vectors) at once: lane 4b + i of the result is v[4i + b]'s.
+// ~45 shuffles and adds where sixteen Folds take ~140; each level adds the same lanes in
+// the same order as Fold, so the sums keep their bits.
 HWY_INLINE __m512 Sum16(const VF* v) {
   __m512 t[8], u[4], w[2];
   for (int i = 0; i < 8; ++i)  // lanes 0-7: v[2i]'s halves added, 8-15: v[2i + 1]'s
@@ -96,7 +81,7 @@ HWY_INLINE void ScoreBlock(const float* q, int64_t k_len, const T* c, int64_t c_
 #endif
   {
     for (int h = 0; h < kH; ++h)
-      for (int j = 0; j < kJ; ++j) sums[h][j] = FoldHalves(df, acc[h][j]);
+      for (int j = 0; j < kJ; ++j) sums[h][j] = Fold(df, acc[h][j]);
   }
   for (int h = 0; h < kH; ++h)
     for (int j = 0; j < kJ; ++j) {

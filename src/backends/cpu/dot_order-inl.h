@@ -38,6 +38,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backends/cpu/fold-inl.h"  // Fold: step 5's lane order
 #include "hwy/highway.h"
 #include "weights/weight.h"
 
@@ -324,21 +325,6 @@ HWY_INLINE double PrepSegment(DF df, const float* x, int64_t len, const float* s
       for (int64_t i = 0; i < G; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, xq + c + i), vs), df, xq + c + i);
     }
   return unscale;
-}
-
-// Sum of a vector's lanes as the halves fold: lane l + lane l + N/2, then again (step 5).
-template <class D>
-HWY_INLINE float Fold(D d, hn::Vec<D> v) {
-#if HWY_TARGET == HWY_SCALAR
-  return hn::GetLane(v);
-#else
-  if constexpr (hn::MaxLanes(D()) == 1) {
-    return hn::GetLane(v);
-  } else {
-    const hn::Half<D> dh;
-    return Fold(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
-  }
-#endif
 }
 
 // Step 5 for one token's chain vectors.
