@@ -311,7 +311,7 @@ void run_serve(const ServeArgs& a) {
   service.drain();
   scheduler.drain();
   // Up to 2.5 s for running requests to finish (a second signal cuts it short), then the rest
-  // are cancelled; idle keep-alive connections close within their 1 s timeout: exit within ~5 s.
+  // are cancelled; HttpServer::stop closes idle keep-alive connections at once: exit within ~5 s.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(2500);
   while (!scheduler.idle() && std::chrono::steady_clock::now() < deadline)
     if (wait_signal(fds[0], 20) != 0) break;

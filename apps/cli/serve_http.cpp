@@ -10,6 +10,7 @@
 #include <httplib.h>
 
 #include <cstring>
+#include <string_view>
 
 #include "apps/cli/web_assets.h"
 #include "base/error.h"
@@ -21,12 +22,13 @@ namespace {
 
 using serve::ApiError;
 
-// The connection's socket, found by its addresses among this process's descriptors (cpp-httplib
-// 0.11 exposes neither the socket nor a "client closed" check to handlers). -1 when not found.
-int find_connection_fd(const std::string& remote_addr, int remote_port, int local_port) {
+// Calls fn(fd, peer_host, peer_port, local_port) for each connected TCP socket of this process,
+// found among its descriptors (cpp-httplib 0.11 exposes neither its sockets nor a "client
+// closed" check to handlers); stops early when fn returns true.
+template <class Fn>
+void for_each_connected_socket(Fn fn) {
   DIR* d = opendir("/proc/self/fd");
-  if (!d) return -1;
-  int found = -1;
+  if (!d) return;
   while (dirent* e = readdir(d)) {
     const int fd = std::atoi(e->d_name);
     if (fd <= 2) continue;
@@ -49,12 +51,19 @@ int find_connection_fd(const std::string& remote_addr, int remote_port, int loca
     } else {
       continue;
     }
-    if (pport == remote_port && sport == local_port && remote_addr == host) {
-      found = fd;
-      break;
-    }
+    if (fn(fd, std::string_view(host), pport, sport)) break;
   }
   closedir(d);
+}
+
+// The connection's socket, found by its addresses. -1 when not found.
+int find_connection_fd(const std::string& remote_addr, int remote_port, int local_port) {
+  int found = -1;
+  for_each_connected_socket([&](int fd, std::string_view host, int pport, int sport) {
+    if (pport != remote_port || sport != local_port || host != remote_addr) return false;
+    found = fd;
+    return true;
+  });
   return found;
 }
 
@@ -114,8 +123,13 @@ void HttpServer::start() {
   // A client that stalls mid-request holds a worker until this expires.
   svr.set_read_timeout(10, 0);
   svr.set_write_timeout(60, 0);
-  // Short: an idle keep-alive connection holds a worker (and shutdown) for up to this long.
-  svr.set_keep_alive_timeout(1);
+  // An idle connection is closed after this long. cpp-httplib 0.11 also gives a new connection
+  // only this long to send its first request (after that it closes it without an answer: with 1 s,
+  // a client whose event loop was busy for a second between connecting and writing got "other side
+  // closed"), and it is longer than clients keep idle connections (undici: the server's hint minus
+  // 2 s; httpx: 5 s), so a client never reuses a connection the server is closing. 5 s as uvicorn
+  // (vLLM). Idle connections do not delay shutdown: stop() ends them.
+  svr.set_keep_alive_timeout(5);
 
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     add_cors(req, res);
@@ -237,7 +251,14 @@ void HttpServer::start() {
 void HttpServer::stop() {
   if (!thread_.joinable()) return;
   for (int i = 0; i < 150 && active_streams_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  svr_->stop();
+  svr_->stop();  // closes the listening socket: no new connections
+  // A worker waits up to the keep-alive timeout for a connection's next request; a read shutdown
+  // ends that wait at once (the read sees end of file, the worker closes the connection). The
+  // requests are finished by now (cmd_serve drains them first) and replies can still be written.
+  for_each_connected_socket([&](int fd, std::string_view, int, int local_port) {
+    if (local_port == bound_port_) ::shutdown(fd, SHUT_RD);
+    return false;
+  });
   thread_.join();
 }
 

@@ -3,6 +3,7 @@
 // with retry-after, and the process exits 0 within 5 s.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { startServer, readSSE, assertErrorShape, sleep } from './helpers.mjs';
 
 const LONG = { model: 'default', messages: [{ role: 'user', content: 'Tell me everything.' }], max_tokens: 8000,
@@ -102,4 +103,46 @@ test('SIGTERM right after the URL line (6 fresh servers): each exits 0, promptly
   }
   for (const r of results) assert.deepEqual({ code: r.code, signal: r.signal }, { code: 0, signal: null }, JSON.stringify(results));
   for (const r of results) assert.ok(r.ms < 2000, `idle shutdown took ${r.ms} ms: ${JSON.stringify(results)}`);
+});
+
+// Raw HTTP/1.1 over one socket: connects, waits `delayMs`, sends a keep-alive GET, resolves with
+// the status line once the headers arrive (or a description of what went wrong); the socket stays open.
+function lateGet(server, path, delayMs) {
+  const { port, hostname } = new URL(server.origin);
+  return new Promise((resolve) => {
+    const s = net.connect(Number(port), hostname, () => {
+      setTimeout(() => s.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`), delayMs);
+    });
+    let buf = '';
+    s.setEncoding('utf8');
+    s.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\r\n\r\n')) resolve({ status: buf.split('\r\n')[0], socket: s });
+    });
+    s.on('close', () => resolve({ status: `closed after ${buf.length} bytes` + (buf ? `: ${buf.slice(0, 80)}` : ''), socket: s }));
+    s.on('error', (e) => resolve({ status: `error ${e.code}`, socket: s }));
+  });
+}
+
+test('a first request sent 2 s after connecting is answered; idle keep-alive connections do not delay SIGTERM', async () => {
+  const server = await startServer();
+  const sockets = [];
+  try {
+    // A client busy between connect and write (a loaded event loop, a slow network) once got
+    // its connection closed unanswered after 1 s ("other side closed").
+    const late = await lateGet(server, '/health', 2000);
+    sockets.push(late.socket);
+    assert.equal(late.status, 'HTTP/1.1 200 OK');
+    // That connection now idles (keep-alive), and a second one never sends anything.
+    const silent = net.connect(Number(new URL(server.origin).port), new URL(server.origin).hostname);
+    silent.on('error', () => {});
+    sockets.push(silent);
+    await new Promise((r) => silent.once('connect', r));
+    const ms = await server.stop(6000);
+    console.log(`# shutdown ${ms} ms`);
+    assert.ok(ms < 2500, `shutdown with two idle connections took ${ms} ms (the keep-alive timeout is 5 s)`);
+  } finally {
+    for (const s of sockets) s.destroy();
+    await server.kill();
+  }
 });
