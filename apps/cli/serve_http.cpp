@@ -9,6 +9,7 @@
 
 #include <httplib.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string_view>
 
@@ -65,6 +66,33 @@ int find_connection_fd(const std::string& remote_addr, int remote_port, int loca
     return true;
   });
   return found;
+}
+
+// cpp-httplib 0.11 listens with a backlog of 5: a burst of new connections (8 clients starting at
+// once) overflowed the accept queue, and the connections left out waited for their client's SYN
+// retry (1 s, then 3 s) before the server saw them. Linux takes a second listen() on the bound
+// socket as a new backlog (capped by net.core.somaxconn). Returns false when no listening socket
+// on `port` was found.
+bool widen_backlog(int port) {
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return false;
+  bool done = false;
+  while (dirent* e = readdir(d)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd <= 2) continue;
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage self{};
+    socklen_t sl = sizeof(self);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0) continue;
+    const int sport = self.ss_family == AF_INET    ? ntohs(reinterpret_cast<sockaddr_in*>(&self)->sin_port)
+                      : self.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&self)->sin6_port)
+                                                   : -1;
+    if (sport == port && ::listen(fd, SOMAXCONN) == 0) done = true;
+  }
+  closedir(d);
+  return done;
 }
 
 // True once the peer has closed (or reset) the connection.
@@ -245,6 +273,9 @@ void HttpServer::start() {
            std::strerror(errno));
     bound_port_ = opts_.port;
   }
+  if (!widen_backlog(bound_port_))
+    std::fprintf(stderr, "dsv3 serve: note: could not widen the listen backlog of port %d (bursts of new "
+                 "connections may wait ~1 s)\n", bound_port_);
   thread_ = std::thread([this] { svr_->listen_after_bind(); });
 }
 
@@ -252,13 +283,25 @@ void HttpServer::stop() {
   if (!thread_.joinable()) return;
   for (int i = 0; i < 150 && active_streams_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   svr_->stop();  // closes the listening socket: no new connections
+  // Shuts down each accepted connection (`how`: SHUT_RD or SHUT_RDWR); returns how many are open.
+  auto shut_connections = [this](int how) {
+    int n = 0;
+    for_each_connected_socket([&](int fd, std::string_view, int, int local_port) {
+      if (local_port != bound_port_) return false;
+      if (how >= 0) ::shutdown(fd, how);
+      ++n;
+      return false;
+    });
+    return n;
+  };
   // A worker waits up to the keep-alive timeout for a connection's next request; a read shutdown
   // ends that wait at once (the read sees end of file, the worker closes the connection). The
   // requests are finished by now (cmd_serve drains them first) and replies can still be written.
-  for_each_connected_socket([&](int fd, std::string_view, int, int local_port) {
-    if (local_port == bound_port_) ::shutdown(fd, SHUT_RD);
-    return false;
-  });
+  shut_connections(SHUT_RD);
+  // A worker blocked writing to a client that stopped reading (its buffers full; the write
+  // timeout is 60 s) is not woken by that: connections still open after 250 ms are cut.
+  for (int i = 0; i < 25 && shut_connections(-1) > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  shut_connections(SHUT_RDWR);
   thread_.join();
 }
 

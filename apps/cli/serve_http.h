@@ -39,8 +39,9 @@ class HttpServer {
   // From now on requests go to `service` (which outlives this server).
   void set_service(serve::Service* service) { service_.store(service); }
   // Lets streams whose last frames are queued finish writing (up to ~1.5 s: cpp-httplib stops
-  // writing chunked bodies once stopping), stops accepting, and returns when every connection's
-  // handler has returned.
+  // writing chunked bodies once stopping), stops accepting, ends idle connections at once and cuts
+  // those still open 250 ms later (a client that stopped reading), and returns when every
+  // connection's handler has returned (within ~2 s).
   void stop();
   int port() const { return bound_port_; }
 

@@ -3,6 +3,7 @@
 // decode steps) → the same text per prompt, byte for byte, and the same usage.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { startServer } from './helpers.mjs';
 
 const WORDS = ('alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa ' +
@@ -113,6 +114,33 @@ test('20 prompts alone, then 8 at a time (mixed stream / non-stream): identical 
   const burst = await Promise.all(Array.from({ length: N }, (_, i) => client.chat.completions.create({ ...body(i, false), n: 1 + (i % 2) })));
   for (let i = 0; i < N; i++)
     for (const c of burst[i].choices) assert.equal(c.message.content, alone[i].text, `burst: prompt ${i} choice ${c.index}`);
+});
+
+test('64 connections opened at once are all accepted at once (no wait for a SYN retry)', async () => {
+  // cpp-httplib 0.11 listens with a backlog of 5: beyond it the kernel drops the handshake and the
+  // client retries after 1 s (9 of 16 simultaneous connects took ~1 s). The handshake is the
+  // kernel's, whatever the machine's load, so 64 connects finish in milliseconds once the backlog
+  // is wide; each then gets an answer.
+  const { port, hostname } = new URL(server.origin);
+  const t0 = Date.now();
+  const sockets = await Promise.all(Array.from({ length: 64 }, () => new Promise((resolve, reject) => {
+    const s = net.connect(Number(port), hostname, () => resolve({ s, ms: Date.now() - t0 }));
+    s.on('error', reject);
+  })));
+  try {
+    const slowest = Math.max(...sockets.map((x) => x.ms));
+    assert.ok(slowest < 800, `the slowest of 64 simultaneous connects took ${slowest} ms (a SYN retry: backlog full)`);
+    const answers = await Promise.all(sockets.map(({ s }) => new Promise((resolve) => {
+      let buf = '';
+      s.setEncoding('utf8');
+      s.on('data', (d) => { buf += d; });
+      s.on('close', () => resolve(buf.split('\r\n')[0]));
+      s.write(`GET /health HTTP/1.1\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n`);
+    })));
+    assert.deepEqual(new Set(answers), new Set(['HTTP/1.1 200 OK']));
+  } finally {
+    for (const { s } of sockets) s.destroy();
+  }
 });
 
 test('clean shutdown: SIGTERM → exit 0 within 6 s', async () => {

@@ -146,3 +146,38 @@ test('a first request sent 2 s after connecting is answered; idle keep-alive con
     await server.kill();
   }
 });
+
+test('SIGTERM while a streaming client has stopped reading (the server blocked writing to it): exit 0 within 6 s', async () => {
+  // The reply fills the client's receive buffer and then the server's send buffer; the writer then
+  // waits on the 60 s write timeout (exit took ~55 s). Such connections are cut 250 ms after the
+  // others have closed.
+  const server = await startServer({ args: ['--ctx-size', '16384'] });
+  const { port, hostname } = new URL(server.origin);
+  const body = JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'Talk.' }], max_tokens: 16000,
+                                ignore_eos: true, stream: true, logprobs: true, top_logprobs: 20 });
+  const s = net.connect(Number(port), hostname);
+  s.on('error', () => {});
+  try {
+    await new Promise((r) => s.once('connect', r));
+    s.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\n` +
+            `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    let got = 0;
+    s.on('data', (d) => { got += d.length; });
+    await sleep(300);
+    s.pause();  // stop reading
+    // Until the server has written far more than the socket buffers hold unread.
+    let last = -1;
+    for (let i = 0; i < 40; i++) {
+      await sleep(250);
+      const m = await server.metrics();
+      const n = m.get('dsv3:generation_tokens_total');
+      if (n === last && n > 0) break;  // generation stalled: the writer is blocked
+      last = n;
+    }
+    const ms = await server.stop(6000);
+    console.log(`# shutdown with a blocked writer: ${ms} ms (${got} bytes read before the pause)`);
+  } finally {
+    s.destroy();
+    await server.kill();
+  }
+});
