@@ -399,23 +399,30 @@ TEST_P(SchedulerTest, UnderPressureRequestsWaitOrArePreemptedAndStillGiveTheirTo
       free_run[size_t(i)] = cs[size_t(i)]->tokens[0];
     }
   }
-  auto pool = pool_of(model_, 16, 16 * 3);
-  Scheduler s(model_, {.max_running = 64, .max_queue = 64, .max_step_tokens = 256, .pool = pool});
-  std::vector<std::unique_ptr<Collector>> cs;
-  for (int i = 0; i < kRequests; ++i) {
-    cs.push_back(std::make_unique<Collector>());
-    ASSERT_TRUE(s.submit(req(i), cs.back()->callbacks()));
+  // Whether the batch outgrows the pool depends on how fast the 64 submissions arrive against the
+  // steps (on a loaded machine the scheduler can keep pace and never need to preempt; CI saw
+  // that once): up to three rounds, every one checked, until one has preempted.
+  int64_t preemptions = 0;
+  for (int round = 0; round < 3 && preemptions == 0; ++round) {
+    auto pool = pool_of(model_, 16, 16 * 3);
+    Scheduler s(model_, {.max_running = 64, .max_queue = 64, .max_step_tokens = 256, .pool = pool});
+    std::vector<std::unique_ptr<Collector>> cs;
+    for (int i = 0; i < kRequests; ++i) {
+      cs.push_back(std::make_unique<Collector>());
+      ASSERT_TRUE(s.submit(req(i), cs.back()->callbacks()));
+    }
+    for (int i = 0; i < kRequests; ++i) {
+      cs[size_t(i)]->wait();
+      EXPECT_EQ(cs[size_t(i)]->finish[0], FinishReason::Length) << i;
+      EXPECT_EQ(cs[size_t(i)]->tokens[0], free_run[size_t(i)]) << "request " << i;
+    }
+    const SchedulerStats st = s.stats();
+    preemptions = st.preemptions_total;
+    EXPECT_EQ(st.kv_blocks_total, 48);
+    EXPECT_EQ(st.kv_blocks_used, 0);
+    EXPECT_EQ(pool->n_used(), 0);
   }
-  for (int i = 0; i < kRequests; ++i) {
-    cs[size_t(i)]->wait();
-    EXPECT_EQ(cs[size_t(i)]->finish[0], FinishReason::Length) << i;
-    EXPECT_EQ(cs[size_t(i)]->tokens[0], free_run[size_t(i)]) << "request " << i;
-  }
-  const SchedulerStats st = s.stats();
-  EXPECT_GT(st.preemptions_total, 0);
-  EXPECT_EQ(st.kv_blocks_total, 48);
-  EXPECT_EQ(st.kv_blocks_used, 0);
-  EXPECT_EQ(pool->n_used(), 0);
+  EXPECT_GT(preemptions, 0);
 }
 
 TEST_P(SchedulerTest, ChoicesShareBlocksAndAbortsReturnEveryReference) {
