@@ -23,38 +23,45 @@ namespace {
 
 using serve::ApiError;
 
-// Calls fn(fd, peer_host, peer_port, local_port) for each connected TCP socket of this process,
-// found among its descriptors (cpp-httplib 0.11 exposes neither its sockets nor a "client
-// closed" check to handlers); stops early when fn returns true.
+// Calls fn(fd) for each descriptor of this process above stderr (cpp-httplib 0.11 exposes
+// neither its sockets nor a "client closed" check to handlers, so they are found here); stops
+// early when fn returns true.
 template <class Fn>
-void for_each_connected_socket(Fn fn) {
+void for_each_fd(Fn fn) {
   DIR* d = opendir("/proc/self/fd");
   if (!d) return;
   while (dirent* e = readdir(d)) {
     const int fd = std::atoi(e->d_name);
-    if (fd <= 2) continue;
-    sockaddr_storage peer{}, self{};
-    socklen_t pl = sizeof(peer), sl = sizeof(self);
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0) continue;
-    char host[INET6_ADDRSTRLEN] = {};
-    int pport = 0, sport = 0;
-    if (peer.ss_family == AF_INET) {
-      auto* a = reinterpret_cast<sockaddr_in*>(&peer);
-      inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-      pport = ntohs(a->sin_port);
-      sport = ntohs(reinterpret_cast<sockaddr_in*>(&self)->sin_port);
-    } else if (peer.ss_family == AF_INET6) {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&peer);
-      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-      pport = ntohs(a->sin6_port);
-      sport = ntohs(reinterpret_cast<sockaddr_in6*>(&self)->sin6_port);
-    } else {
-      continue;
-    }
-    if (fn(fd, std::string_view(host), pport, sport)) break;
+    if (fd > 2 && fn(fd)) break;
   }
   closedir(d);
+}
+
+// The TCP port of an AF_INET or AF_INET6 address; -1 for any other family.
+int port_of(const sockaddr_storage& a) {
+  if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&a)->sin_port);
+  if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&a)->sin6_port);
+  return -1;
+}
+
+// Calls fn(fd, peer_host, peer_port, local_port) for each connected TCP socket of this process;
+// stops early when fn returns true.
+template <class Fn>
+void for_each_connected_socket(Fn fn) {
+  for_each_fd([&](int fd) {
+    sockaddr_storage peer{}, self{};
+    socklen_t pl = sizeof(peer), sl = sizeof(self);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) return false;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0) return false;
+    const int pport = port_of(peer);
+    if (pport < 0) return false;
+    char host[INET6_ADDRSTRLEN] = {};
+    if (peer.ss_family == AF_INET)
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, host, sizeof(host));
+    else
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, host, sizeof(host));
+    return static_cast<bool>(fn(fd, std::string_view(host), pport, port_of(self)));
+  });
 }
 
 // The connection's socket, found by its addresses. -1 when not found.
@@ -74,24 +81,17 @@ int find_connection_fd(const std::string& remote_addr, int remote_port, int loca
 // socket as a new backlog (capped by net.core.somaxconn). Returns false when no listening socket
 // on `port` was found.
 bool widen_backlog(int port) {
-  DIR* d = opendir("/proc/self/fd");
-  if (!d) return false;
   bool done = false;
-  while (dirent* e = readdir(d)) {
-    const int fd = std::atoi(e->d_name);
-    if (fd <= 2) continue;
+  for_each_fd([&](int fd) {
     int listening = 0;
     socklen_t len = sizeof(listening);
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) return false;
     sockaddr_storage self{};
     socklen_t sl = sizeof(self);
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0) continue;
-    const int sport = self.ss_family == AF_INET    ? ntohs(reinterpret_cast<sockaddr_in*>(&self)->sin_port)
-                      : self.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&self)->sin6_port)
-                                                   : -1;
-    if (sport == port && ::listen(fd, SOMAXCONN) == 0) done = true;
-  }
-  closedir(d);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0) return false;
+    if (port_of(self) == port && ::listen(fd, SOMAXCONN) == 0) done = true;
+    return false;
+  });
   return done;
 }
 
@@ -283,25 +283,26 @@ void HttpServer::stop() {
   if (!thread_.joinable()) return;
   for (int i = 0; i < 150 && active_streams_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   svr_->stop();  // closes the listening socket: no new connections
-  // Shuts down each accepted connection (`how`: SHUT_RD or SHUT_RDWR); returns how many are open.
-  auto shut_connections = [this](int how) {
-    int n = 0;
+  // Calls fn(fd) for each connection accepted on our port.
+  auto for_each_connection = [this](auto fn) {
     for_each_connected_socket([&](int fd, std::string_view, int, int local_port) {
-      if (local_port != bound_port_) return false;
-      if (how >= 0) ::shutdown(fd, how);
-      ++n;
+      if (local_port == bound_port_) fn(fd);
       return false;
     });
+  };
+  auto open_connections = [&] {
+    int n = 0;
+    for_each_connection([&](int) { ++n; });
     return n;
   };
   // A worker waits up to the keep-alive timeout for a connection's next request; a read shutdown
   // ends that wait at once (the read sees end of file, the worker closes the connection). The
   // requests are finished by now (cmd_serve drains them first) and replies can still be written.
-  shut_connections(SHUT_RD);
+  for_each_connection([](int fd) { ::shutdown(fd, SHUT_RD); });
   // A worker blocked writing to a client that stopped reading (its buffers full; the write
   // timeout is 60 s) is not woken by that: connections still open after 250 ms are cut.
-  for (int i = 0; i < 25 && shut_connections(-1) > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  shut_connections(SHUT_RDWR);
+  for (int i = 0; i < 25 && open_connections() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for_each_connection([](int fd) { ::shutdown(fd, SHUT_RDWR); });
   thread_.join();
 }
 

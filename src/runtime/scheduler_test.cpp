@@ -386,18 +386,25 @@ TEST_P(SchedulerTest, UnderPressureRequestsWaitOrArePreemptedAndStillGiveTheirTo
   // tokens equal those of an unconstrained run.
   constexpr int kRequests = 64;
   auto req = [&](int i) { return greedy(prompt(17 + i % 15, 50 + i), 16); };
-  std::vector<std::vector<int32_t>> free_run(kRequests);
-  {
-    Scheduler s(model_, {.max_running = 64, .max_step_tokens = 256, .prefix_caching = false});
+  // Submits all requests at once and waits for each; empty when a submission is refused.
+  auto run_all = [&](Scheduler& s) {
     std::vector<std::unique_ptr<Collector>> cs;
     for (int i = 0; i < kRequests; ++i) {
       cs.push_back(std::make_unique<Collector>());
-      ASSERT_TRUE(s.submit(req(i), cs.back()->callbacks()));
+      if (!s.submit(req(i), cs.back()->callbacks())) {
+        ADD_FAILURE() << "request " << i << " refused";
+        return std::vector<std::unique_ptr<Collector>>{};
+      }
     }
-    for (int i = 0; i < kRequests; ++i) {
-      cs[size_t(i)]->wait();
-      free_run[size_t(i)] = cs[size_t(i)]->tokens[0];
-    }
+    for (auto& c : cs) c->wait();
+    return cs;
+  };
+  std::vector<std::vector<int32_t>> free_run(kRequests);
+  {
+    Scheduler s(model_, {.max_running = 64, .max_step_tokens = 256, .prefix_caching = false});
+    auto cs = run_all(s);
+    ASSERT_EQ(cs.size(), size_t(kRequests));
+    for (int i = 0; i < kRequests; ++i) free_run[size_t(i)] = cs[size_t(i)]->tokens[0];
   }
   // Whether the batch outgrows the pool depends on how fast the 64 submissions arrive against the
   // steps (on a loaded machine the scheduler can keep pace and never need to preempt; CI saw
@@ -406,13 +413,9 @@ TEST_P(SchedulerTest, UnderPressureRequestsWaitOrArePreemptedAndStillGiveTheirTo
   for (int round = 0; round < 3 && preemptions == 0; ++round) {
     auto pool = pool_of(model_, 16, 16 * 3);
     Scheduler s(model_, {.max_running = 64, .max_queue = 64, .max_step_tokens = 256, .pool = pool});
-    std::vector<std::unique_ptr<Collector>> cs;
+    auto cs = run_all(s);
+    ASSERT_EQ(cs.size(), size_t(kRequests));
     for (int i = 0; i < kRequests; ++i) {
-      cs.push_back(std::make_unique<Collector>());
-      ASSERT_TRUE(s.submit(req(i), cs.back()->callbacks()));
-    }
-    for (int i = 0; i < kRequests; ++i) {
-      cs[size_t(i)]->wait();
       EXPECT_EQ(cs[size_t(i)]->finish[0], FinishReason::Length) << i;
       EXPECT_EQ(cs[size_t(i)]->tokens[0], free_run[size_t(i)]) << "request " << i;
     }
