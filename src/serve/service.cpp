@@ -179,6 +179,13 @@ void Service::check_admission(int64_t prompt_tokens) const {
   if (a != Scheduler::Admission::Ok) refuse(a);
 }
 
+void Service::note_unknown_fields(const std::vector<std::string>& unknown) const {
+  if (unknown.empty() || !opts_.log_requests) return;
+  std::string names;
+  for (const auto& u : unknown) names += (names.empty() ? "" : ", ") + u;
+  std::fprintf(stderr, "dsv3 serve: note: ignoring unknown request field(s): %s\n", names.c_str());
+}
+
 void Service::refuse(Scheduler::Admission why) const {
   if (why == Scheduler::Admission::QueueFull) {
     metrics_.request_rejected("queue_full");
@@ -561,11 +568,7 @@ ApiResponse Service::chat(const ApiRequest& hr) {
   ChatRequest r = parse_chat_request(body, opts_.defaults, &unknown);
   check_model(r.gen.model);
   check_admission(0);
-  if (!unknown.empty() && opts_.log_requests) {
-    std::string names;
-    for (const auto& u : unknown) names += (names.empty() ? "" : ", ") + u;
-    std::fprintf(stderr, "dsv3 serve: note: ignoring unknown request field(s): %s\n", names.c_str());
-  }
+  note_unknown_fields(unknown);
   const std::string prompt_text = render_chat(r);
   std::vector<int32_t> ids = tok_.encode(prompt_text, /*add_special=*/false);
   if (ids.empty()) throw ApiError(400, "the rendered prompt is empty", "invalid_request_error", "messages");
@@ -633,6 +636,7 @@ ApiResponse Service::completions(const ApiRequest& hr) {
   CompletionRequest r = parse_completion_request(body, opts_.defaults, &unknown);
   check_model(r.gen.model);
   check_admission(0);
+  note_unknown_fields(unknown);
   // Token ids of each prompt: text gets BOS as the tokenizer config says (add_special).
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::string> echoes;

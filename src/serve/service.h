@@ -98,6 +98,8 @@ class Service {
   void check_admission(int64_t prompt_tokens) const;
   // Throws the 429 (QueueFull) or 503 (Draining) for a refused admission, counting it.
   [[noreturn]] void refuse(Scheduler::Admission why) const;
+  // Names the request fields that were ignored on stderr (with request logging on).
+  void note_unknown_fields(const std::vector<std::string>& unknown) const;
   std::string render_chat(const ChatRequest& r) const;
   // prompt + max_tokens must fit the context (400 with both numbers otherwise); returns the
   // number of tokens to generate.

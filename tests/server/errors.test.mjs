@@ -99,6 +99,16 @@ test('unknown model → NotFoundError 404', async () => {
                     OpenAI.NotFoundError, 404);
 });
 
+test('unknown request fields are answered and named in the log, on both endpoints', async () => {
+  const c = await client.chat.completions.create({ model: NAME, messages: MSG, max_tokens: 1, zz_chat_field: 1 });
+  assert.equal(c.choices.length, 1);
+  const t = await client.completions.create({ model: NAME, prompt: 'x', max_tokens: 1, zz_completion_field: true });
+  assert.equal(t.choices.length, 1);
+  await waitFor(() => /ignoring unknown request field\(s\): zz_completion_field/.test(server.stderr),
+                { timeoutMs: 5000, what: 'the note on /v1/completions' });
+  assert.match(server.stderr, /ignoring unknown request field\(s\): zz_chat_field/);
+});
+
 test('API key: wrong or missing → AuthenticationError 401; /health without a key works', async () => {
   const bad = server.client({ apiKey: 'sk-wrong' });
   await rejectsWith(bad.chat.completions.create({ model: NAME, messages: MSG, max_tokens: 1 }), OpenAI.AuthenticationError, 401);
