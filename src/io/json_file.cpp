@@ -1,5 +1,7 @@
 #include "io/json_file.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -11,12 +13,20 @@
 
 namespace dsv3 {
 
-std::string read_text_file(const std::string& path) {
+std::string read_text_file(const std::string& path, int64_t max_bytes) {
+  // Checked before reading: a FIFO would block, /dev/zero or a sparse file of many GB would be
+  // read until memory runs out.
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) fail("cannot open '{}': {}", path, std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) fail("'{}' is not a regular file", path);
+  if (st.st_size > max_bytes)
+    fail("'{}' is {} bytes, more than the {} MiB such a file may have", path, int64_t(st.st_size), max_bytes >> 20);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open '{}': {}", path, std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  std::string text(size_t(st.st_size), '\0');
+  in.read(text.data(), std::streamsize(text.size()));
+  if (in.gcount() != std::streamsize(text.size())) fail("cannot read '{}': {}", path, std::strerror(errno));
+  return text;
 }
 
 void write_text_file(const std::string& path, std::string_view text) {

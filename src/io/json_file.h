@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -35,7 +36,11 @@ nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::stri
 // opens more than `max_depth` arrays/objects outside strings. Linear time, no recursion.
 void check_json_depth(std::string_view text, const std::string& what, int max_depth);
 
-std::string read_text_file(const std::string& path);
+// A whole text file. Throws Error naming the file when it cannot be opened or read, is not a
+// regular file (a directory, FIFO or device) or is larger than max_bytes (default 256 MiB: the
+// largest tokenizer.json of the supported models is ~8 MB).
+inline constexpr int64_t kMaxTextFileBytes = int64_t(256) << 20;
+std::string read_text_file(const std::string& path, int64_t max_bytes = kMaxTextFileBytes);
 void write_text_file(const std::string& path, std::string_view text);
 
 }  // namespace dsv3

@@ -1,9 +1,13 @@
 #include "io/json_input.h"
 
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 
 #include "base/error.h"
 #include "io/generation_config.h"
+#include "io/json_file.h"
+#include "io/test_files.h"
 
 namespace dsv3 {
 namespace {
@@ -24,6 +28,34 @@ TEST(JsonInput, LoneSurrogatesBecomeReplacementCharacters) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("prompts.jsonl:3: invalid JSON"), std::string::npos) << e.what();
   }
+}
+
+// config.json, the index, the tokenizer files and chat templates are read whole: a FIFO blocked the
+// read forever, and /dev/zero or a sparse file of 50 GB was read until memory ran out.
+TEST(TextFile, RefusesWhatIsNotARegularFileAndWhatIsTooLarge) {
+  test::TempDir dir;
+  auto error_of = [](const std::string& path, int64_t max_bytes) -> std::string {
+    try {
+      read_text_file(path, max_bytes);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const std::string fifo = dir.file("config.json");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& p : {fifo, dir.path(), std::string("/dev/zero")}) {
+    const std::string e = error_of(p, kMaxTextFileBytes);
+    EXPECT_NE(e.find("'" + p + "' is not a regular file"), std::string::npos) << e;
+  }
+  const std::string big = dir.file("tokenizer.json");
+  test::write_file(big, std::string(100, 'x'));
+  const std::string e = error_of(big, 99);
+  EXPECT_NE(e.find("'" + big + "' is 100 bytes"), std::string::npos) << e;
+  EXPECT_EQ(read_text_file(big, 100), std::string(100, 'x'));
+  EXPECT_NE(error_of(dir.file("absent.json"), 100).find("cannot open"), std::string::npos);
+  test::write_file(dir.file("empty.json"), "");
+  EXPECT_EQ(read_text_file(dir.file("empty.json")), "");
 }
 
 TEST(GenerationConfig, ReadsTheSamplingDefaultsAndEos) {

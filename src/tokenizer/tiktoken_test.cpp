@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv3 {
@@ -181,6 +182,15 @@ TEST(Tiktoken, KimiStyleDirectory) {
   // chat_template.jinja beside the files wins over the inline template, as in transformers.
   d.write("chat_template.jinja", "from file");
   EXPECT_EQ(Tokenizer::load(d.path.string()).config().chat_template(), "from file");
+  // Its errors name it, not tokenizer_config.json.
+  d.write("chat_template.jinja", "{% for m in messages %}x");
+  try {
+    ChatTemplate::from_config(Tokenizer::load(d.path.string()).config());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("chat_template.jinja: ", 0), 0u) << e.what();
+  }
+  d.write("chat_template.jinja", "from file");
   // Another pattern by name.
   const Tokenizer o = Tokenizer::load(d.path.string(), {.tiktoken_pattern = "cl100k_base"});
   EXPECT_EQ(o.encode("hello world", false), t.encode("hello world", false));

@@ -86,14 +86,11 @@ Tokenizer Tokenizer::load(const std::string& dir, const TokenizerOptions& option
   TokenizerConfig config = fs::exists(tc) ? TokenizerConfig::load(tc.string()) : TokenizerConfig{};
   // transformers reads chat_template.jinja beside the tokenizer files and prefers it.
   if (fs::exists(jinja)) {
-    std::ifstream in(jinja, std::ios::binary);
-    if (!in) fail("cannot open {}", jinja.string());
-    config.chat_templates["default"] = std::string(std::istreambuf_iterator<char>(in), {});
+    config.chat_templates["default"] = read_text_file(jinja.string());
+    config.chat_template_file = jinja.filename().string();
   }
   if (fs::exists(tj)) return from_json(read_json_file(tj.string()), std::move(config), tj.string());
-  std::ifstream in(tt, std::ios::binary);
-  if (!in) fail("cannot open {}", tt.string());
-  const std::string text(std::istreambuf_iterator<char>(in), {});
+  const std::string text = read_text_file(tt.string());
   const std::string pattern = with_context(tt.string(), [&] {
     return resolve_tiktoken_pattern(options.tiktoken_pattern.empty() ? "kimi" : options.tiktoken_pattern);
   });

@@ -26,6 +26,8 @@ struct TokenizerConfig {
   std::vector<AddedToken> added_tokens_decoder;
   // Named chat templates; a plain string is stored under "default".
   std::map<std::string, std::string> chat_templates;
+  // The file the templates came from, for error messages (chat_template.jinja beside it wins).
+  std::string chat_template_file = "tokenizer_config.json";
 
   // Parses the JSON object; `file` names it in error messages.
   static TokenizerConfig from_json(const nlohmann::json& j, const std::string& file);
