@@ -82,10 +82,17 @@ Source open_source(const ConvertOptions& opts) {
     }
   }
   if (!s.index.is_null())
-    for (const auto& [name, file] : s.index["weight_map"].items())
-      if (!s.by_name.count(name))
-        fail("'{}' lists tensor '{}' in '{}', but no shard has it", (s.dir / kIndexName).string(), name,
-             file.is_string() ? file.get<std::string>() : file.dump());
+    for (const auto& [name, file] : s.index["weight_map"].items()) {
+      const std::string listed = file.is_string() ? file.get<std::string>() : file.dump();
+      const auto it = s.by_name.find(name);
+      if (it == s.by_name.end())
+        fail("'{}' lists tensor '{}' in '{}', but no shard has it", (s.dir / kIndexName).string(), name, listed);
+      // The loader opens the shard the index names: an index that names another file (or one
+      // that does not exist) would be copied into a checkpoint nothing can load.
+      const std::string holder = fs::path(*it->second->file).filename().string();
+      if (!file.is_string() || listed != holder)
+        fail("'{}' lists tensor '{}' in '{}', but it is in '{}'", (s.dir / kIndexName).string(), name, listed, holder);
+    }
   // Packed integer weights would be copied as they are under a new quantization_config that does
   // not describe them: refuse rather than write a checkpoint nothing can load.
   for (const auto& [name, t] : s.by_name)

@@ -107,6 +107,33 @@ TEST(Cast, RefusesToOverwriteItsInputAndMissingDirectories) {
   }
 }
 
+// cast copied an index that named a shard which does not exist (or a path outside the directory)
+// into its output, which then failed to load; the loader refuses such an index, so cast does too.
+TEST(Cast, RefusesAnIndexThatNamesTheWrongShard) {
+  const fs::path in = temp_dir("cast_bad_index"), out = temp_dir("cast_bad_index_out");
+  fs::create_directories(in);
+  for (const auto& e : fs::directory_iterator(kGolden + "v3-tiny-fp8"))
+    if (e.is_regular_file()) fs::copy_file(e.path(), in / e.path().filename());
+  const std::string index_path = (in / "model.safetensors.index.json").string();
+  const nlohmann::json index = read_json_file(index_path);
+  const std::string name = index["weight_map"].begin().key();
+  for (const std::string bad : {"model-00009-of-00009.safetensors", "../../../../etc/passwd"}) {
+    nlohmann::json broken = index;
+    broken["weight_map"][name] = bad;
+    write_text_file(index_path, broken.dump());
+    try {
+      cast_fp8_to_bf16({.in_dir = in.string(), .out_dir = out.string()});
+      ADD_FAILURE() << "cast accepted an index naming '" << bad << "'";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("lists tensor '" + name + "' in '" + bad + "', but it is in 'model-0000"), std::string::npos) << m;
+    }
+    EXPECT_FALSE(fs::exists(out / "model.safetensors.index.json"));
+  }
+  fs::remove_all(in);
+  fs::remove_all(out);
+}
+
 TEST(Quantize, ThenCastStaysWithinFp8Rounding) {
   const fs::path q = temp_dir("quant"), back = temp_dir("quant_back");
   ThreadPool pool(2);
