@@ -193,7 +193,7 @@ void HttpServer::start() {
     return httplib::Server::HandlerResponse::Unhandled;
   });
 
-  auto handler = [this](const httplib::Request& req, httplib::Response& res) {
+  auto handler = [this](const httplib::Request& req, const std::string& body, httplib::Response& res) {
     serve::Service* service = service_.load();
     if (!service) {
       ApiError e(503, "Loading model", "unavailable_error");
@@ -204,7 +204,7 @@ void HttpServer::start() {
     serve::ApiRequest ar;
     ar.method = req.method;
     ar.path = req.path;
-    ar.body = req.body;
+    ar.body = body;
     const int fd = find_connection_fd(req.remote_addr, req.remote_port, req.local_port);
     ar.disconnected = [fd] { return peer_closed(fd); };
     serve::ApiResponse r = service->handle(ar);
@@ -236,16 +236,32 @@ void HttpServer::start() {
   };
   // Routes match in the order they are added: the page's paths first (before the model loads too).
   if (opts_.serve_web) svr.Get("/|/web/.*", answer_web);
-  svr.Get(".*", handler);
-  svr.Post(".*", handler);
+  svr.Get(".*", [handler](const httplib::Request& req, httplib::Response& res) { handler(req, req.body, res); });
+  // POST bodies are read here rather than by cpp-httplib: 0.11 applies set_payload_max_length to a
+  // Content-Length only, so a chunked body, or a gzip body's unpacked bytes (it unpacks
+  // Content-Encoding itself), grew without bound (a 400 KB gzip of 400 MB held a worker 40 s).
+  // The receiver sees the unpacked bytes as they come and stops the read at the limit.
+  svr.Post(".*", [this, handler](const httplib::Request& req, httplib::Response& res,
+                                 const httplib::ContentReader& read) {
+    std::string body;
+    bool too_large = false;
+    const bool ok = read([&](const char* data, size_t n) {
+      if (body.size() + n > opts_.max_body_bytes) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (too_large || res.status == 413) return set_error(res, body_too_large());
+    if (!ok) return set_error(res, ApiError(400, "malformed HTTP request body (it ended early or could not be decoded)"));
+    handler(req, body, res);
+  });
 
   svr.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     switch (res.status) {
-      case 413:
-        set_error(res, ApiError(413, fmt::format("the request body is larger than {} bytes", opts_.max_body_bytes),
-                                "invalid_request_error", "", "request_too_large"));
-        break;
+      case 413: set_error(res, body_too_large()); break;
       case 404: set_error(res, ApiError(404, "no route " + req.method + " " + req.path, "not_found_error")); break;
       case 405: set_error(res, ApiError(405, "method " + req.method + " is not allowed", "invalid_request_error")); break;
       case 400: set_error(res, ApiError(400, "malformed HTTP request (a POST needs a body with Content-Length)")); break;
@@ -277,6 +293,11 @@ void HttpServer::start() {
     std::fprintf(stderr, "dsv3 serve: note: could not widen the listen backlog of port %d (bursts of new "
                  "connections may wait ~1 s)\n", bound_port_);
   thread_ = std::thread([this] { svr_->listen_after_bind(); });
+}
+
+ApiError HttpServer::body_too_large() const {
+  return ApiError(413, fmt::format("the request body is larger than {} bytes (--max-body-mb)", opts_.max_body_bytes),
+                  "invalid_request_error", "", "request_too_large");
 }
 
 void HttpServer::stop() {

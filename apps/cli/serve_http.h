@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "serve/api_error.h"
 #include "serve/service.h"
 
 namespace httplib {
@@ -46,6 +47,8 @@ class HttpServer {
   int port() const { return bound_port_; }
 
  private:
+  serve::ApiError body_too_large() const;  // the 413 for a body over max_body_bytes
+
   HttpOptions opts_;
   std::unique_ptr<httplib::Server> svr_;
   std::atomic<serve::Service*> service_{nullptr};

@@ -3,6 +3,7 @@
 // validation, and CORS preflight for the SDK's headers without the API key.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import zlib from 'node:zlib';
 import { startServer, OpenAI, assertErrorShape, readSSE, waitFor, sleep } from './helpers.mjs';
 
 const KEY = 'sk-test-secret';
@@ -191,6 +192,43 @@ test('body over --max-body-mb → 413 with a JSON error body', async () => {
   // The server still answers afterwards.
   const h = await server.fetch('/health');
   assert.equal(h.status, 200);
+});
+
+// cpp-httplib 0.11 bounds a Content-Length only: a chunked body, or what a gzip body unpacks to,
+// grew without limit. Small ones of both kinds are still read.
+test('chunked and gzip bodies: over --max-body-mb → 413, under it → answered', async () => {
+  const chunked = (text) => new ReadableStream({
+    start(c) {
+      for (let i = 0; i < text.length; i += 65536) c.enqueue(new TextEncoder().encode(text.slice(i, i + 65536)));
+      c.close();
+    },
+  });
+  const send = async (body, headers) => {
+    const res = await server.fetch('/v1/chat/completions', {
+      method: 'POST', body, duplex: 'half', headers: { ...AUTH, 'content-type': 'application/json', ...headers },
+    });
+    return { status: res.status, json: JSON.parse(await res.text()) };
+  };
+  const big = JSON.stringify({ model: NAME, messages: [{ role: 'user', content: 'x'.repeat(3_000_000) }], max_tokens: 1 });
+  const small = JSON.stringify({ model: NAME, messages: MSG, max_tokens: 1 });
+  for (const [what, body, headers] of [
+    ['chunked', chunked(big), {}],
+    ['gzip', zlib.gzipSync(big), { 'content-encoding': 'gzip' }],
+  ]) {
+    const r = await send(body, headers);
+    assert.equal(r.status, 413, `${what}: ${JSON.stringify(r.json)}`);
+    assertErrorShape(r.json);
+    assert.equal(r.json.error.code, 'request_too_large', what);
+  }
+  for (const [what, body, headers] of [
+    ['chunked', chunked(small), {}],
+    ['gzip', zlib.gzipSync(small), { 'content-encoding': 'gzip' }],
+  ]) {
+    const r = await send(body, headers);
+    assert.equal(r.status, 200, `${what}: ${JSON.stringify(r.json)}`);
+    assert.equal(r.json.choices.length, 1, what);
+  }
+  assert.equal((await server.fetch('/health')).status, 200);
 });
 
 test('unknown route → 404 JSON error; wrong method → 405 JSON error', async () => {
