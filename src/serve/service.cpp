@@ -130,6 +130,9 @@ ApiResponse Service::route(const ApiRequest& req) {
   if (req.method == "GET") {
     if (p == "/v1/models" || p == "/models") return models();
     if (p == "/health" || p == "/v1/health") {
+      // A load balancer takes the server out of rotation once it starts draining (SERVER.md: 503
+      // while loading or draining).
+      if (draining_.load()) throw ApiError(503, "the server is shutting down", "unavailable_error");
       const SchedulerStats st = scheduler_.stats();
       return json_response({{"status", "ok"},
                             {"kv_cache",

@@ -16,6 +16,7 @@ test('SIGTERM during a stream: stream ends with finish or error then [DONE]; dra
     assert.equal(res.status, 200);
     let signalled = null;
     let duringDrain = null;
+    let healthDuringDrain = null;
     const sse = readSSE(res, (ev, i) => {
       if (i === 5 && !signalled) {
         signalled = Date.now();
@@ -25,6 +26,8 @@ test('SIGTERM during a stream: stream ends with finish or error then [DONE]; dra
           { model: 'default', messages: [{ role: 'user', content: 'late' }], max_tokens: 2 }))
           .then(async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), body: await r.json() }),
                 (e) => ({ error: e }));
+        healthDuringDrain = sleep(150).then(() => server.fetch('/health'))
+          .then(async (r) => ({ status: r.status, body: await r.json() }), (e) => ({ error: e }));
       }
       return false;
     });
@@ -48,6 +51,11 @@ test('SIGTERM during a stream: stream ends with finish or error then [DONE]; dra
     assert.equal(late.status, 503, JSON.stringify(late));
     assert.ok(late.retryAfter, '503 carries retry-after');
     assertErrorShape(late.body, 'draining 503');
+    // /health says so too, so that a load balancer stops sending.
+    const health = await healthDuringDrain;
+    assert.ok(!health.error, `/health during draining failed at the connection: ${health.error}`);
+    assert.equal(health.status, 503, JSON.stringify(health));
+    assertErrorShape(health.body, 'draining /health');
 
     // Last, the exit: status 0 within 5 s of SIGTERM.
     const status = await Promise.race([server.exited, sleep(Math.max(0, 5000 - (Date.now() - signalled))).then(() => null)]);
