@@ -67,10 +67,11 @@ bool get_bool(const Json& body, const char* field, bool& out) {
   return true;
 }
 
-bool get_string(const Json& body, const char* field, std::string& out) {
+// `path`: the field's full name for errors (messages[0].content[1].text), when it is not `field`.
+bool get_string(const Json& body, const char* field, std::string& out, const std::string& path = "") {
   auto it = body.find(field);
   if (it == body.end() || it->is_null()) return false;
-  if (!it->is_string()) wrong_type(field, "a string", *it);
+  if (!it->is_string()) wrong_type(path.empty() ? field : path, "a string", *it);
   out = it->get<std::string>();
   return true;
 }
@@ -193,12 +194,12 @@ Json normalise_content(const Json& content, const std::string& field) {
     const std::string pf = field + "[" + std::to_string(i) + "]";
     if (!part.is_object()) wrong_type(pf, "an object", part);
     std::string type;
-    if (!get_string(part, "type", type)) bad_field(pf + ".type", "is required");
+    if (!get_string(part, "type", type, pf + ".type")) bad_field(pf + ".type", "is required");
     if (type != "text")
       throw ApiError(400, "'" + pf + ".type' is '" + type + "'; this server accepts only text parts",
                      "invalid_request_error", pf + ".type");
     std::string t;
-    if (!get_string(part, "text", t)) bad_field(pf + ".text", "is required");
+    if (!get_string(part, "text", t, pf + ".text")) bad_field(pf + ".text", "is required");
     text += t;
   }
   return text;
@@ -215,7 +216,7 @@ Json normalise_messages(const Json& body) {
     const std::string f = "messages[" + std::to_string(i) + "]";
     if (!m.is_object()) wrong_type(f, "an object", m);
     std::string role;
-    if (!get_string(m, "role", role)) bad_field(f + ".role", "is required");
+    if (!get_string(m, "role", role, f + ".role")) bad_field(f + ".role", "is required");
     if (role != "system" && role != "user" && role != "assistant" && role != "tool" && role != "developer")
       bad_field(f + ".role", "must be one of system, user, assistant, tool, developer; got '" + role + "'");
     Json msg = m;  // keep other keys (name, tool_call_id, ...) for the template
@@ -235,7 +236,7 @@ Json normalise_messages(const Json& body) {
         auto fn = c.find("function");
         if (fn == c.end() || !fn->is_object()) bad_field(cf + ".function", "must be an object");
         std::string name;
-        if (!get_string(*fn, "name", name)) bad_field(cf + ".function.name", "is required");
+        if (!get_string(*fn, "name", name, cf + ".function.name")) bad_field(cf + ".function.name", "is required");
         Json call = c;
         if (!call.contains("type")) call["type"] = "function";
         // A JSON string (OpenAI's clients) or an object (other callers) reaches the template as
@@ -250,6 +251,10 @@ Json normalise_messages(const Json& body) {
       }
       msg["tool_calls"] = calls;
     }
+    // OpenAI: an assistant message's content "is required unless tool_calls is specified" (the
+    // templates concatenate it, and failed with an error about the template's own text).
+    if (role == "assistant" && msg["content"].is_null() && (!msg.contains("tool_calls") || msg["tool_calls"].empty()))
+      bad_field(f + ".content", "is required for role assistant unless it has tool_calls");
     out.push_back(msg);
   }
   return out;
@@ -329,7 +334,7 @@ ChatRequest parse_chat_request(const Json& body, const SamplingDefaults& default
   if (auto it = body.find("response_format"); it != body.end() && !it->is_null()) {
     if (!it->is_object()) wrong_type("response_format", "an object", *it);
     std::string type;
-    get_string(*it, "type", type);
+    get_string(*it, "type", type, "response_format.type");
     if (type != "text")
       throw ApiError(400, "'response_format' of type '" + type + "' is not supported yet (only 'text'); no output "
                      "constraint would be applied", "invalid_request_error", "response_format", "not_supported");
@@ -358,9 +363,14 @@ ChatRequest parse_chat_request(const Json& body, const SamplingDefaults& default
       else bad_field("tool_choice", "must be 'none', 'auto', 'required' or {\"type\":\"function\",...}; got '" + s + "'");
     } else if (it->is_object()) {
       auto fn = it->find("function");
-      if (fn == it->end() || !fn->is_object() || !get_string(*fn, "name", r.tool_choice_name))
+      if (fn == it->end() || !fn->is_object() || !get_string(*fn, "name", r.tool_choice_name, "tool_choice.function.name"))
         bad_field("tool_choice.function.name", "is required");
       r.tool_choice = ToolChoice::Named;
+      bool listed = false;
+      if (auto tl = body.find("tools"); tl != body.end() && tl->is_array())
+        for (const Json& t : *tl) listed = listed || t["function"]["name"] == r.tool_choice_name;
+      if (!listed && !r.tools.is_null())
+        bad_field("tool_choice.function.name", "'" + r.tool_choice_name + "' is not the name of any of the 'tools'");
     } else {
       wrong_type("tool_choice", "a string or an object", *it);
     }
@@ -442,6 +452,11 @@ CompletionRequest parse_completion_request(const Json& body, const SamplingDefau
       r.gen.top_logprobs = int(n);
     }
   }
+  // best_of (legacy API: sample best_of, return the n most likely) is not implemented; best_of = n
+  // asks for nothing more and is accepted, anything else is refused rather than ignored.
+  if (int64_t best_of = 0; get_int(body, "best_of", best_of) && best_of != r.gen.n)
+    throw ApiError(400, fmt::format("'best_of' {} is not supported (only best_of = n, here {})", best_of, r.gen.n),
+                   "invalid_request_error", "best_of", "not_supported");
   get_bool(body, "echo", r.echo);
   get_string(body, "suffix", r.suffix);
   if (!r.suffix.empty()) throw ApiError(400, "'suffix' is not supported (no fill-in-the-middle)", "invalid_request_error", "suffix", "not_supported");

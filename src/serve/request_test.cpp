@@ -116,6 +116,13 @@ TEST(ChatRequest, BadFieldsAre400sNamingTheField) {
        "tools[0].function.name", "must be a non-empty string"},
       {R"({"messages":[{"role":"user","content":"hi"}],"parallel_tool_calls":"x"})", "parallel_tool_calls",
        "must be a boolean"},
+      {R"({"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"nope"}}})",
+       "tool_choice.function.name", "'nope' is not the name of any of the 'tools'"},
+      {R"({"messages":[{"role":"user","content":[{"type":"text","text":5}]}]})", "messages[0].content[0].text",
+       "must be a string"},
+      {R"({"messages":[{"role":5,"content":"hi"}]})", "messages[0].role", "must be a string"},
+      {R"({"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null}]})", "messages[1].content",
+       "is required for role assistant unless it has tool_calls"},
       {R"({"messages":[{"role":"assistant","content":null,"tool_calls":[{"function":{"name":"f","arguments":5}}]}]})",
        "messages[0].tool_calls[0].function.arguments", "must be a JSON string or object"},
   };
@@ -149,6 +156,13 @@ TEST(CompletionRequest, PromptFormsAndDefaults) {
   EXPECT_NE(error_of([&] { prompts(R"({"prompt":{"a":1}})"); }, &param), "");
   EXPECT_NE(error_of([&] { prompts(R"({"prompt":"x","suffix":"y"})"); }, &param), "");
   EXPECT_EQ(param, "suffix");
+  // best_of: equal to n is accepted; more (or a wrong type) is refused, not ignored.
+  EXPECT_EQ(prompts(R"({"prompt":"x","n":2,"best_of":2})").gen.n, 2);
+  EXPECT_NE(error_of([&] { prompts(R"({"prompt":"x","best_of":3})"); }, &param).find("'best_of' 3 is not supported"),
+            std::string::npos);
+  EXPECT_EQ(param, "best_of");
+  EXPECT_NE(error_of([&] { prompts(R"({"prompt":"x","best_of":"x"})"); }, &param), "");
+  EXPECT_EQ(param, "best_of");
 }
 
 TEST(ParseBody, RejectsWhatIsNotAJsonObject) {
