@@ -129,6 +129,9 @@ ApiResponse Service::route(const ApiRequest& req) {
   const std::string& p = req.path;
   if (req.method == "GET") {
     if (p == "/v1/models" || p == "/models") return models();
+    // GET /v1/models/{model} (the openai clients' models.retrieve); the id may contain slashes.
+    for (const std::string prefix : {"/v1/models/", "/models/"})
+      if (p.size() > prefix.size() && p.compare(0, prefix.size(), prefix) == 0) return model(p.substr(prefix.size()));
     if (p == "/health" || p == "/v1/health") {
       // A load balancer takes the server out of rotation once it starts draining (SERVER.md: 503
       // while loading or draining).
@@ -161,14 +164,21 @@ ApiResponse Service::route(const ApiRequest& req) {
   throw ApiError(404, "no route " + req.method + " " + p, "not_found_error");
 }
 
-ApiResponse Service::models() const {
+ApiResponse Service::models() const { return json_response({{"object", "list"}, {"data", Json::array({model_card()})}}); }
+
+ApiResponse Service::model(const std::string& id) const {
+  check_model(id);
+  return json_response(model_card());
+}
+
+Json Service::model_card() const {
   Json card = {{"id", opts_.served_model_name}, {"object", "model"},        {"created", created_},
                {"owned_by", "dsv3"},            {"root", opts_.model_root}, {"parent", nullptr},
                {"max_model_len", opts_.ctx_size}, {"permission", Json::array()}};
   // What a request that names no sampling field gets (the chat page shows these as its defaults).
   const SamplingDefaults& d = opts_.defaults;
   card["sampling_defaults"] = {{"temperature", d.temperature}, {"top_p", d.top_p}, {"top_k", d.top_k}, {"min_p", d.min_p}};
-  return json_response({{"object", "list"}, {"data", Json::array({card})}});
+  return card;
 }
 
 void Service::check_model(const std::string& model) const {

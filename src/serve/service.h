@@ -93,6 +93,8 @@ class Service {
   ApiResponse tokenize(const ApiRequest& req) const;
   ApiResponse detokenize(const ApiRequest& req) const;
   ApiResponse apply_template(const ApiRequest& req) const;
+  ApiResponse model(const std::string& id) const;  // 404 model_not_found for another id
+  Json model_card() const;                          // the model object of /v1/models
   void check_model(const std::string& model) const;
   // Throws the 429 / 503 that `admission()` (or draining) calls for.
   void check_admission(int64_t prompt_tokens) const;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, streamRaw, chatTexts, runBin, waitFor, MODEL } from './helpers.mjs';
+import { startServer, streamRaw, chatTexts, runBin, waitFor, MODEL, OpenAI } from './helpers.mjs';
 
 const NAME = 'test-model';
 const CTX = 1024;
@@ -102,7 +102,9 @@ test('1. models.list(): one model named by --served-model-name, with root and ma
   assert.equal(raw.object, 'list');
   assert.equal(raw.data.length, 1);
   assert.equal(raw.data[0].id, NAME);
-  // models.retrieve is not required; the list is what clients use.
+  // models.retrieve (GET /v1/models/{id}): the same card; another id is NotFoundError 404.
+  assert.deepEqual(await client.models.retrieve(NAME), m);
+  await assert.rejects(client.models.retrieve('no-such-model'), (e) => e instanceof OpenAI.NotFoundError && e.status === 404);
 });
 
 test('2. chat: non-stream, stream and stream+include_usage give the same text; usage chunk last; stream() helper', async () => {
