@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -182,11 +183,14 @@ void HttpServer::start() {
     const bool is_public = req.path == "/health" || req.path == "/v1/health" || req.path == "/metrics" ||
                            (opts_.serve_web && req.method == "GET" && is_web_path(req.path));
     if (!opts_.api_key.empty() && !is_public) {
+      // The scheme is case-insensitive (RFC 9110 §11.1): "bearer KEY" is accepted too.
       const std::string auth = req.get_header_value("Authorization");
-      if (auth != "Bearer " + opts_.api_key) {
+      const bool bearer = auth.size() > 7 && strncasecmp(auth.c_str(), "Bearer ", 7) == 0;
+      if (!bearer || auth.compare(7, std::string::npos, opts_.api_key) != 0) {
         set_error(res, ApiError(401, auth.empty() ? "missing API key: send 'Authorization: Bearer <key>'"
                                                   : "invalid API key",
                                 "authentication_error", "", "invalid_api_key"));
+        res.set_header("WWW-Authenticate", "Bearer");
         return httplib::Server::HandlerResponse::Handled;
       }
     }
@@ -241,8 +245,8 @@ void HttpServer::start() {
   // Content-Length only, so a chunked body, or a gzip body's unpacked bytes (it unpacks
   // Content-Encoding itself), grew without bound (a 400 KB gzip of 400 MB held a worker 40 s).
   // The receiver sees the unpacked bytes as they come and stops the read at the limit.
-  svr.Post(".*", [this, handler](const httplib::Request& req, httplib::Response& res,
-                                 const httplib::ContentReader& read) {
+  auto with_body = [this, handler](const httplib::Request& req, httplib::Response& res,
+                                   const httplib::ContentReader& read) {
     std::string body;
     bool too_large = false;
     const bool ok = read([&](const char* data, size_t n) {
@@ -256,7 +260,12 @@ void HttpServer::start() {
     if (too_large || res.status == 413) return set_error(res, body_too_large());
     if (!ok) return set_error(res, ApiError(400, "malformed HTTP request body (it ended early or could not be decoded)"));
     handler(req, body, res);
-  });
+  };
+  svr.Post(".*", with_body);
+  // Other methods reach the service too, which answers 405 (with Allow) on its paths, 404 elsewhere.
+  svr.Put(".*", with_body);
+  svr.Patch(".*", with_body);
+  svr.Delete(".*", with_body);
 
   svr.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;

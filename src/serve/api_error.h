@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/error.h"
 
@@ -23,6 +25,7 @@ class ApiError : public Error {
   std::string param;
   std::string code;
   nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // added to the error object and the top level
+  std::vector<std::pair<std::string, std::string>> headers;           // sent with the response (Allow: ...)
 };
 
 // 400 naming the field: "'temperature' must be a number, got string".

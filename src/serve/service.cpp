@@ -117,6 +117,7 @@ ApiResponse Service::handle(const ApiRequest& req) {
   } catch (const ApiError& e) {
     ApiResponse r = json_response(error_body(e), e.status);
     if (e.status == 429 || e.status == 503) r.headers.push_back({"retry-after", "1"});
+    r.headers.insert(r.headers.end(), e.headers.begin(), e.headers.end());
     return r;
   } catch (const std::exception& e) {
     // Bad input that surfaced below the request parser (a template's raise_exception, a token
@@ -127,7 +128,7 @@ ApiResponse Service::handle(const ApiRequest& req) {
 
 ApiResponse Service::route(const ApiRequest& req) {
   const std::string& p = req.path;
-  if (req.method == "GET") {
+  if (req.method == "GET" || req.method == "HEAD") {  // HEAD: the GET's status and headers (cpp-httplib drops the body)
     if (p == "/v1/models" || p == "/models") return models();
     // GET /v1/models/{model} (the openai clients' models.retrieve); the id may contain slashes.
     for (const std::string prefix : {"/v1/models/", "/models/"})
@@ -160,7 +161,12 @@ ApiResponse Service::route(const ApiRequest& req) {
   }
   for (const char* known : {"/v1/models", "/health", "/metrics", "/v1/chat/completions", "/v1/completions",
                             "/tokenize", "/detokenize", "/apply-template"})
-    if (p == known) throw ApiError(405, "method " + req.method + " is not allowed on " + p, "invalid_request_error");
+    if (p == known) {
+      ApiError e(405, "method " + req.method + " is not allowed on " + p, "invalid_request_error");
+      const bool get = p == "/v1/models" || p == "/health" || p == "/metrics";
+      e.headers.push_back({"Allow", get ? "GET, HEAD" : "POST"});
+      throw e;
+    }
   throw ApiError(404, "no route " + req.method + " " + p, "not_found_error");
 }
 

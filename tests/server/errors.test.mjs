@@ -118,6 +118,12 @@ test('API key: wrong or missing → AuthenticationError 401; /health without a k
   assert.equal(none.status, 401);
   const wrongScheme = await raw('GET', '/v1/models', undefined, { authorization: `Basic ${KEY}` });
   assert.equal(wrongScheme.status, 401);
+  assert.equal(wrongScheme.headers.get('www-authenticate'), 'Bearer');
+  // The scheme's case does not matter (RFC 9110); the key's does.
+  assert.equal((await raw('GET', '/v1/models', undefined, { authorization: `bearer ${KEY}` })).status, 200);
+  assert.equal((await raw('GET', '/v1/models', undefined, { authorization: `BEARER ${KEY}` })).status, 200);
+  assert.equal((await raw('GET', '/v1/models', undefined, { authorization: `Bearer ${KEY.toUpperCase()}` })).status, 401);
+  assert.equal((await raw('GET', '/v1/models', undefined, { authorization: 'Bearer' })).status, 401);
   for (const p of ['/health', '/v1/health']) {
     const h = await server.fetch(p);
     assert.equal(h.status, 200, `${p} without a key`);
@@ -238,6 +244,22 @@ test('unknown route → 404 JSON error; wrong method → 405 JSON error', async 
   }
   const r = await raw('GET', '/v1/chat/completions');
   assert.equal(r.status, 405);
+  assert.equal(r.headers.get('allow'), 'POST');
+  for (const m of ['PUT', 'DELETE', 'PATCH']) {
+    const w = await raw(m, '/v1/chat/completions', { a: 1 });
+    assert.equal(w.status, 405, m);
+    assert.equal(w.headers.get('allow'), 'POST', m);
+  }
+  const d = await raw('DELETE', '/v1/models');
+  assert.equal(d.status, 405);
+  assert.equal(d.headers.get('allow'), 'GET, HEAD');
+  assert.equal((await raw('PUT', '/v1/nope', { a: 1 })).status, 404);
+  // HEAD answers as GET does, without a body.
+  for (const p of ['/health', '/v1/models']) {
+    const h = await server.fetch(p, { method: 'HEAD', headers: AUTH });
+    assert.equal(h.status, 200, `HEAD ${p}`);
+    assert.equal(await h.text(), '', `HEAD ${p}`);
+  }
 });
 
 test('CORS preflight with the SDK headers: 2xx, reflected, POST allowed, no API key needed', async () => {
