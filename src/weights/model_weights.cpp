@@ -1,5 +1,6 @@
 #include "weights/model_weights.h"
 
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -95,6 +96,12 @@ class Binder {
           fail("{}: tensor '{}' has shape {}; expected {} for weight {} in 128x128 blocks", *s->file, scale_name,
                shape_str(s->shape), shape_str(want), shape_str(spec.shape));
         w.scale_inv = static_cast<const float*>(aligned(*s));
+        // A NaN or infinite scale turns every output of the model into NaN (greedy decoding then
+        // repeats token 0) with no error; a few KB per weight, read once here.
+        for (int64_t i = 0, n = want[0] * want[1]; i < n; ++i)
+          if (!std::isfinite(w.scale_inv[i]))
+            fail("{}: tensor '{}' holds {} at block [{}, {}]; block scales must be finite", *s->file, scale_name,
+                 w.scale_inv[i], i / want[1], i % want[1]);
       } else if (!float_dtype) {
         fail("{} has dtype {}; expected F8_E4M3, BF16, F16 or F32", where, dtype_name(t->dtype));
       } else if (s) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <functional>
 #include <map>
 
@@ -107,6 +109,18 @@ TEST(ModelWeights, ScaleOfWrongShape) {
                          s.shape = {s.shape[1], s.shape[0]};
                        }),
                {kKvB + "_scale_inv", "expected [2, 1]"});
+}
+
+TEST(ModelWeights, ScaleThatIsNotFinite) {
+  for (const float bad : {std::nanf(""), -INFINITY}) {
+    test::TempDir d;
+    expect_error(mutated(d,
+                         [&](Tensors& t) {
+                           auto& s = t[kKvB + "_scale_inv"];
+                           std::memcpy(s.bytes.data() + 4, &bad, 4);  // block [1, 0]
+                         }),
+                 {kKvB + "_scale_inv", "at block [1, 0]", "must be finite"});
+  }
 }
 
 TEST(ModelWeights, ExtraTensorsAreReportedNotFatal) {
