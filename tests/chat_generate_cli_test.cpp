@@ -314,6 +314,24 @@ TEST_F(ChatGenerateCli, GenerationConfigGivesTheDefaults) {
   EXPECT_NE(run("generate --help").out.find("generation_config.json"), std::string::npos);
 }
 
+// A tokenizer with an id the embedding has no row for belongs to another model: chat and serve
+// refused it, generate ran and decoded such ids as other tokens' text.
+TEST_F(ChatGenerateCli, ATokenizerWithIdsBeyondTheVocabularyIsRefused) {
+  const int64_t V = Json::parse(slurp(fs::path(model_) / "config.json"))["vocab_size"].get<int64_t>();
+  Json tj = Json::parse(slurp(fs::path(model_) / "tokenizer.json"));
+  tj["added_tokens"].push_back({{"id", V}, {"content", "<|beyond|>"}, {"single_word", false}, {"lstrip", false},
+                                {"rstrip", false}, {"normalized", false}, {"special", true}});
+  const std::string dir = variant("beyond", {}, {{"tokenizer.json", tj.dump()}});
+  const std::string says = "the tokenizer has token ids up to " + std::to_string(V) + " (tokenizer.json and the added " +
+                           "tokens) but config.json's vocab_size is " + std::to_string(V);
+  RunResult r = run("generate --model " + dir + " --threads 1 --quiet --max-new-tokens 1 --prompt Hi");
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+  r = run("chat --model " + dir + " --threads 1 --quiet --max-new-tokens 1", "Hi\n");
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+}
+
 // What the template needs comes from flags and files: --messages, --tools, --template-kwargs,
 // JSONL prompt files (strings with newlines, message lists, objects with variables).
 TEST_F(ChatGenerateCli, MessagesToolsAndTemplateKwargsReachTheTemplate) {

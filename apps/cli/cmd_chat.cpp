@@ -97,9 +97,7 @@ void run_chat(const ChatArgs& a) {
   // it does not stop a reply (the ranks would disagree about where the reply stopped).
   const bool parallel = r.comm->size() > 1;
   const ModelConfig& config = r.ckpt->config;
-  if (tok.vocab_size() > config.vocab_size)
-    fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,
-         tok.vocab_size(), config.vocab_size);
+  check_tokenizer_fits(tok, config, dir);
   const int64_t ctx = resolve_ctx_size(gen.ctx_size, config);
   const std::vector<int32_t> stop_ids = end_ids(tok, config, gen.ignore_eos, gc);
   LineReader reader;

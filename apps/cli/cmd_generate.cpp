@@ -153,6 +153,7 @@ void run_generate(const GenerateArgs& a) {
     std::fprintf(stderr, "dsv3 generate: sampling defaults from %s (temperature %g, top-p %g, top-k %d, min-p %g)\n",
                  gen.defaults_from.c_str(), double(sampling.temperature), double(sampling.top_p), sampling.top_k,
                  double(sampling.min_p));
+  check_tokenizer_fits(tok, r.ckpt->config, dir);
   const int64_t ctx = resolve_ctx_size(gen.ctx_size, r.ckpt->config);
   const std::vector<int32_t> stop_ids = end_ids(tok, r.ckpt->config, gen.ignore_eos, gc);
 

@@ -230,9 +230,7 @@ void run_serve(const ServeArgs& a) {
   // The MTP layer is bound (mapped, prefetched) only for speculation.
   Runner r = load_runner(dir, a.threads, a.quiet, a.fp8_head, {.mtp = !a.speculative.method.empty()});
   const ModelConfig& config = r.ckpt->config;
-  if (tok.vocab_size() > config.vocab_size)
-    fail("'{}': the tokenizer has {} ids but the model's vocabulary is {}; they do not belong together", dir,
-         tok.vocab_size(), config.vocab_size);
+  check_tokenizer_fits(tok, config, dir);
 
   const KvPlan kv = plan_kv_cache(a, r);
   const CacheLayout& layout = kv.layout;

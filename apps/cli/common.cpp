@@ -74,6 +74,13 @@ uint64_t checkpoint_fingerprint(const LoadedCheckpoint& lc) {
 
 }  // namespace
 
+void check_tokenizer_fits(const Tokenizer& tok, const ModelConfig& config, const std::string& dir) {
+  if (tok.vocab_size() > config.vocab_size)
+    fail("'{}': the tokenizer has token ids up to {} (tokenizer.json and the added tokens) but config.json's "
+         "vocab_size is {}; they do not belong together",
+         dir, tok.vocab_size() - 1, config.vocab_size);
+}
+
 Runner load_runner(const std::string& dir, int threads, bool quiet, bool fp8_head, const LoadOptions& load) {
   Runner r;
   r.comm = open_world_comm();

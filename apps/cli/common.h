@@ -53,6 +53,10 @@ struct Runner {
 Runner load_runner(const std::string& dir, int threads, bool quiet = false, bool fp8_head = false,
                    const LoadOptions& load = {});
 
+// Throws Error when the tokenizer has ids at or beyond config.vocab_size (the embedding has no row
+// for them: a prompt holding one fails, and a generated id decodes to another token's text).
+void check_tokenizer_fits(const Tokenizer& tok, const ModelConfig& config, const std::string& dir);
+
 // Under mpirun every rank runs the same command; these make the inputs only rank 0 has the same
 // everywhere. share_seed: rank 0's seed (a default seed is random per process), so that every
 // rank samples the same tokens. share_line: rank 0's input line (nullopt: end of input; mpirun
