@@ -13,6 +13,7 @@
 #include "base/dtype.h"
 #include "base/error.h"
 #include "io/json_file.h"
+#include "io/model_config.h"
 #include "io/safetensors.h"
 #include "io/safetensors_writer.h"
 #include "weights/fp8_block.h"
@@ -71,6 +72,8 @@ Source open_source(const ConvertOptions& opts) {
   if (fs::exists(s.dir / "config.json")) {
     s.config = read_ordered_json(s.dir / "config.json");
     if (!s.config.is_object()) fail("'{}': not a JSON object", (s.dir / "config.json").string());
+    // The output keeps this config: one the loader would refuse is refused now, not after the copy.
+    ModelConfig::from_json(nlohmann::json::parse(s.config.dump()), (s.dir / "config.json").string());
   }
   for (const auto& n : names) {
     s.shards.push_back(std::make_unique<SafetensorsFile>((s.dir / n).string()));

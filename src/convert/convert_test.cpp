@@ -134,6 +134,26 @@ TEST(Cast, RefusesAnIndexThatNamesTheWrongShard) {
   fs::remove_all(out);
 }
 
+// quantize copied a config.json the loader refuses (num_attention_heads 0) and exited 0.
+TEST(Quantize, RefusesAConfigTheLoaderRefuses) {
+  const fs::path in = temp_dir("quantize_bad_config"), out = temp_dir("quantize_bad_config_out");
+  fs::create_directories(in);
+  for (const auto& e : fs::directory_iterator(kGolden + "v3-tiny-bf16"))
+    if (e.is_regular_file()) fs::copy_file(e.path(), in / e.path().filename());
+  nlohmann::json config = read_json_file((in / "config.json").string());
+  config["num_attention_heads"] = 0;
+  write_text_file((in / "config.json").string(), config.dump());
+  try {
+    quantize_bf16_to_fp8({.in_dir = in.string(), .out_dir = out.string()});
+    ADD_FAILURE() << "quantize accepted num_attention_heads 0";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'num_attention_heads' is 0"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(out / "config.json"));
+  fs::remove_all(in);
+  fs::remove_all(out);
+}
+
 TEST(Quantize, ThenCastStaysWithinFp8Rounding) {
   const fs::path q = temp_dir("quant"), back = temp_dir("quant_back");
   ThreadPool pool(2);
