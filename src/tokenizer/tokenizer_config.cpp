@@ -46,15 +46,15 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
   c.add_eos_token = get_bool(j, "add_eos_token", false, file);
   if (j.contains("model_max_length") && !j["model_max_length"].is_null()) {
     const auto& v = j["model_max_length"];
-    if (v.is_number_integer()) {
-      c.model_max_length = v.get<int64_t>();
-    } else if (v.is_number_float()) {
-      // transformers writes a huge float (1e30) for "no limit".
-      double d = v.get<double>();
-      c.model_max_length = d >= 9.2e18 ? INT64_MAX : static_cast<int64_t>(d);
-    } else {
-      fail("{}: 'model_max_length' must be a number, got {}", file, v.dump());
-    }
+    if (!v.is_number()) fail("{}: 'model_max_length' must be a number, got {}", file, v.dump());
+    // transformers writes a huge number (int(1e30)) for "no limit": beyond int64 it reads as the
+    // largest; a negative one means nothing (and -1e30 does not fit an integer at all).
+    const double d = v.get<double>();
+    if (!(d >= 0)) fail("{}: 'model_max_length' must not be negative, got {}", file, v.dump());
+    if (v.is_number_unsigned())
+      c.model_max_length = int64_t(std::min<uint64_t>(v.get<uint64_t>(), uint64_t(INT64_MAX)));
+    else
+      c.model_max_length = d >= 9.2e18 ? INT64_MAX : v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(d);
   }
   if (j.contains("added_tokens_decoder") && !j["added_tokens_decoder"].is_null()) {
     const auto& d = j["added_tokens_decoder"];

@@ -166,6 +166,28 @@ TEST(Tokenizer, ConfigAcceptsStringsAndAddedTokenObjects) {
   EXPECT_THROW(TokenizerConfig::from_json({{"add_bos_token", "yes"}}, "tokenizer_config.json"), Error);
 }
 
+// model_max_length: transformers' "no limit" (int(1e30), beyond int64 as an integer too) reads as
+// the largest; a negative one is an error naming the field (-1e30, found by fuzz_tokenizer_config,
+// was converted to an integer it does not fit: undefined behaviour).
+TEST(Tokenizer, ModelMaxLengthOfAnySizeOrSign) {
+  auto max_len = [](const char* text) {
+    return *TokenizerConfig::from_json(json::parse(std::string(R"({"model_max_length": )") + text + "}"), "t").model_max_length;
+  };
+  EXPECT_EQ(max_len("16384"), 16384);
+  EXPECT_EQ(max_len("1e30"), INT64_MAX);
+  EXPECT_EQ(max_len("1000000000000000019884624838656"), INT64_MAX);
+  EXPECT_EQ(max_len("18446744073709551615"), INT64_MAX);
+  EXPECT_EQ(max_len("4096.0"), 4096);
+  for (const char* bad : {"-1e30", "-5", "-0.5"}) {
+    try {
+      max_len(bad);
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("t: 'model_max_length' must not be negative"), std::string::npos) << e.what();
+    }
+  }
+}
+
 // transformers' LlamaTokenizer(Fast) constructors default add_bos_token to true; a config of that
 // class without the field must add BOS (before, dsv3 used PreTrainedTokenizerFast's false).
 TEST(Tokenizer, AddBosTokenDefaultsAsTransformersDoes) {
