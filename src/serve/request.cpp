@@ -1,5 +1,6 @@
 #include "serve/request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -366,10 +367,9 @@ ChatRequest parse_chat_request(const Json& body, const SamplingDefaults& default
       if (fn == it->end() || !fn->is_object() || !get_string(*fn, "name", r.tool_choice_name, "tool_choice.function.name"))
         bad_field("tool_choice.function.name", "is required");
       r.tool_choice = ToolChoice::Named;
-      bool listed = false;
-      if (auto tl = body.find("tools"); tl != body.end() && tl->is_array())
-        for (const Json& t : *tl) listed = listed || t["function"]["name"] == r.tool_choice_name;
-      if (!listed && !r.tools.is_null())
+      // r.tools is parsed above (each has function.name).
+      const auto is_chosen = [&](const Json& t) { return t["function"]["name"] == r.tool_choice_name; };
+      if (!r.tools.is_null() && std::none_of(r.tools.begin(), r.tools.end(), is_chosen))
         bad_field("tool_choice.function.name", "'" + r.tool_choice_name + "' is not the name of any of the 'tools'");
     } else {
       wrong_type("tool_choice", "a string or an object", *it);

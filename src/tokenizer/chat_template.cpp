@@ -36,9 +36,7 @@ ChatTemplate::ChatTemplate(const std::string& source, std::string bos_token, std
 
 ChatTemplate ChatTemplate::from_config(const TokenizerConfig& config, const std::string& name,
                                        const jinja::RenderLimits& limits) {
-  const std::string where = config.chat_template_file == "tokenizer_config.json" ? "tokenizer_config.json: chat_template"
-                                                                                 : config.chat_template_file;
-  return with_context(where, [&] {
+  return with_context(config.chat_template_source, [&] {
     return ChatTemplate(config.chat_template(name), config.bos_token.value_or(""), config.eos_token.value_or(""),
                         limits);
   });

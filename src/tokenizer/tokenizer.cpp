@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 
 #include "base/error.h"
 #include "io/json_file.h"
@@ -87,7 +86,7 @@ Tokenizer Tokenizer::load(const std::string& dir, const TokenizerOptions& option
   // transformers reads chat_template.jinja beside the tokenizer files and prefers it.
   if (fs::exists(jinja)) {
     config.chat_templates["default"] = read_text_file(jinja.string());
-    config.chat_template_file = jinja.filename().string();
+    config.chat_template_source = jinja.filename().string();
   }
   if (fs::exists(tj)) return from_json(read_json_file(tj.string()), std::move(config), tj.string());
   const std::string text = read_text_file(tt.string());

@@ -26,8 +26,9 @@ struct TokenizerConfig {
   std::vector<AddedToken> added_tokens_decoder;
   // Named chat templates; a plain string is stored under "default".
   std::map<std::string, std::string> chat_templates;
-  // The file the templates came from, for error messages (chat_template.jinja beside it wins).
-  std::string chat_template_file = "tokenizer_config.json";
+  // Where the templates came from, as template errors name it (chat_template.jinja beside the
+  // config wins over its field).
+  std::string chat_template_source = "tokenizer_config.json: chat_template";
 
   // Parses the JSON object; `file` names it in error messages.
   static TokenizerConfig from_json(const nlohmann::json& j, const std::string& file);
