@@ -25,6 +25,13 @@ fs::path temp_dir(const std::string& name) {
   return p;
 }
 
+// The golden checkpoint `name`'s files copied into `dir` (created), for tests that change them.
+void copy_golden(const std::string& name, const fs::path& dir) {
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(kGolden + name))
+    if (e.is_regular_file()) fs::copy_file(e.path(), dir / e.path().filename());
+}
+
 float element(const TensorInfo& t, int64_t i) {
   switch (t.dtype) {
     case DType::BF16: {
@@ -77,9 +84,7 @@ TEST(Cast, EqualsDeepSeeksCastOfTheGoldenCheckpoint) {
 
 TEST(Cast, CopiesTokenizerFilesAndReportsProgress) {
   const fs::path in = temp_dir("cast_in"), out = temp_dir("cast_tok");
-  fs::create_directories(in);
-  for (const auto& e : fs::directory_iterator(kGolden + "v3-tiny-fp8"))
-    if (e.is_regular_file()) fs::copy_file(e.path(), in / e.path().filename());
+  copy_golden("v3-tiny-fp8", in);
   write_text_file((in / "tokenizer.json").string(), "{}");
   write_text_file((in / "tokenizer_config.json").string(), "{}");
   int64_t calls = 0, last_done = 0, total = 0;
@@ -111,9 +116,7 @@ TEST(Cast, RefusesToOverwriteItsInputAndMissingDirectories) {
 // into its output, which then failed to load; the loader refuses such an index, so cast does too.
 TEST(Cast, RefusesAnIndexThatNamesTheWrongShard) {
   const fs::path in = temp_dir("cast_bad_index"), out = temp_dir("cast_bad_index_out");
-  fs::create_directories(in);
-  for (const auto& e : fs::directory_iterator(kGolden + "v3-tiny-fp8"))
-    if (e.is_regular_file()) fs::copy_file(e.path(), in / e.path().filename());
+  copy_golden("v3-tiny-fp8", in);
   const std::string index_path = (in / "model.safetensors.index.json").string();
   const nlohmann::json index = read_json_file(index_path);
   const std::string name = index["weight_map"].begin().key();
@@ -137,9 +140,7 @@ TEST(Cast, RefusesAnIndexThatNamesTheWrongShard) {
 // quantize copied a config.json the loader refuses (num_attention_heads 0) and exited 0.
 TEST(Quantize, RefusesAConfigTheLoaderRefuses) {
   const fs::path in = temp_dir("quantize_bad_config"), out = temp_dir("quantize_bad_config_out");
-  fs::create_directories(in);
-  for (const auto& e : fs::directory_iterator(kGolden + "v3-tiny-bf16"))
-    if (e.is_regular_file()) fs::copy_file(e.path(), in / e.path().filename());
+  copy_golden("v3-tiny-bf16", in);
   nlohmann::json config = read_json_file((in / "config.json").string());
   config["num_attention_heads"] = 0;
   write_text_file((in / "config.json").string(), config.dump());
